@@ -1,0 +1,3 @@
+"""tlcore: the transfer-learning engine behind the studio. It knows nothing of Streamlit."""
+
+__version__ = "0.1.0"
