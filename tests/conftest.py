@@ -1,12 +1,13 @@
 """Shared fixtures: every test gets its own TL_HOME and an empty Keras cache, and is seeded.
 
-Slow and e2e tests are skipped unless asked for (``--run-slow``, ``--run-e2e``), so the
-default suite stays offline and fast on two cores. Tests that use ../shared/assets skip when it is absent.
+Slow tests are skipped unless asked for (``--run-slow``), so the default suite stays offline
+and fast on two cores. Browser tests (marked ``e2e``) run when Debian's Chromium is installed
+(``.ci/run`` installs it) and skip otherwise. Tests that use ../shared/assets skip when it is
+absent.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -14,19 +15,19 @@ import numpy as np
 import pytest
 
 ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
-MARKERS = {"slow": "--run-slow", "e2e": "--run-e2e"}
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    for marker, option in MARKERS.items():
-        parser.addoption(option, action="store_true", help=f"run tests marked {marker}")
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        for marker, option in MARKERS.items():
-            if marker in item.keywords and not config.getoption(option):
-                item.add_marker(pytest.mark.skip(reason=f"needs {option}"))
+        if "slow" in item.keywords and not config.getoption("--run-slow"):
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
+        if "e2e" in item.keywords and not CHROMIUM.exists():
+            item.add_marker(pytest.mark.skip(reason=f"{CHROMIUM} is missing (apt-get install chromium)"))
 
 
 @pytest.fixture(autouse=True)

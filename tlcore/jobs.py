@@ -1,0 +1,149 @@
+"""Background jobs: training runs in worker processes that outlive the app.
+
+The store is the only channel between the app and the workers: ``submit`` queues a run,
+``dispatch`` starts workers up to the concurrency limit, each worker writes epochs to the
+store and starts the next queued run when it ends. ``reap`` marks runs whose worker died as
+failed, so no run stays "running" forever.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from tlcore.config import RunSpec
+from tlcore.store import RunRecord, RunStore
+
+DEFAULT_MAX_JOBS = 1
+LAUNCH_GRACE_S = 120.0
+
+_children: list[subprocess.Popen] = []
+
+
+def max_jobs() -> int:
+    """Concurrent training jobs allowed (``$TL_MAX_JOBS``; 1 suits a 2-core machine)."""
+    try:
+        return max(1, int(os.environ.get("TL_MAX_JOBS", DEFAULT_MAX_JOBS)))
+    except ValueError:
+        return DEFAULT_MAX_JOBS
+
+
+@dataclass
+class Submission:
+    run: RunRecord
+    reused: bool
+
+
+def submit(
+    spec: RunSpec, store: RunStore | None = None, force: bool = False, owner: str | None = None
+) -> Submission:
+    """Queue ``spec`` (or reuse its finished or active twin) and start workers if there is room."""
+    store = store or RunStore()
+    run, reused = store.create_run(spec, owner=owner, force=force)
+    if not reused:
+        dispatch(store)
+        run = store.get(run.id)
+    return Submission(run, reused)
+
+
+def dispatch(store: RunStore) -> list[str]:
+    """Reap dead workers, then start a worker for each queued run that fits under the limit."""
+    reap(store)
+    started = []
+    for run in store.claim_queued(max_jobs()):
+        process = spawn_worker(store, run.id)
+        store.update(
+            run.id, worker_pid=process.pid, worker_started=psutil.Process(process.pid).create_time()
+        )
+        started.append(run.id)
+    return started
+
+
+def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
+    """Start ``python -m tlcore worker RUN_ID`` in its own session so it survives the app."""
+    log_path = store.artifact_dir(run_id) / "worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TL_HOME": str(store.root)}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tlcore", "worker", run_id],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+    _children.append(process)
+    return process
+
+
+def worker_alive(run: RunRecord) -> bool:
+    """Whether the run's recorded worker process still exists (and is not a recycled pid)."""
+    if run.worker_pid is None:
+        return run.started_at is not None and time.time() - run.started_at < LAUNCH_GRACE_S
+    try:
+        process = psutil.Process(run.worker_pid)
+        same = run.worker_started is None or abs(process.create_time() - run.worker_started) < 1
+        return same and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reap(store: RunStore) -> list[str]:
+    """Mark running runs whose worker died as failed; returns their ids."""
+    for child in list(_children):
+        if child.poll() is not None:
+            _children.remove(child)
+    dead = []
+    for run in store.list_runs(statuses=("running",)):
+        if not worker_alive(run):
+            reason = (
+                f"The worker process (pid {run.worker_pid}) died without finishing the run."
+                if run.worker_pid else "The worker process never started."
+            )
+            store.finish(run.id, "failed", reason + " Launch it again to retrain.")
+            dead.append(run.id)
+    return dead
+
+
+def cancel(run_id: str, store: RunStore | None = None) -> RunRecord:
+    """Stop a run: queued runs at once, running ones at their next batch."""
+    store = store or RunStore()
+    run = store.request_stop(run_id)
+    if run.status == "running" and not worker_alive(run):
+        reap(store)
+    return store.get(run_id)
+
+
+def claim_for_this_process(store: RunStore, run_id: str) -> bool:
+    """Record this process as the run's worker; False when the run already ended (cancelled)."""
+    run = store.get(run_id)
+    if not run.is_active:
+        return False
+    store.update(
+        run_id,
+        status="running",
+        started_at=run.started_at or time.time(),
+        worker_pid=os.getpid(),
+        worker_started=psutil.Process().create_time(),
+    )
+    return True
+
+
+def run_worker(run_id: str, store: RunStore | None = None) -> int:
+    """Body of ``python -m tlcore worker``: train, then hand the slot to the next queued run."""
+    from tlcore.runner import execute_run
+
+    store = store or RunStore()
+    if not claim_for_this_process(store, run_id):
+        return 1
+    run = execute_run(store, run_id)
+    dispatch(store)
+    return 0 if run.status in ("finished", "stopped") else 1

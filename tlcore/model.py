@@ -1,0 +1,111 @@
+"""Classifier = augmentation -> preprocessing -> backbone -> head, and how it is frozen.
+
+The backbone is always called with ``training=False`` so its BatchNorm layers stay in inference
+mode: their moving statistics never change, even when their weights are unfrozen. This is the
+Keras transfer-learning recipe; without it fine-tuning on small data wrecks the pretrained
+statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+
+from tlcore.backbones import ResolvedBackbone
+from tlcore.config import TrainSpec
+
+BACKBONE_LAYER = "backbone"
+HEAD_LAYERS = ("pool", "dropout", "classifier")
+
+AUGMENTATION_FACTORIES: dict[str, Callable[[int], keras.layers.Layer]] = {
+    "flip": lambda seed: keras.layers.RandomFlip("horizontal", seed=seed),
+    "rotation": lambda seed: keras.layers.RandomRotation(0.08, seed=seed),
+    "zoom": lambda seed: keras.layers.RandomZoom(0.15, seed=seed),
+    "contrast": lambda seed: keras.layers.RandomContrast(0.2, seed=seed),
+    "translation": lambda seed: keras.layers.RandomTranslation(0.1, 0.1, seed=seed),
+}
+
+
+def build_augmentation(names: tuple[str, ...], seed: int) -> keras.Sequential | None:
+    """Random augmentation layers; Keras activates them only while training."""
+    if not names:
+        return None
+    return keras.Sequential(
+        [AUGMENTATION_FACTORIES[name](seed + i) for i, name in enumerate(names)],
+        name="augment",
+    )
+
+
+@dataclass(frozen=True)
+class FreezePolicy:
+    """Which backbone layers train.
+
+    Attributes:
+        trainable_top: ``None`` trains every layer (scratch), ``0`` freezes the backbone
+            (feature extraction), ``n`` unfreezes the top ``n`` layers (fine-tuning).
+    """
+
+    trainable_top: int | None
+
+    @classmethod
+    def for_finetune(cls, backbone: keras.Model, layers: int | None, fraction: float) -> "FreezePolicy":
+        count = len(backbone.layers)
+        top = layers if layers is not None else math.ceil(fraction * count)
+        return cls(trainable_top=max(1, min(top, count)))
+
+    def apply(self, backbone: keras.Model) -> None:
+        """Set ``trainable`` on the backbone's layers; recompile afterwards."""
+        if self.trainable_top is None:
+            backbone.trainable = True
+            return
+        if self.trainable_top == 0 or len(backbone.layers) <= 1:
+            backbone.trainable = self.trainable_top != 0
+            return
+        backbone.trainable = True
+        first_trainable = len(backbone.layers) - self.trainable_top
+        for index, layer in enumerate(backbone.layers):
+            layer.trainable = index >= first_trainable
+
+    def describe(self) -> str:
+        if self.trainable_top is None:
+            return "all layers trainable"
+        if self.trainable_top == 0:
+            return "backbone frozen"
+        return f"top {self.trainable_top} backbone layers trainable"
+
+
+def build_classifier(
+    backbone: ResolvedBackbone, num_classes: int, image_size: int, train: TrainSpec
+) -> keras.Model:
+    """The full model, taking float RGB images in [0, 255] of ``image_size`` pixels."""
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    augmentation = build_augmentation(train.augmentations, train.seed)
+    if augmentation is not None:
+        x = augmentation(x)
+    x = backbone.preprocess(x)
+    backbone.model.name = BACKBONE_LAYER
+    x = backbone.model(x, training=False)
+    x = build_head(x, num_classes, train.dropout)
+    return keras.Model(inputs, x, name="classifier")
+
+
+def build_head(features: keras.KerasTensor, num_classes: int, dropout: float) -> keras.KerasTensor:
+    """Pooling (for feature maps), dropout and the softmax layer."""
+    if len(features.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    else:
+        x = keras.layers.Identity(name="pool")(features)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    return keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    return model.get_layer(BACKBONE_LAYER)
+
+
+def count_params(weights: list) -> int:
+    return int(sum(math.prod(w.shape) for w in weights))

@@ -1,0 +1,133 @@
+"""Execute one stored run: data -> backbone -> model -> train -> evaluate -> artifacts.
+
+Used by the background worker and by ``python -m tlcore train`` in the foreground, so both
+write the same records. A run is marked finished only after its artifacts are completely on
+disk; any failure leaves it failed with a reason, never running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from tlcore.errors import TLError
+from tlcore.evaluate import EvalReport, evaluate
+from tlcore.store import EpochRecord, RunRecord, RunStore
+from tlcore.train import RunResult, train
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 1.0
+STOP_POLL_INTERVAL_S = 0.5
+
+
+class _Throttle:
+    """Lets a call through at most once per interval, so per-batch hooks stay cheap."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = -float("inf")
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+
+def execute_run(
+    store: RunStore,
+    run_id: str,
+    on_batch: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> RunRecord:
+    """Train the stored run ``run_id`` and record everything in ``store``."""
+    run = store.get(run_id)
+    total_epochs = run.spec.train.total_epochs
+    done_epochs = 0
+    progress_gate, stop_gate = _Throttle(PROGRESS_INTERVAL_S), _Throttle(STOP_POLL_INTERVAL_S)
+    stop_seen = False
+
+    def record_epoch(record: EpochRecord) -> None:
+        nonlocal done_epochs
+        done_epochs = record.epoch
+        store.add_epoch(run_id, record)
+        store.update(run_id, progress=done_epochs / total_epochs)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    def record_batch(batch: int, steps: int) -> None:
+        if on_batch is not None:
+            on_batch(batch, steps)
+        if steps and progress_gate.ready():
+            store.update(run_id, progress=(done_epochs + batch / steps) / total_epochs)
+
+    def should_stop() -> bool:
+        nonlocal stop_seen
+        if not stop_seen and stop_gate.ready():
+            stop_seen = store.stop_requested(run_id)
+        return stop_seen
+
+    store.clear_epochs(run_id)
+    try:
+        result = train(
+            run.spec,
+            on_epoch=record_epoch,
+            should_stop=should_stop,
+            on_batch=record_batch,
+            on_note=lambda text: store.add_note(run_id, text),
+        )
+        if result.history:
+            report = evaluate(result.model, result.bundle.test, result.bundle.class_names)
+            save_artifacts(store, run_id, result, report)
+        store.finish(run_id, result.status)
+    except TLError as exc:
+        store.finish(run_id, "failed", str(exc))
+    except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
+        log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+        store.finish(run_id, "failed", f"Internal error ({type(exc).__name__}): {exc}")
+    return store.get(run_id)
+
+
+def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: EvalReport) -> None:
+    """Write model, report, class names and mistake thumbnails; the summary goes last."""
+    folder = store.artifact_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_tmp = folder / "model.partial.keras"
+    result.model.save(model_tmp)
+    os.replace(model_tmp, store.model_path(run_id))
+    store.write_json(run_id, "report.json", report.to_dict())
+    store.write_json(run_id, "class_names.json", result.bundle.class_names)
+    save_mistake_thumbnails(store, run_id, result, report)
+    best_val = max((e.val_accuracy for e in result.history), default=None)
+    store.update(
+        run_id,
+        summary={
+            **report.summary(),
+            "best_val_accuracy": best_val,
+            "trainable_params": result.trainable_params,
+            "total_params": result.total_params,
+            "train_seconds": result.seconds,
+            "epochs": len(result.history),
+            "num_classes": len(result.bundle.class_names),
+            "counts": result.bundle.counts(),
+        },
+    )
+
+
+def save_mistake_thumbnails(
+    store: RunStore, run_id: str, result: RunResult, report: EvalReport
+) -> None:
+    """Keep the images of the worst mistakes: TFDS and builtin images have no file to show."""
+    folder = store.artifact_dir(run_id) / "mistakes"
+    folder.mkdir(exist_ok=True)
+    for rank, mistake in enumerate(report.mistakes):
+        pixels = np.asarray(result.bundle.test.images[mistake.index], dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{rank:02d}.png")

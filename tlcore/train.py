@@ -1,0 +1,253 @@
+"""Training: ``train(spec, on_epoch, should_stop) -> RunResult``.
+
+Every strategy is a list of stages (frozen head training, fine-tuning); each stage sets a
+freezing policy, recompiles with its own learning rate and fits, with epochs numbered on
+across stages. Progress leaves through a Keras callback, as in keras-tuner.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tlcore.backbones import build_backbone
+from tlcore.config import RunSpec, TrainSpec
+from tlcore.data import DatasetBundle, Split, load_dataset
+from tlcore.model import FreezePolicy, backbone_of, build_classifier, count_params
+from tlcore.store import EpochRecord
+
+EpochCallback = Callable[[EpochRecord], None]
+BatchCallback = Callable[[int, int], None]
+StopCheck = Callable[[], bool]
+
+OPTIMIZER_FACTORIES: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
+    "adam": lambda lr: keras.optimizers.Adam(lr),
+    "adamw": lambda lr: keras.optimizers.AdamW(lr),
+    "sgd": lambda lr: keras.optimizers.SGD(lr, momentum=0.9),
+    "rmsprop": lambda lr: keras.optimizers.RMSprop(lr),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One fit call: a name, how many epochs, what trains, at which learning rate."""
+
+    name: str
+    epochs: int
+    policy: FreezePolicy
+    learning_rate: float
+
+
+@dataclass
+class RunResult:
+    """What training produced; ``status`` is ``finished`` or ``stopped``."""
+
+    status: str
+    model: keras.Model
+    bundle: DatasetBundle
+    history: list[EpochRecord]
+    notes: list[str] = field(default_factory=list)
+    trainable_params: int = 0
+    total_params: int = 0
+    seconds: float = 0.0
+
+
+def plan_stages(train: TrainSpec, backbone: keras.Model) -> list[Stage]:
+    """The strategy as stages; fine-tuning always uses the lower learning rate."""
+    finetune = FreezePolicy.for_finetune(backbone, train.fine_tune_layers, train.fine_tune_fraction)
+    frozen = FreezePolicy(trainable_top=0)
+    plans = {
+        "scratch": [Stage("scratch", train.epochs, FreezePolicy(None), train.learning_rate)],
+        "frozen": [Stage("frozen", train.epochs, frozen, train.learning_rate)],
+        "finetune": [Stage("finetune", train.epochs, finetune, train.fine_tune_learning_rate)],
+        "frozen_then_finetune": [
+            Stage("frozen", train.epochs, frozen, train.learning_rate),
+            Stage("finetune", train.fine_tune_epochs, finetune, train.fine_tune_learning_rate),
+        ],
+    }
+    return plans[train.strategy]
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Weights inversely proportional to class frequency, averaging 1 over the images."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    counts[counts == 0] = 1.0
+    return {i: float(len(labels) / (num_classes * c)) for i, c in enumerate(counts)}
+
+
+def as_tf_dataset(split: Split, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
+    """Batches of float images; shuffled each epoch (deterministically) when a seed is given."""
+    ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class ProgressReporter(keras.callbacks.Callback):
+    """Turns Keras' logs into :class:`EpochRecord` events and honours stop requests.
+
+    A stop request is checked after every batch, so a run stops within one batch. Keras still
+    calls ``on_epoch_end`` for the cut-short epoch; that epoch is not reported, so the history
+    only holds finished epochs.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        images_per_epoch: int,
+        on_epoch: EpochCallback | None,
+        should_stop: StopCheck | None,
+        on_batch: BatchCallback | None,
+    ) -> None:
+        super().__init__()
+        self.stage = stage
+        self.images_per_epoch = images_per_epoch
+        self.on_epoch = on_epoch
+        self.should_stop = should_stop
+        self.on_batch = on_batch
+        self.stopped = False
+        self.history: list[EpochRecord] = []
+        self._epoch_start = 0.0
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+        self._steps = self.params.get("steps") or 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.on_batch is not None:
+            self.on_batch(batch + 1, self._steps)
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.stopped:
+            return
+        logs = logs or {}
+        seconds = time.perf_counter() - self._epoch_start
+        record = EpochRecord(
+            epoch=epoch + 1,
+            stage=self.stage,
+            loss=float(logs.get("loss", np.nan)),
+            accuracy=float(logs.get("accuracy", np.nan)),
+            val_loss=float(logs.get("val_loss", np.nan)),
+            val_accuracy=float(logs.get("val_accuracy", np.nan)),
+            learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            seconds=seconds,
+            images_per_second=self.images_per_epoch / seconds if seconds > 0 else 0.0,
+        )
+        self.history.append(record)
+        if self.on_epoch is not None:
+            self.on_epoch(record)
+
+
+def compile_for_stage(model: keras.Model, train: TrainSpec, learning_rate: float) -> None:
+    model.compile(
+        optimizer=OPTIMIZER_FACTORIES[train.optimizer](learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def _one_hot(split: Split, num_classes: int) -> Split:
+    labels = np.eye(num_classes, dtype=np.float32)[split.labels]
+    return Split(images=split.images, labels=labels, ids=split.ids)
+
+
+def train(
+    spec: RunSpec,
+    on_epoch: EpochCallback | None = None,
+    should_stop: StopCheck | None = None,
+    on_batch: BatchCallback | None = None,
+    bundle: DatasetBundle | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Train the classifier that ``spec`` describes.
+
+    Args:
+        spec: The run. Validated here.
+        on_epoch: Called with each finished epoch.
+        should_stop: Polled after every batch; returning True ends the run as ``stopped``.
+        on_batch: Called with (batches done, batches per epoch) for progress bars.
+        bundle: Already loaded data, to skip loading (the caller loaded it for a preview).
+        on_note: Called with remarks worth keeping in the run's log (weight fallbacks, ...).
+
+    Returns:
+        The trained model, its history and the data it was trained on.
+    """
+    spec.validate()
+    started = time.perf_counter()
+    keras.utils.set_random_seed(spec.train.seed)
+    notes: list[str] = []
+
+    def note(text: str) -> None:
+        notes.append(text)
+        if on_note is not None:
+            on_note(text)
+
+    if bundle is None:
+        bundle = load_dataset(spec.dataset)
+    for warning in bundle.warnings:
+        note(warning)
+    resolved = build_backbone(spec.backbone, spec.dataset.image_size)
+    for remark in resolved.notes:
+        note(remark)
+
+    num_classes = len(bundle.class_names)
+    model = build_classifier(resolved, num_classes, spec.dataset.image_size, spec.train)
+    backbone = backbone_of(model)
+    train_split = _one_hot(bundle.train, num_classes)
+    val_split = _one_hot(bundle.val, num_classes)
+    train_ds = as_tf_dataset(train_split, spec.train.batch_size, shuffle_seed=spec.train.seed)
+    val_ds = as_tf_dataset(val_split, spec.train.batch_size, shuffle_seed=None)
+    class_weight = (
+        balanced_class_weights(bundle.train.labels, num_classes) if spec.train.class_weights else None
+    )
+
+    history: list[EpochRecord] = []
+    status = "finished"
+    for stage in plan_stages(spec.train, backbone):
+        stage.policy.apply(backbone)
+        compile_for_stage(model, spec.train, stage.learning_rate)
+        note(f"Stage {stage.name}: {stage.policy.describe()}, learning rate {stage.learning_rate:g}, "
+             f"{count_params(model.trainable_weights):,} trainable parameters.")
+        reporter = ProgressReporter(stage.name, len(bundle.train), on_epoch, should_stop, on_batch)
+        callbacks: list[keras.callbacks.Callback] = [reporter]
+        if spec.train.early_stopping_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=spec.train.early_stopping_patience,
+                restore_best_weights=True,
+            ))
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=len(history) + stage.epochs,
+            initial_epoch=len(history),
+            class_weight=class_weight,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        history.extend(reporter.history)
+        if reporter.stopped:
+            status = "stopped"
+            break
+
+    return RunResult(
+        status=status,
+        model=model,
+        bundle=bundle,
+        history=history,
+        notes=notes,
+        trainable_params=count_params(model.trainable_weights),
+        total_params=count_params(model.weights),
+        seconds=time.perf_counter() - started,
+    )
