@@ -1,9 +1,13 @@
 """Classifier = augmentation -> preprocessing -> backbone -> head, and how it is frozen.
 
-The backbone is always called with ``training=False`` so its BatchNorm layers stay in inference
-mode: their moving statistics never change, even when their weights are unfrozen. This is the
-Keras transfer-learning recipe; without it fine-tuning on small data wrecks the pretrained
-statistics.
+A pretrained backbone's BatchNorm layers always run in inference mode: their moving statistics
+never change, even when the layers around them are unfrozen. Without that, fine-tuning on small
+data wrecks the pretrained statistics (the Keras transfer-learning recipe). Calling the backbone
+with ``training=False`` is not enough in Keras 3: a functional model passes the outer
+``training=True`` of ``fit`` down to every nested call. A BatchNormalization layer with
+``trainable=False`` does run in inference mode, so :class:`FreezePolicy` keeps them untrainable.
+A scratch backbone has no statistics worth keeping, and freezing BatchNorm at its initial values
+would cripple the baseline, so scratch trains BatchNorm normally.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class FreezePolicy:
     Attributes:
         trainable_top: ``None`` trains every layer (scratch), ``0`` freezes the backbone
             (feature extraction), ``n`` unfreezes the top ``n`` layers (fine-tuning).
+            BatchNorm layers stay frozen unless every layer trains.
     """
 
     trainable_top: int | None
@@ -67,7 +72,8 @@ class FreezePolicy:
         backbone.trainable = True
         first_trainable = len(backbone.layers) - self.trainable_top
         for index, layer in enumerate(backbone.layers):
-            layer.trainable = index >= first_trainable
+            is_batchnorm = isinstance(layer, keras.layers.BatchNormalization)
+            layer.trainable = index >= first_trainable and not is_batchnorm
 
     def describe(self) -> str:
         if self.trainable_top is None:
@@ -88,7 +94,7 @@ def build_classifier(
         x = augmentation(x)
     x = backbone.preprocess(x)
     backbone.model.name = BACKBONE_LAYER
-    x = backbone.model(x, training=False)
+    x = backbone.model(x)
     x = build_head(x, num_classes, train.dropout)
     return keras.Model(inputs, x, name="classifier")
 

@@ -234,6 +234,7 @@ def train(
             initial_epoch=len(history),
             class_weight=class_weight,
             callbacks=callbacks,
+            shuffle=False,
             verbose=0,
         )
         history.extend(reporter.history)

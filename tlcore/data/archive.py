@@ -1,0 +1,211 @@
+"""``zip:PATH``: a zip of class folders, extracted safely once and then read as a folder.
+
+Archives come from uploads, so extraction trusts nothing in them: member paths are checked
+before anything is written, links are refused, and sizes are counted from the bytes
+actually inflated (a zip bomb's headers can claim anything). Extraction happens in a
+staging folder that is renamed into place only when complete, so a refused archive
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from tlcore.config import DatasetSpec
+from tlcore.data.bundle import DatasetBundle, Progress
+from tlcore.data.folder import (
+    has_visible_files,
+    load_class_tree,
+    resolve_allowed,
+    visible_subfolders,
+)
+from tlcore.errors import DatasetError, UploadError
+from tlcore.paths import data_roots, subdir, tl_home
+
+MAX_EXTRACTED_BYTES = 2 * 1024**3
+"""Largest total size an archive may inflate to."""
+
+MAX_ARCHIVE_FILES = 50_000
+"""Most entries an archive may hold."""
+
+_CHUNK = 1024 * 1024
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def load_zip(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBundle:
+    """Extract ``zip:PATH`` (once per distinct archive) and load its class folders.
+
+    The archive may hold the class folders at its top level or inside one enclosing
+    folder (``flowers/daisy/...``), as zipping a dataset folder usually produces.
+
+    Raises:
+        DatasetError: The path is outside the allowed folders or is not a file, or the
+            classes cannot be split.
+        UploadError: The archive is corrupt or unsafe.
+    """
+    archive = resolve_allowed(spec.location, [*data_roots(), tl_home()])
+    if not archive.is_file():
+        raise DatasetError(
+            f"Zip archive {spec.location!r} does not exist or is not a file.",
+            "Give the path of a .zip file that holds one folder per class.",
+        )
+    extracted = subdir("uploads") / _sha256(archive)[:16]
+    if not extracted.is_dir():
+        safe_extract(archive, extracted)
+    return load_class_tree(_class_root(extracted), [extracted], spec, progress)
+
+
+def safe_extract(
+    zip_path: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    max_total_bytes: int = MAX_EXTRACTED_BYTES,
+    max_files: int = MAX_ARCHIVE_FILES,
+) -> Path:
+    """Extract a zip archive into ``dest``, refusing anything unsafe.
+
+    Args:
+        zip_path: The archive.
+        dest: Folder to create with the archive's contents. If another process creates it
+            first (extracting the same archive), its copy is kept.
+        max_total_bytes: Most bytes all members may inflate to, counted while writing.
+        max_files: Most entries the archive may hold.
+
+    Returns:
+        ``dest`` as a Path.
+
+    Raises:
+        UploadError: The archive is corrupt, encrypted, too large, has too many entries,
+            or holds an absolute path, a ``..`` component, a drive letter or a link.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        with _as_upload_error(), zipfile.ZipFile(zip_path) as archive:
+            _extract_members(archive, staging, max_total_bytes, max_files)
+        _publish(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+@contextmanager
+def _as_upload_error() -> Iterator[None]:
+    """Turn the many ways zipfile reports a damaged archive into one UploadError."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+        raise UploadError(
+            f"The archive could not be read: {exc}.",
+            "Re-create it as a standard, unencrypted .zip and upload it again.",
+        ) from exc
+    except RuntimeError as exc:  # zipfile's signal for encrypted members
+        raise UploadError(
+            f"The archive could not be read: {exc}.", "Upload an archive without a password."
+        ) from exc
+
+
+def _extract_members(
+    archive: zipfile.ZipFile, staging: Path, max_total_bytes: int, max_files: int
+) -> None:
+    """Check every member first, then write them while counting inflated bytes."""
+    members = archive.infolist()
+    if len(members) > max_files:
+        raise UploadError(
+            f"The archive holds {len(members)} entries; at most {max_files} are allowed.",
+            "Split the dataset into smaller archives or use a folder on the server.",
+        )
+    targets = [(info, _member_path(info)) for info in members]
+    written = 0
+    for info, relative in targets:
+        if relative is None:
+            continue
+        target = staging.joinpath(*relative.parts)
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = _copy_capped(archive, info, target, written, max_total_bytes)
+
+
+def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
+    """The member's safe relative path, or None for a member naming the root itself.
+
+    Raises:
+        UploadError: The member is a link, or its path is absolute, has a drive letter or
+            climbs out with ``..``.
+    """
+    name = info.filename.replace("\\", "/")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UploadError(
+            f"The archive contains a symbolic link ({info.filename!r}).",
+            "Archive the real files instead of links to them.",
+        )
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if name.startswith("/") or _DRIVE.match(name) or ".." in parts:
+        raise UploadError(
+            f"The archive contains an unsafe path ({info.filename!r}).",
+            "Archives may only hold relative paths inside themselves; re-create it from "
+            "the dataset folder.",
+        )
+    return PurePosixPath(*parts) if parts else None
+
+
+def _copy_capped(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, written: int, cap: int
+) -> int:
+    """Inflate one member into ``target``; return the running total of bytes written."""
+    with archive.open(info) as source, open(target, "wb") as sink:
+        while chunk := source.read(_CHUNK):
+            written += len(chunk)
+            if written > cap:
+                raise UploadError(
+                    f"The archive inflates to more than {cap / 2**20:.0f} MB.",
+                    "Upload a smaller dataset or use a folder on the server.",
+                )
+            sink.write(chunk)
+    return written
+
+
+def _publish(staging: Path, dest: Path) -> None:
+    """Move the finished extraction into place; keep a copy another process published."""
+    try:
+        staging.rename(dest)
+    except OSError:
+        if not dest.is_dir():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _class_root(extracted: Path) -> Path:
+    """The folder whose sub-folders are the classes, skipping enclosing folders.
+
+    Descends while a folder holds exactly one visible sub-folder and no visible files
+    (``__MACOSX`` and hidden entries do not count).
+    """
+    root = extracted
+    while True:
+        subfolders = visible_subfolders(root)
+        if len(subfolders) != 1 or has_visible_files(root):
+            return root
+        root = subfolders[0]
+
+
+def _sha256(path: Path) -> str:
+    """Digest of the archive's bytes: equal uploads share one extraction."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

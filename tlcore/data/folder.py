@@ -1,0 +1,127 @@
+"""``folder:PATH``: one sub-folder of images per class.
+
+On a shared server the path is typed by a user, so it must resolve (symlinks followed)
+inside one of the data roots, and every image file must too: a link inside a class folder
+that points elsewhere is skipped, not read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tlcore.config import DatasetSpec
+from tlcore.data.assemble import Catalogue, bundle_from_catalogue
+from tlcore.data.bundle import DatasetBundle, Progress
+from tlcore.errors import BadImageError, DatasetError
+from tlcore.images import IMAGE_EXTENSIONS, load_image
+from tlcore.paths import data_roots
+
+IGNORED_FOLDERS = ("__MACOSX",)
+"""Folders that archivers add and that never hold a class (hidden ones are skipped too)."""
+
+
+def load_folder(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBundle:
+    """Load ``folder:PATH``, a folder with one sub-folder of images per class.
+
+    Raises:
+        DatasetError: The folder is outside the data roots, missing, not a folder, or its
+            classes cannot be split.
+    """
+    roots = data_roots()
+    root = resolve_allowed(spec.location, roots)
+    if not root.is_dir():
+        raise DatasetError(
+            f"{spec.location!r} {'is not a folder' if root.exists() else 'does not exist'}.",
+            "Give the folder that holds one sub-folder per class (use zip:PATH for archives).",
+        )
+    return load_class_tree(root, roots, spec, progress)
+
+
+def load_class_tree(
+    root: Path, allowed: Sequence[Path], spec: DatasetSpec, progress: Progress | None = None
+) -> DatasetBundle:
+    """Load the class folders under ``root``; files must resolve inside ``allowed``.
+
+    Image files are found recursively in each class folder (extensions from
+    :data:`~tlcore.images.IMAGE_EXTENSIONS`, any case); hidden files and folders and other
+    files are ignored. Files that fail to decode end up in ``bundle.skipped``.
+    """
+    class_dirs = visible_subfolders(root)
+    files = [_image_files(class_dir) for class_dir in class_dirs]
+    paths = [path for class_files in files for path in class_files]
+    catalogue = Catalogue(
+        ids=[printable(path.relative_to(root).as_posix()) for path in paths],
+        labels=np.repeat(np.arange(len(files), dtype=np.int32), [len(f) for f in files]),
+        class_names=[printable(d.name) for d in class_dirs],
+    )
+
+    def read(index: int) -> np.ndarray:
+        if not is_inside(paths[index].resolve(), allowed):
+            raise BadImageError("It links to a file outside the allowed data folders.")
+        return load_image(paths[index], spec.image_size)
+
+    return bundle_from_catalogue(catalogue, read, spec, progress)
+
+
+def resolve_allowed(location: str, roots: Sequence[Path]) -> Path:
+    """Resolve a user-given path and refuse it unless it lies inside one of ``roots``.
+
+    Raises:
+        DatasetError: The resolved path is outside every root.
+    """
+    path = Path(location).expanduser().resolve()
+    if not is_inside(path, roots):
+        raise DatasetError(
+            f"{location!r} is outside the folders datasets may be read from "
+            f"({', '.join(str(r) for r in roots)}).",
+            "Move the data under one of them, or set TL_DATA_ROOT (paths separated by "
+            f"{os.pathsep!r}) to allow other folders.",
+        )
+    return path
+
+
+def is_inside(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether an already resolved ``path`` is one of ``roots`` or lies below one."""
+    return any(path.is_relative_to(root) for root in roots)
+
+
+def visible_subfolders(folder: Path) -> list[Path]:
+    """Sub-folders that can be classes, sorted by name."""
+    return sorted(
+        (entry for entry in folder.iterdir() if entry.is_dir() and _is_visible(entry.name)),
+        key=lambda entry: entry.name,
+    )
+
+
+def has_visible_files(folder: Path) -> bool:
+    """Whether ``folder`` directly holds any file that is not hidden."""
+    return any(entry.is_file() and _is_visible(entry.name) for entry in folder.iterdir())
+
+
+def printable(name: str) -> str:
+    r"""A file name that can always be shown and stored as UTF-8.
+
+    Names that are not valid UTF-8 arrive as surrogate escapes, which crash on encoding;
+    their bad bytes are spelled as ``\xNN`` instead, which keeps distinct names distinct.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    """Visible image files anywhere below ``class_dir``, sorted by path."""
+    found = []
+    for folder, subfolders, names in os.walk(class_dir):
+        subfolders[:] = [name for name in subfolders if _is_visible(name)]
+        found.extend(
+            Path(folder, name) for name in names
+            if _is_visible(name) and name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    return sorted(found)
+
+
+def _is_visible(name: str) -> bool:
+    return not name.startswith(".") and name not in IGNORED_FOLDERS

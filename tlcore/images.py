@@ -1,0 +1,210 @@
+"""The one place where an image is decoded: dataset files, uploads and predictions alike.
+
+Every image the studio sees may be hostile (a user upload, a file in a shared folder), and a
+model only behaves the same in training and in prediction when both read pixels the same way.
+So there is exactly one decoder, :func:`load_image`, and it returns the same thing for every
+input: a ``uint8`` RGB array of shape ``(H, W, 3)``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tlcore.errors import BadImageError, ConfigError, UploadError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+"""File name endings (compared case-insensitively) that dataset loaders treat as images."""
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+"""Decoders PIL may use; the others (PSD, TGA, EPS, ...) are more attack surface than use."""
+
+MAX_IMAGE_PIXELS = 40_000_000
+"""Largest declared width x height accepted; a 40 MP photo is large, anything above is suspect."""
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+"""Largest single image upload, checked by :func:`check_upload_size` before decoding."""
+
+# PIL checks this at open time, from the header, before any pixel is decoded: above it PIL
+# warns, above twice it raises DecompressionBombError. The warning band is closed by
+# _check_pixel_count, which keeps this thread-safe (a warnings filter per call would not be).
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+_WHITE = (255, 255, 255)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+ImageSource = bytes | str | os.PathLike[str] | np.ndarray
+
+
+def load_image(source: ImageSource, size: int | None = None) -> np.ndarray:
+    """Decode any accepted image source into upright 8-bit RGB pixels.
+
+    Args:
+        source: Encoded bytes, a file path, or a pixel array. Arrays may be ``HxW``,
+            ``HxWx1``, ``HxWx3`` or ``HxWx4``; ``uint8`` arrays are taken as is. Both float
+            conventions are common, so float arrays whose maximum is at most 1 are read as
+            0..1 and other float arrays as 0..255 (an all-dark 0..255 image whose brightest
+            pixel is 1 would be misread; that is the price of accepting both). Other integer
+            arrays are read as 0..255, clipped. Four channels are RGBA.
+        size: When given, the image is resized to ``size x size`` (bilinear, no crop) so
+            that training and prediction see the same geometry.
+
+    Returns:
+        A ``uint8`` array of shape ``(H, W, 3)`` (``(size, size, 3)`` when size is given).
+
+    Raises:
+        BadImageError: The source is empty, not an image, corrupt, truncated, in a format
+            that is not allowed, or declares more than :data:`MAX_IMAGE_PIXELS` pixels.
+        ConfigError: ``size`` is not a positive number of pixels.
+    """
+    if size is not None and size < 1:
+        raise ConfigError(f"Image size must be a positive number of pixels, got {size}.")
+    image = _image_from_array(source) if isinstance(source, np.ndarray) else _decode(source)
+    with _as_bad_image("The image could not be converted"):
+        if size is not None:
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        return np.array(image, dtype=np.uint8)
+
+
+def check_upload_size(
+    n_bytes: int,
+    limit: int = MAX_UPLOAD_BYTES,
+    hint: str = "Resize or re-compress the image and upload it again.",
+) -> None:
+    """Refuse an upload before reading it when it is larger than ``limit`` bytes.
+
+    Args:
+        n_bytes: Size of the upload.
+        limit: Largest size accepted; images use :data:`MAX_UPLOAD_BYTES`, other kinds of
+            upload (archives) pass their own cap.
+        hint: What the user can do about it.
+
+    Raises:
+        UploadError: The upload is too large.
+    """
+    if n_bytes > limit:
+        raise UploadError(
+            f"The file is {n_bytes / 2**20:.1f} MB; uploads of this kind may be at most "
+            f"{limit / 2**20:.0f} MB.",
+            hint,
+        )
+
+
+@contextmanager
+def _as_bad_image(what: str) -> Iterator[None]:
+    """Turn whatever PIL raises on malformed data into one BadImageError.
+
+    PIL signals bad input with many exception types (OSError, ValueError, SyntaxError,
+    struct.error, EOFError, DecompressionBombError, ...), so the catch has to be broad;
+    callers only ever see BadImageError.
+    """
+    try:
+        yield
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels() from exc
+    except UnidentifiedImageError as exc:
+        raise BadImageError(
+            f"{what}: it is not a {', '.join(ALLOWED_FORMATS)} image.",
+            "Convert it to JPEG or PNG, or remove it.",
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - see docstring: PIL has no common base error
+        raise BadImageError(
+            f"{what}: {str(exc) or type(exc).__name__}.",
+            "Check that the file is a complete JPEG, PNG, WebP, BMP or GIF image.",
+        ) from exc
+
+
+def _too_many_pixels() -> BadImageError:
+    return BadImageError(
+        f"The image declares more than {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels.",
+        "Downscale it before using it; images this large are refused as a safety measure.",
+    )
+
+
+def _decode(source: bytes | str | os.PathLike[str]) -> Image.Image:
+    """Open, fully decode and normalise an encoded image (bytes or path)."""
+    if isinstance(source, bytes):
+        if not source:
+            raise BadImageError("The image is empty (0 bytes).", "Upload a real image file.")
+        stream: io.BytesIO | str = io.BytesIO(source)
+    else:
+        stream = os.fspath(source)
+        with _as_bad_image("The file could not be read"):
+            if os.path.getsize(stream) == 0:
+                raise BadImageError(f"{stream!r} is empty (0 bytes).", "Replace or remove it.")
+    with (
+        _as_bad_image("The image could not be decoded"),
+        Image.open(stream, formats=ALLOWED_FORMATS) as opened,
+    ):
+        _check_pixel_count(opened)
+        opened.load()  # Decode now, inside the guard: truncation shows up here.
+        return _to_rgb(ImageOps.exif_transpose(opened))
+
+
+def _check_pixel_count(image: Image.Image) -> None:
+    """Refuse declared sizes PIL would only warn about (see the MAX_IMAGE_PIXELS note)."""
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise _too_many_pixels()
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Bring any decoded mode to 8-bit RGB.
+
+    Transparent pixels are composited onto white, as viewers show them, rather than taking
+    whatever colour happens to be stored under alpha 0. 16-bit grey is scaled, not
+    clipped, so a 16-bit scan does not come out almost white.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "I":
+        return _deep_grey_to_rgb(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _WHITE + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _deep_grey_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16-bit grey to 0..255 and repeat it into RGB.
+
+    ``I`` (32-bit) data, which older Pillow versions give for 16-bit PNGs, is taken as
+    16-bit when any value exceeds 255 and as 8-bit otherwise.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    full_scale = 65535.0 if image.mode in _SIXTEEN_BIT_MODES or values.max() > 255 else 255.0
+    grey = np.clip(np.rint(values * (255.0 / full_scale)), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([grey] * 3, axis=-1))
+
+
+def _image_from_array(array: np.ndarray) -> Image.Image:
+    """Validate a pixel array and wrap it as a PIL image for the shared conversion path."""
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
+        raise BadImageError(
+            f"An image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {array.shape}.",
+        )
+    if array.size == 0:
+        raise BadImageError(f"The image array is empty (shape {array.shape}).")
+    return _to_rgb(Image.fromarray(_to_uint8(array)))
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Map array values to 0..255 ``uint8`` following the conventions in :func:`load_image`."""
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise BadImageError("The image array contains NaN or infinite values.")
+    if np.issubdtype(array.dtype, np.floating) and values.max() <= 1.0:
+        values = values * 255.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
