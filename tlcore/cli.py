@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from tlcore.config import STRATEGIES, BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 from tlcore.errors import TLError
+from tlcore.jobs import check_spec
 from tlcore.store import EpochRecord, RunRecord, RunStore
 
 EXIT_USER_ERROR = 2
@@ -74,7 +75,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         ),
         name=args.name,
     )
-    return spec.validate()
+    return check_spec(spec)
 
 
 def run_payload(store: RunStore, run: RunRecord) -> dict[str, Any]:
@@ -147,7 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         claim_for_this_process(store, run.id)
         bar = _EpochBar(spec.train.total_epochs, enabled=True)
         try:
-            run = execute_run(store, run.id, on_batch=bar.on_batch, on_epoch=bar.on_epoch)
+            run = execute_run(store, run.id, on_batch=bar.on_batch, on_epoch=bar.on_epoch,
+                              reraise_user_errors=True)
         finally:
             bar.close()
     else:

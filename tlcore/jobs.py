@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from tlcore.config import RunSpec
+from tlcore.experiments import spec_problems
 from tlcore.store import RunRecord, RunStore
 
 DEFAULT_MAX_JOBS = 1
@@ -34,6 +35,14 @@ def max_jobs() -> int:
         return DEFAULT_MAX_JOBS
 
 
+def check_spec(spec: RunSpec) -> RunSpec:
+    """Refuse a spec that would fail before training (bad settings, unknown backbone, ...)."""
+    problems = spec_problems(spec)
+    if problems:
+        raise problems[0]
+    return spec
+
+
 @dataclass
 class Submission:
     run: RunRecord
@@ -45,7 +54,7 @@ def submit(
 ) -> Submission:
     """Queue ``spec`` (or reuse its finished or active twin) and start workers if there is room."""
     store = store or RunStore()
-    run, reused = store.create_run(spec, owner=owner, force=force)
+    run, reused = store.create_run(check_spec(spec), owner=owner, force=force)
     if not reused:
         dispatch(store)
         run = store.get(run.id)

@@ -47,8 +47,14 @@ def execute_run(
     run_id: str,
     on_batch: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    reraise_user_errors: bool = False,
 ) -> RunRecord:
-    """Train the stored run ``run_id`` and record everything in ``store``."""
+    """Train the stored run ``run_id`` and record everything in ``store``.
+
+    Args:
+        reraise_user_errors: After recording a user-caused failure (``TLError``), raise it
+            again, so a foreground caller such as the CLI can report it as bad input.
+    """
     run = store.get(run_id)
     total_epochs = run.spec.train.total_epochs
     done_epochs = 0
@@ -90,6 +96,8 @@ def execute_run(
         store.finish(run_id, result.status)
     except TLError as exc:
         store.finish(run_id, "failed", str(exc))
+        if reraise_user_errors:
+            raise
     except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         store.finish(run_id, "failed", f"Internal error ({type(exc).__name__}): {exc}")

@@ -11,5 +11,5 @@ def tiny_spec(strategy: str = "frozen", epochs: int = 1, **train_overrides) -> R
     return RunSpec(
         dataset=DatasetSpec(source="builtin:shapes", image_size=TINY_SIZE),
         backbone=BackboneSpec(name="mobilenet_v2", alpha=0.35, weights="none"),
-        train=TrainSpec(strategy=strategy, epochs=epochs, batch_size=32, **train_overrides),
+        train=TrainSpec(**{"strategy": strategy, "epochs": epochs, "batch_size": 32, **train_overrides}),
     )

@@ -1,0 +1,57 @@
+"""Backbones: the Keras applications catalogue and TF Hub models behind one interface.
+
+:func:`build_backbone` turns a :class:`~tlcore.config.BackboneSpec` into a
+:class:`ResolvedBackbone`: a feature extractor, the preprocessing layer to put in front of it,
+and notes for the run log. Importing this package also registers the custom layers that saved
+``.keras`` models refer to (:class:`Preprocess`, :class:`HubBackbone`).
+"""
+
+from __future__ import annotations
+
+from tlcore.backbones.catalogue import (
+    CATALOGUE,
+    BackboneInfo,
+    describe_catalogue,
+    expected_weight_file,
+    get_backbone_info,
+    weights_on_disk,
+)
+from tlcore.backbones.hub import HubBackbone, build_hub_backbone
+from tlcore.backbones.keras_apps import build_keras_backbone
+from tlcore.backbones.preprocess import MODES as PREPROCESS_MODES
+from tlcore.backbones.preprocess import Preprocess
+from tlcore.backbones.resolved import ResolvedBackbone
+from tlcore.config import BackboneSpec
+
+__all__ = [
+    "CATALOGUE",
+    "PREPROCESS_MODES",
+    "BackboneInfo",
+    "HubBackbone",
+    "Preprocess",
+    "ResolvedBackbone",
+    "build_backbone",
+    "describe_catalogue",
+    "expected_weight_file",
+    "get_backbone_info",
+    "weights_on_disk",
+]
+
+
+def build_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbone:
+    """Builds the backbone ``spec`` names, for square RGB images of side ``image_size``.
+
+    Args:
+        spec: A catalogue name or ``hub:URL_OR_FOLDER``, a width multiplier, and weights:
+            ``imagenet`` (Keras cache first, then a 224 px stand-in for MobileNet sizes, then a
+            download), ``none`` (random) or the path of a weights file.
+        image_size: Input side in pixels.
+
+    Raises:
+        BackboneError: The spec cannot be built (unknown name, bad alpha or size, a weights
+            file for another architecture, an unusable SavedModel).
+        WeightsUnavailableError: Pretrained weights are neither on disk nor downloadable.
+    """
+    if spec.is_hub:
+        return build_hub_backbone(spec, image_size)
+    return build_keras_backbone(spec, image_size)

@@ -1,0 +1,297 @@
+"""The catalogue of Keras applications: facts per backbone and where their weights live.
+
+Everything here is pure data and file-system checks; nothing builds a model. That keeps the
+catalogue cheap enough for a UI table that asks ``weights_on_disk`` for every row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tlcore.errors import BackboneError
+from tlcore.paths import keras_models_dir
+
+HUB_PREFIX = "hub:"
+
+# Families whose Keras weight files are named by input size, and whose no-top convolution
+# weights fit any input size: a cached 224 px file can stand in for a missing size.
+SIZE_NAMED_FAMILIES = ("mobilenet", "mobilenet_v2")
+FALLBACK_SIZE = 224
+
+# Keras' own spelling of the MobileNet v1 width multiplier in file names.
+_MOBILENET_ALPHA_TEXT = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """Facts about one Keras application, as the UI, the CLI and the model builder need them.
+
+    Attributes:
+        name: Catalogue key, snake_case (``mobilenet_v2``).
+        title: Name people know it by (``MobileNetV2``).
+        family: Architecture family; decides width multipliers and weight-file naming.
+        constructor: Name of the ``keras.applications`` function that builds it.
+        default_size: Input side the published weights were trained at.
+        params: Parameters without the classification top, at ``default_alpha``.
+        top1: Published ImageNet top-1 accuracy in percent (Keras applications tables).
+        preprocess: Mode of :class:`tlcore.backbones.Preprocess` that turns 0-255 RGB into what
+            the backbone expects.
+        weights_file: Keras' cache file name for ImageNet no-top weights, with ``{alpha}``,
+            ``{alpha_text}`` and ``{rows}`` placeholders where Keras varies it.
+        alphas: Width multipliers with ImageNet weights; empty for families without one.
+        default_alpha: Width multiplier used when the spec gives none (``None`` without one).
+        min_size: Smallest input side Keras accepts for this architecture.
+        weight_sizes: Input sizes that have their own ImageNet file; other sizes load the
+            224 px file. Empty when one file serves every size.
+        notes: One line for people choosing a backbone.
+    """
+
+    name: str
+    title: str
+    family: str
+    constructor: str
+    default_size: int
+    params: int
+    top1: float
+    preprocess: str
+    weights_file: str
+    alphas: tuple[float, ...] = ()
+    default_alpha: float | None = None
+    min_size: int = 32
+    weight_sizes: tuple[int, ...] = ()
+    notes: str = ""
+
+
+# Positional fields: name, title, family, constructor, default_size, params, top1,
+# preprocess, weights_file.
+_ENTRIES = (
+    BackboneInfo(
+        "mobilenet", "MobileNet", "mobilenet", "MobileNet", 224, 3_228_864, 70.4, "tf",
+        "mobilenet_{alpha_text}_{rows}_tf_no_top.h5",
+        alphas=(0.25, 0.5, 0.75, 1.0), default_alpha=1.0, weight_sizes=(128, 160, 192, 224),
+        notes="Fast and small; alpha 0.25-0.75 suits a 2-core CPU.",
+    ),
+    BackboneInfo(
+        "mobilenet_v2", "MobileNetV2", "mobilenet_v2", "MobileNetV2", 224, 2_257_984, 71.3, "tf",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5",
+        alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4), default_alpha=1.0,
+        weight_sizes=(96, 128, 160, 192, 224),
+        notes="The default: good accuracy per CPU second; alphas 1.3 and 1.4 only at 224 px.",
+    ),
+    BackboneInfo(
+        "mobilenet_v3_small", "MobileNetV3 Small", "mobilenet_v3", "MobileNetV3Small", 224,
+        939_120, 68.1, "tf", "weights_mobilenet_v3_small_224_{alpha}_float_no_top_v2.h5",
+        alphas=(0.75, 1.0), default_alpha=1.0,
+        notes="Smallest and fastest; top-1 from the Keras MobileNetV3 table.",
+    ),
+    BackboneInfo(
+        "mobilenet_v3_large", "MobileNetV3 Large", "mobilenet_v3", "MobileNetV3Large", 224,
+        2_996_352, 75.6, "tf", "weights_mobilenet_v3_large_224_{alpha}_float_no_top_v2.h5",
+        alphas=(0.75, 1.0), default_alpha=1.0,
+        notes="More accurate than V2 at similar cost; top-1 from the Keras MobileNetV3 table.",
+    ),
+    BackboneInfo(
+        "efficientnet_b0", "EfficientNet-B0", "efficientnet", "EfficientNetB0", 224, 4_049_571,
+        77.1, "none", "efficientnetb0_notop.h5",
+        notes="Rescales inside the model, so it takes 0-255 pixels as they are.",
+    ),
+    BackboneInfo(
+        "efficientnet_v2_b0", "EfficientNetV2-B0", "efficientnet_v2", "EfficientNetV2B0", 224,
+        5_919_312, 78.7, "torch", "efficientnetv2-b0_notop.h5",
+        notes="Accurate for its size; trains faster than EfficientNet-B0.",
+    ),
+    BackboneInfo(
+        "resnet50", "ResNet50", "resnet", "ResNet50", 224, 23_587_712, 74.9, "caffe",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        notes="Classic baseline; slow on a CPU.",
+    ),
+    BackboneInfo(
+        "inception_v3", "InceptionV3", "inception", "InceptionV3", 299, 21_802_784, 77.9, "tf",
+        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", min_size=75,
+        notes="Trained at 299 px; needs at least 75 px.",
+    ),
+    BackboneInfo(
+        "vgg16", "VGG16", "vgg", "VGG16", 224, 14_714_688, 71.3, "caffe",
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        notes="Simple and very slow; a teaching reference more than a practical choice.",
+    ),
+    BackboneInfo(
+        "densenet121", "DenseNet121", "densenet", "DenseNet121", 224, 7_037_504, 75.0, "torch",
+        "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        notes="Few parameters for its accuracy, but many layers: slow per image.",
+    ),
+    BackboneInfo(
+        "convnext_tiny", "ConvNeXt Tiny", "convnext", "ConvNeXtTiny", 224, 27_820_128, 81.3,
+        "torch", "convnext_tiny_notop.h5",
+        notes="Most accurate here and the heaviest; fine-tune it only with time to spare.",
+    ),
+    BackboneInfo(
+        "xception", "Xception", "xception", "Xception", 299, 20_861_480, 79.0, "tf",
+        "xception_weights_tf_dim_ordering_tf_kernels_notop.h5", min_size=71,
+        notes="Trained at 299 px; needs at least 71 px.",
+    ),
+)
+
+CATALOGUE: dict[str, BackboneInfo] = {info.name: info for info in _ENTRIES}
+
+# Checksums Keras verifies for cached no-top files (md5, or sha256 when 64 hex digits), from
+# keras/src/applications. A cached file that fails its check makes Keras download it again,
+# deleting the cached copy when the download fails, so tlcore checks first. MobileNet v1 and
+# v2 files have no checksum: Keras takes any file with the right name.
+_KERAS_CHECKSUMS = {
+    "weights_mobilenet_v3_small_224_0.75_float_no_top_v2.h5": "ebdb5cc8e0b497cd13a7c275d475c819",
+    "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5": "d3e8ec802a04aa4fc771ee12a9a9b836",
+    "weights_mobilenet_v3_large_224_0.75_float_no_top_v2.h5": "40af19a13ebea4e2ee0c676887f69a2e",
+    "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5": "07fb09a5933dd0c8eaafa16978110389",
+    "efficientnetb0_notop.h5": "50bc09e76180e00e4465e1a485ddc09d",
+    "efficientnetv2-b0_notop.h5": "893217f2bb855e2983157299931e43ff",
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5": "4d473c1dd8becc155b73f8504c6f6626",
+    "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5": "bcbd6486424b2319ff4ef7d526e38f63",
+    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": "6d6bbae143d832006294945121d1f1fc",
+    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5": "30ee3e1110167f948a6b9946edeeb738",
+    "convnext_tiny_notop.h5": "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
+    "xception_weights_tf_dim_ordering_tf_kernels_notop.h5": "b0042744bf5b25fce3cb969f33bebb97",
+}
+
+
+def get_backbone_info(name: str) -> BackboneInfo:
+    """The catalogue entry for ``name``.
+
+    Raises:
+        BackboneError: ``name`` is not in the catalogue (TF Hub models have no entry).
+    """
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise BackboneError(
+            f"Unknown backbone {name!r}.",
+            f"Choose one of {', '.join(CATALOGUE)}, or hub:URL_OR_FOLDER for a TF Hub model.",
+        ) from None
+
+
+def resolve_alpha(info: BackboneInfo, alpha: float | None) -> float | None:
+    """The width multiplier to build with: ``alpha`` checked against the family, or the default.
+
+    Raises:
+        BackboneError: ``alpha`` is given for a family without one, or has no ImageNet weights.
+    """
+    if alpha is None:
+        return info.default_alpha
+    if not info.alphas:
+        raise BackboneError(
+            f"{info.title} has no width multiplier, but alpha={alpha} was given.",
+            "Leave alpha empty; only the MobileNet backbones take one.",
+        )
+    if float(alpha) not in info.alphas:
+        raise BackboneError(
+            f"{info.title} has no ImageNet weights for alpha={alpha}.",
+            f"Choose alpha from {', '.join(str(a) for a in info.alphas)}.",
+        )
+    return float(alpha)
+
+
+def check_image_size(info: BackboneInfo, image_size: int) -> None:
+    """Refuse sizes the architecture cannot take, before Keras fails in a less clear way."""
+    if image_size < info.min_size:
+        raise BackboneError(
+            f"{info.title} needs images of at least {info.min_size} px, got {image_size} px.",
+            f"Raise the image size to {info.min_size} or more, or choose another backbone.",
+        )
+
+
+def expected_weight_file(name: str, alpha: float | None, image_size: int) -> str:
+    """The file name Keras looks for in its cache for ImageNet no-top weights of this config.
+
+    MobileNet and MobileNetV2 name files by input size, but only for the sizes that have
+    weights; for any other size Keras loads the 224 px file, and so does this name.
+
+    Args:
+        name: Catalogue name.
+        alpha: Width multiplier; ``None`` means the family default.
+        image_size: Input side in pixels.
+
+    Raises:
+        BackboneError: Unknown name or invalid alpha.
+    """
+    info = get_backbone_info(name)
+    width = resolve_alpha(info, alpha)
+    rows = image_size if image_size in info.weight_sizes else FALLBACK_SIZE
+    return info.weights_file.format(
+        alpha=width, alpha_text=_MOBILENET_ALPHA_TEXT.get(width, ""), rows=rows
+    )
+
+
+def fallback_weight_file(name: str, alpha: float | None, image_size: int) -> str | None:
+    """The 224 px no-top file that can stand in for a missing size-named file, if any.
+
+    ``None`` when the family's files do not depend on the size, or when the expected file
+    already is the 224 px one.
+    """
+    info = get_backbone_info(name)
+    if info.family not in SIZE_NAMED_FAMILIES:
+        return None
+    fallback = expected_weight_file(name, alpha, FALLBACK_SIZE)
+    return None if fallback == expected_weight_file(name, alpha, image_size) else fallback
+
+
+def cached_file_state(file_name: str) -> str:
+    """State of a Keras cache file: ``"missing"``, ``"usable"`` or ``"bad-checksum"``."""
+    path = keras_models_dir() / file_name
+    if not path.is_file():
+        return "missing"
+    expected = _KERAS_CHECKSUMS.get(file_name)
+    if expected is None:
+        return "usable"
+    stat = path.stat()
+    actual = _file_digest(str(path), len(expected), stat.st_size, stat.st_mtime_ns)
+    return "usable" if actual == expected else "bad-checksum"
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, hex_length: int, size: int, mtime_ns: int) -> str:
+    """Digest the way Keras checks it; size and mtime in the key make an edited file re-hash."""
+    del size, mtime_ns  # only part of the cache key
+    digest = hashlib.sha256() if hex_length == 64 else hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_on_disk(name: str, alpha: float | None = None, image_size: int | None = None) -> bool:
+    """Whether ImageNet weights for this config can be loaded from the cache, without network.
+
+    Counts the 224 px stand-in of MobileNet and MobileNetV2 (see :func:`fallback_weight_file`)
+    and refuses files that Keras would reject for their checksum. For ``hub:`` names, whether
+    the handle is a local SavedModel folder (a URL is only known to work once loaded).
+
+    Args:
+        name: Catalogue name or ``hub:URL_OR_FOLDER``.
+        alpha: Width multiplier; ``None`` means the family default.
+        image_size: Input side; ``None`` means the backbone's default size.
+    """
+    if name.startswith(HUB_PREFIX):
+        return (Path(name[len(HUB_PREFIX):]).expanduser() / "saved_model.pb").is_file()
+    size = image_size or get_backbone_info(name).default_size
+    candidates = [expected_weight_file(name, alpha, size), fallback_weight_file(name, alpha, size)]
+    return any(file and cached_file_state(file) == "usable" for file in candidates)
+
+
+def describe_catalogue() -> list[dict[str, Any]]:
+    """One row per catalogue entry for a UI table or the CLI, weights checked at defaults."""
+    return [
+        {
+            "name": info.name,
+            "title": info.title,
+            "params": info.params,
+            "top1": info.top1,
+            "default_size": info.default_size,
+            "alphas": info.alphas,
+            "weights_on_disk": weights_on_disk(info.name),
+        }
+        for info in CATALOGUE.values()
+    ]

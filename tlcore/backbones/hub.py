@@ -1,0 +1,208 @@
+"""TF Hub models (TF2 SavedModels) as trainable layers of a Keras 3 model.
+
+``hub.KerasLayer`` is a Keras 2 (tf-keras) layer and cannot sit in a Keras 3 model, and
+``keras.layers.TFSMLayer`` refuses to load in safe mode and passes no ``training`` argument
+to the SavedModel. :class:`HubBackbone` does what both do at heart: it loads the SavedModel
+with ``hub.load`` and makes the variables its call reads the layer's own weights.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+import tensorflow_hub as hub
+
+from tlcore.backbones.catalogue import HUB_PREFIX
+from tlcore.backbones.preprocess import Preprocess
+from tlcore.backbones.resolved import ResolvedBackbone
+from tlcore.config import BackboneSpec
+from tlcore.errors import BackboneError, WeightsUnavailableError
+
+
+@keras.saving.register_keras_serializable(package="tlcore")
+class HubBackbone(keras.layers.Layer):
+    """Calls a TF2 SavedModel (TF Hub's reusable format) on float images in [0, 1].
+
+    Each ``tf.Variable`` the SavedModel's ``__call__`` reads is wrapped in a
+    ``keras.Variable``. With the TensorFlow backend, a ``keras.Variable`` given a
+    ``tf.Variable`` as initial value adopts that variable instead of copying it (the same
+    mechanism ``TFSMLayer`` relies on), so the SavedModel's own functions read the wrapped
+    variables: gradients reach them, the optimizer updates them when the layer is trainable,
+    and ``model.save`` stores their current (fine-tuned) values. Freezing is the layer's
+    ``trainable`` flag, as for any Keras layer.
+
+    Unlike ``TFSMLayer``, it loads in Keras' safe mode: the studio's ``.keras`` files are its
+    own run artifacts, and the SavedModel they name is one the user chose to train with.
+    Loading a ``.keras`` file from elsewhere runs the graph of whatever SavedModel it names.
+
+    Args:
+        handle: URL or local SavedModel folder, as ``hub.load`` takes it. Kept in the config:
+            a loaded ``.keras`` model reads the SavedModel from it again, then its own weights.
+        **kwargs: Passed to :class:`keras.layers.Layer` (name, trainable, dtype).
+
+    Raises:
+        WeightsUnavailableError: A URL cannot be fetched (offline, not in ``TFHUB_CACHE_DIR``).
+        BackboneError: The folder is not a usable TF2 SavedModel.
+    """
+
+    def __init__(self, handle: str, **kwargs: Any) -> None:
+        # SavedModel functions are traced for float32; mixed precision must not cast inputs.
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.handle = handle
+        self._module = _load(handle)
+        if not callable(self._module):
+            raise BackboneError(
+                f"The SavedModel {handle} cannot be called on images.",
+                "Use a TF2 SavedModel from TF Hub (for example an image feature_vector model); "
+                "TF1 Hub modules and signature-only SavedModels are not supported.",
+            )
+        self._call_fn = self._module.__call__
+        self.takes_training = "training" in inspect.signature(self._call_fn).parameters
+        # Assigning a list of variables to an attribute is how a Keras layer tracks weights.
+        # The order comes from the SavedModel, so a reload matches a saved .keras file.
+        self.hub_variables = [
+            keras.Variable(variable, trainable=variable.trainable, name=_variable_name(variable))
+            for variable in _variables_read_by(self._call_fn)
+        ]
+        self.built = True
+
+    def call(self, images: Any, training: bool | None = None) -> Any:
+        images = tf.cast(images, tf.float32)
+        if self.takes_training:
+            # Like hub.KerasLayer: training mode only when asked for and the layer is trainable.
+            return self._call_fn(images, training=bool(training) and self.trainable)
+        return self._call_fn(images)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        """Runs one blank image: SavedModels often leave output dimensions unknown."""
+        with tf.init_scope():
+            output = self.call(tf.zeros((1, *input_shape[1:])), training=False)
+        if not tf.is_tensor(output):
+            raise BackboneError(
+                f"The SavedModel {self.handle} returns {type(output).__name__}, not one tensor.",
+                "Use a feature-vector or feature-map model with a single output.",
+            )
+        return (None, *output.shape[1:])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "handle": self.handle}
+
+
+def build_hub_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbone:
+    """Builds a backbone from ``spec.name == "hub:URL_OR_FOLDER"``.
+
+    Args:
+        spec: Its name holds the handle; alpha must be empty and weights ``imagenet`` (the
+            model's own trained weights: a SavedModel has no other).
+        image_size: Input side in pixels.
+
+    Raises:
+        BackboneError: Bad settings, a missing or unusable folder, or a model that does not
+            take ``image_size`` images or returns neither a feature vector nor a feature map.
+        WeightsUnavailableError: A URL that cannot be fetched.
+    """
+    handle = spec.name[len(HUB_PREFIX):].strip()
+    _check_hub_spec(spec, handle)
+    if not _is_url(handle):
+        handle = str(Path(handle).expanduser().resolve())
+    layer = HubBackbone(handle)
+    inputs = keras.Input((image_size, image_size, 3))
+    try:
+        features = layer(inputs)
+    except (ValueError, TypeError, tf.errors.OpError) as exc:
+        raise BackboneError(
+            f"The TF Hub model {handle} does not take {image_size}x{image_size} RGB images: "
+            f"{str(exc).strip().splitlines()[0]}",
+            "Use the image size the model was trained for (often 224).",
+        ) from exc
+    if len(features.shape) not in (2, 4):
+        raise BackboneError(
+            f"The TF Hub model {handle} returns a tensor of shape {features.shape}.",
+            "Use a model that returns a feature vector (batch, features) or a feature map.",
+        )
+    trainable = sum(1 for v in layer.hub_variables if v.trainable)
+    notes = [
+        f"TF Hub model {handle}: {trainable} trainable and "
+        f"{len(layer.hub_variables) - trainable} non-trainable variables; "
+        "images are scaled to [0, 1]."
+    ]
+    if not layer.takes_training:
+        notes.append("Its call takes no training argument, so it always runs in inference mode.")
+    return ResolvedBackbone(
+        model=keras.Model(inputs, features, name="hub_backbone"),
+        preprocess=Preprocess("unit"),
+        info=None,
+        notes=notes,
+        weights_loaded=HUB_PREFIX + handle,
+    )
+
+
+def _check_hub_spec(spec: BackboneSpec, handle: str) -> None:
+    if not handle:
+        raise BackboneError(
+            "A hub: backbone needs a URL or a folder.", "Write hub:URL or hub:/path/to/folder."
+        )
+    if spec.alpha is not None:
+        raise BackboneError(
+            f"TF Hub models have no width multiplier, but alpha={spec.alpha} was given.",
+            "Leave alpha empty; choose the width through the model's handle.",
+        )
+    if spec.weights != "imagenet":
+        raise BackboneError(
+            f"A TF Hub model comes with its own trained weights; weights={spec.weights!r} "
+            "cannot apply to it.",
+            "Use weights 'imagenet' (the model's own); to train from random weights choose a "
+            "catalogue backbone.",
+        )
+
+
+def _is_url(handle: str) -> bool:
+    return "://" in handle
+
+
+def _load(handle: str) -> Any:
+    """``hub.load`` with its many failure types turned into errors that say what to do."""
+    if _is_url(handle):
+        try:
+            return hub.load(handle)
+        except Exception as exc:  # URLError, OSError, tf errors, ...: all mean "not fetched".
+            cache = os.environ.get("TFHUB_CACHE_DIR", "not set")
+            raise WeightsUnavailableError(
+                f"Could not load the TF Hub model {handle} ({str(exc).strip()[:200]}).",
+                "Offline, download and unpack it elsewhere and pass its SavedModel folder as "
+                "hub:/path/to/folder; models already in TFHUB_CACHE_DIR (now: "
+                f"{cache}) load without network.",
+            ) from exc
+    path = Path(handle)
+    if not (path / "saved_model.pb").is_file():
+        raise BackboneError(
+            f"{path} is not a SavedModel folder (it has no saved_model.pb).",
+            "Pass hub:URL, or hub:FOLDER where FOLDER holds saved_model.pb and variables/.",
+        )
+    try:
+        return hub.load(str(path))
+    except Exception as exc:  # a corrupt or foreign SavedModel fails in many ways
+        raise BackboneError(
+            f"Could not load the SavedModel in {path} ({str(exc).strip()[:200]}).",
+            "Check that the folder holds a complete TF2 SavedModel.",
+        ) from exc
+
+
+def _variables_read_by(function: Any) -> list[tf.Variable]:
+    """The variables captured by every traced version (training on/off) of a restored call."""
+    found: dict[int, tf.Variable] = {}
+    for concrete in function.concrete_functions:
+        for variable in concrete.variables:
+            found.setdefault(id(variable), variable)
+    return list(found.values())
+
+
+def _variable_name(variable: tf.Variable) -> str:
+    # Keras variable names cannot hold "/"; ":0" is TensorFlow's output suffix.
+    return variable.name.split(":")[0].replace("/", "_")

@@ -1,0 +1,76 @@
+"""Saving uploaded archives on the server, so they can be used as ``zip:PATH`` datasets.
+
+Uploads are stored by content: the same archive uploaded twice is kept once, and its path
+(hence the dataset spec and the run key) is the same both times. Extraction and every safety
+check of the archive's members happen later, in :mod:`tlcore.data.archive`; here only the
+size cap and the zip signature are checked, before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+
+from tlcore.errors import UploadError
+from tlcore.paths import subdir
+
+MAX_ZIP_UPLOAD_BYTES = 200 * 1024 * 1024
+"""Largest dataset archive accepted; ``server.maxUploadSize`` in .streamlit/config.toml matches."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def archives_dir() -> Path:
+    """Where uploaded archives live (inside ``TL_HOME``, which ``zip:`` sources may read)."""
+    return subdir("uploads") / "archives"
+
+
+def check_zip_size(n_bytes: int) -> None:
+    """Refuse an archive larger than :data:`MAX_ZIP_UPLOAD_BYTES` before reading it.
+
+    Raises:
+        UploadError: The archive is too large.
+    """
+    if n_bytes > MAX_ZIP_UPLOAD_BYTES:
+        raise UploadError(
+            f"The archive is {n_bytes / 2**20:.0f} MB; uploads may be at most "
+            f"{MAX_ZIP_UPLOAD_BYTES / 2**20:.0f} MB.",
+            "Upload a subset, or put the images in a folder on the server and use that folder.",
+        )
+
+
+def save_upload(data: bytes, filename: str) -> Path:
+    """Store an uploaded zip archive and return its path for a ``zip:PATH`` source.
+
+    Args:
+        data: The archive's bytes.
+        filename: The name the user's file had; only used, sanitised, in the stored name.
+
+    Returns:
+        The stored archive's path; equal bytes always map to the same path.
+
+    Raises:
+        UploadError: Empty, too large, or not a zip archive.
+    """
+    if not data:
+        raise UploadError("The uploaded file is empty.", "Upload a .zip with one folder per class.")
+    check_zip_size(len(data))
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise UploadError(
+            f"{Path(filename).name!r} is not a zip archive.",
+            "Zip a folder that holds one sub-folder of images per class and upload that.",
+        )
+    stem = _UNSAFE.sub("-", Path(filename).stem).strip(".-")[:40] or "upload"
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    folder = archives_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{digest}-{stem}.zip"
+    if not target.is_file():
+        tmp = target.with_suffix(".partial")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return target
