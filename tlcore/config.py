@@ -126,6 +126,10 @@ class TrainSpec:
             (best weights restored); 0 disables it.
         dropout: Dropout before the dense head.
         augmentations: Names from :data:`AUGMENTATIONS`, active only while training.
+        feature_cache: Run the frozen part of the network once per image and train the rest
+            on its cached outputs (same result, much faster); see :mod:`tlcore.cached_stage`.
+        augment_views: With augmentations and the feature cache: how many augmented views of
+            each training image are precomputed (0 augments on the fly, without the cache).
         seed: Seed of weight initialisation, shuffling, dropout and augmentation.
     """
 
@@ -143,6 +147,8 @@ class TrainSpec:
     early_stopping_patience: int = 0
     dropout: float = 0.2
     augmentations: tuple[str, ...] = ()
+    feature_cache: bool = True
+    augment_views: int = 0
     seed: int = 42
 
     def validate(self) -> None:
@@ -185,6 +191,10 @@ class TrainSpec:
         _require(0 <= self.label_smoothing < 1, "Label smoothing must be in [0, 1).")
         _require(0 <= self.dropout < 1, "Dropout must be in [0, 1).")
         _require(self.early_stopping_patience >= 0, "Early-stopping patience cannot be negative.")
+        _require(
+            0 <= self.augment_views <= 20,
+            f"Augmented views must be between 0 and 20, got {self.augment_views}.",
+        )
         unknown = sorted(set(self.augmentations) - set(AUGMENTATIONS))
         _require(
             not unknown,

@@ -7,9 +7,12 @@ scale with the image area. Other backbones are scaled by their parameter count r
 MobileNetV2 (a crude stand-in for compute, good to a factor of two for the catalogue), and
 MobileNet width multipliers by alpha squared (compute and parameters both grow with alpha^2).
 
-A frozen backbone costs about one forward pass per image; fine-tuning and training from
-scratch cost a full step. Validation is always a forward pass. The result is an estimate for
-picking settings ("minutes or hours?"), not a promise.
+Without the feature cache, an epoch with a frozen backbone costs about one forward pass per
+image and an epoch that trains the backbone (fine-tuning, scratch) a full step. Validation is
+always a forward pass. With the feature cache (``TrainSpec.feature_cache``, see
+:mod:`tlcore.cached_stage`), the frozen part runs once per image and stage, and each epoch only
+pays for the part that trains. The result is an estimate for picking settings ("minutes or
+hours?"), not a promise.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ ANCHOR_TRAIN_IPS = 16.0
 """Images per second, full training step, same configuration."""
 EPOCH_OVERHEAD_S = 1.0
 """Fixed cost per epoch (pipeline start, validation set-up, callbacks)."""
-
-# Stages that update backbone weights need backward passes through it.
-_TRAINING_STAGES = ("scratch", "finetune")
+STAGE_START_S = 8.0
+"""Extra cost of the first epoch of each stage: building and tracing the training graph
+(measured at about 8 s for MobileNetV2 on this machine, for a frozen and a fine-tune stage)."""
+TYPICAL_LAYERS = 150
+"""Layers of a typical catalogue backbone, to turn ``fine_tune_layers`` into a share."""
 
 
 def relative_cost(spec: RunSpec) -> float:
@@ -61,35 +66,63 @@ def stage_epochs(spec: RunSpec) -> list[tuple[str, int]]:
     return [(train.strategy, train.epochs)]
 
 
-def _stage_epoch_seconds(spec: RunSpec, stage: str, train_images: int) -> float:
+def _trained_share(spec: RunSpec, stage: str) -> float:
+    """Share of the backbone's compute that trains in a stage (0 frozen, 1 scratch)."""
+    if stage == "frozen":
+        return 0.0
+    if stage == "scratch":
+        return 1.0
+    layers = spec.train.fine_tune_layers
+    return min(1.0, layers / TYPICAL_LAYERS) if layers else spec.train.fine_tune_fraction
+
+
+def _uses_cache(spec: RunSpec, stage: str) -> bool:
+    """Whether training caches the frozen part's outputs in this stage (see cached_stage)."""
+    train = spec.train
+    return (bool(getattr(train, "feature_cache", False)) and stage != "scratch"
+            and (not train.augmentations or getattr(train, "augment_views", 0) > 0))
+
+
+def _stage_seconds(spec: RunSpec, stage: str, epochs: int, train_images: int) -> float:
+    """All epochs of one stage (without the graph-tracing start-up)."""
     split = spec.dataset
     train_share = max(1.0 - split.val_fraction - split.test_fraction, 0.1)
     val_images = train_images * split.val_fraction / train_share
-    fit = train_images / images_per_second(spec, training=stage in _TRAINING_STAGES)
-    validate = val_images / images_per_second(spec, training=False)
-    return fit + validate + EPOCH_OVERHEAD_S
-
-
-def estimate_run_seconds(spec: RunSpec, train_images: int) -> float:
-    """Estimated seconds for every epoch of every stage of the run (excluding data loading)."""
-    return sum(
-        epochs * _stage_epoch_seconds(spec, stage, train_images)
-        for stage, epochs in stage_epochs(spec)
-    )
+    forward, step = images_per_second(spec, False), images_per_second(spec, True)
+    if not _uses_cache(spec, stage):
+        fit = train_images / (step if stage != "frozen" else forward)
+        return epochs * (fit + val_images / forward + EPOCH_OVERHEAD_S)
+    trained = _trained_share(spec, stage)
+    views = max(1, getattr(spec.train, "augment_views", 0) if spec.train.augmentations else 1)
+    once = (1.0 - trained) * (views * train_images + val_images) / forward
+    per_epoch = trained * (train_images / step + val_images / forward) + EPOCH_OVERHEAD_S
+    return once + epochs * per_epoch
 
 
 def estimate_epoch_seconds(spec: RunSpec, train_images: int) -> float:
-    """Estimated seconds per epoch on this machine, averaged over the run's stages.
+    """Estimated seconds per epoch on this machine, averaged over the run.
 
     Args:
-        spec: The run; its backbone, alpha, image size, strategy and split fractions matter.
+        spec: The run; backbone, alpha, image size, strategy, split fractions and the feature
+            cache matter.
         train_images: Images in the training split (validation is derived from the fractions).
 
     Returns:
-        Seconds per epoch. For ``frozen_then_finetune`` the mean of the cheap frozen epochs
-        and the dearer fine-tune epochs, weighted by their counts.
+        Seconds per epoch: the run's training time (without graph start-up) over its epochs.
+        For ``frozen_then_finetune`` that averages the cheap frozen epochs and the dearer
+        fine-tune epochs; with the feature cache it spreads the one-off pass of the frozen
+        part over the stage's epochs.
     """
-    return estimate_run_seconds(spec, train_images) / max(spec.train.total_epochs, 1)
+    stages = [(stage, epochs) for stage, epochs in stage_epochs(spec) if epochs > 0]
+    total = sum(_stage_seconds(spec, stage, epochs, train_images) for stage, epochs in stages)
+    return total / max(sum(epochs for _, epochs in stages), 1)
+
+
+def estimate_run_seconds(spec: RunSpec, train_images: int) -> float:
+    """Estimated seconds for the whole training, graph tracing included (data loading not)."""
+    stages = [stage for stage, epochs in stage_epochs(spec) if epochs > 0]
+    return (estimate_epoch_seconds(spec, train_images) * spec.train.total_epochs
+            + STAGE_START_S * len(stages))
 
 
 def eta_seconds(

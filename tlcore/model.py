@@ -18,7 +18,7 @@ from typing import Callable
 
 import keras
 
-from tlcore.backbones import ResolvedBackbone
+from tlcore.backbones import Preprocess, ResolvedBackbone
 from tlcore.config import TrainSpec
 
 BACKBONE_LAYER = "backbone"
@@ -111,6 +111,11 @@ def build_head(features: keras.KerasTensor, num_classes: int, dropout: float) ->
 
 def backbone_of(model: keras.Model) -> keras.Model:
     return model.get_layer(BACKBONE_LAYER)
+
+
+def preprocess_of(model: keras.Model) -> Preprocess:
+    """The preprocessing layer (found by type: Keras numbers its name per instance)."""
+    return next(layer for layer in model.layers if isinstance(layer, Preprocess))
 
 
 def count_params(weights: list) -> int:

@@ -2,12 +2,15 @@
 
 Every strategy is a list of stages (frozen head training, fine-tuning); each stage sets a
 freezing policy, recompiles with its own learning rate and fits, with epochs numbered on
-across stages. Progress leaves through a Keras callback, as in keras-tuner.
+across stages. Where the bottom of the network is frozen, the stage trains only the part above
+it on cached features (:mod:`tlcore.cached_stage`). Progress leaves through a Keras callback,
+as in keras-tuner.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,9 +18,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tlcore.backbones import build_backbone
+from tlcore.backbones import ResolvedBackbone, build_backbone
+from tlcore.cached_stage import StageFeatures, can_cache, plan_cut, views_dataset
 from tlcore.config import RunSpec, TrainSpec
-from tlcore.data import DatasetBundle, Split, load_dataset
+from tlcore.data import DatasetBundle, load_dataset
+from tlcore.features import FeatureCache
 from tlcore.model import FreezePolicy, backbone_of, build_classifier, count_params
 from tlcore.store import EpochRecord
 
@@ -80,11 +85,17 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, fl
     return {i: float(len(labels) / (num_classes * c)) for i, c in enumerate(counts)}
 
 
-def as_tf_dataset(split: Split, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
-    """Batches of float images; shuffled each epoch (deterministically) when a seed is given."""
-    ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+def as_tf_dataset(
+    inputs: np.ndarray, targets: np.ndarray, batch_size: int, shuffle_seed: int | None
+) -> tf.data.Dataset:
+    """Float batches of images or features; reshuffled each epoch when a seed is given.
+
+    A fresh dataset per stage restarts the shuffle sequence, so training on images and on
+    cached features sees the same batches.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(inputs), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(
         lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -158,9 +169,19 @@ def compile_for_stage(model: keras.Model, train: TrainSpec, learning_rate: float
     )
 
 
-def _one_hot(split: Split, num_classes: int) -> Split:
-    labels = np.eye(num_classes, dtype=np.float32)[split.labels]
-    return Split(images=split.images, labels=labels, ids=split.ids)
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def weights_identity(resolved: ResolvedBackbone) -> str:
+    """What the backbone's weights are, for feature-cache keys: a changed file is a new key."""
+    loaded = resolved.weights_loaded
+    source = loaded[len("hub:"):] if loaded.startswith("hub:") else loaded
+    path = Path(source)
+    if path.exists():
+        stat = path.stat()
+        return f"{loaded}|{stat.st_size}|{stat.st_mtime_ns}"
+    return loaded
 
 
 def train(
@@ -205,21 +226,41 @@ def train(
     num_classes = len(bundle.class_names)
     model = build_classifier(resolved, num_classes, spec.dataset.image_size, spec.train)
     backbone = backbone_of(model)
-    train_split = _one_hot(bundle.train, num_classes)
-    val_split = _one_hot(bundle.val, num_classes)
-    train_ds = as_tf_dataset(train_split, spec.train.batch_size, shuffle_seed=spec.train.seed)
-    val_ds = as_tf_dataset(val_split, spec.train.batch_size, shuffle_seed=None)
+    train_targets = one_hot(bundle.train.labels, num_classes)
+    val_targets = one_hot(bundle.val.labels, num_classes)
     class_weight = (
         balanced_class_weights(bundle.train.labels, num_classes) if spec.train.class_weights else None
     )
+    cache = FeatureCache()
 
     history: list[EpochRecord] = []
     status = "finished"
     for stage in plan_stages(spec.train, backbone):
         stage.policy.apply(backbone)
-        compile_for_stage(model, spec.train, stage.learning_rate)
+        fit_model, train_data, val_data, steps = model, None, None, None
+        plan = plan_cut(model, stage.policy) if can_cache(spec, stage.policy) else None
+        if plan is not None:
+            features = StageFeatures(spec, plan, weights_identity(resolved), cache, note)
+            views = features.training_views(bundle.train)
+            val_data = as_tf_dataset(features.compute("val", bundle.val), val_targets,
+                                     spec.train.batch_size, shuffle_seed=None)
+            if len(views) == 1:
+                train_data = as_tf_dataset(views[0], train_targets, spec.train.batch_size,
+                                           shuffle_seed=spec.train.seed)
+            else:
+                train_data, steps = views_dataset(views, train_targets, spec.train.batch_size,
+                                                  spec.train.seed, len(history), stage.epochs)
+            fit_model = plan.upper
+            note(features.summary())
+        else:
+            train_data = as_tf_dataset(bundle.train.images, train_targets, spec.train.batch_size,
+                                       shuffle_seed=spec.train.seed)
+            val_data = as_tf_dataset(bundle.val.images, val_targets, spec.train.batch_size,
+                                     shuffle_seed=None)
+        compile_for_stage(fit_model, spec.train, stage.learning_rate)
         note(f"Stage {stage.name}: {stage.policy.describe()}, learning rate {stage.learning_rate:g}, "
-             f"{count_params(model.trainable_weights):,} trainable parameters.")
+             f"{count_params(fit_model.trainable_weights):,} trainable parameters"
+             + (" (trained on cached features)." if plan is not None else "."))
         reporter = ProgressReporter(stage.name, len(bundle.train), on_epoch, should_stop, on_batch)
         callbacks: list[keras.callbacks.Callback] = [reporter]
         if spec.train.early_stopping_patience:
@@ -227,11 +268,12 @@ def train(
                 monitor="val_loss", patience=spec.train.early_stopping_patience,
                 restore_best_weights=True,
             ))
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
+        fit_model.fit(
+            train_data,
+            validation_data=val_data,
             epochs=len(history) + stage.epochs,
             initial_epoch=len(history),
+            steps_per_epoch=steps,
             class_weight=class_weight,
             callbacks=callbacks,
             shuffle=False,

@@ -6,6 +6,7 @@ from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 from tlcore.estimate import (
     ANCHOR_FORWARD_IPS,
     ANCHOR_TRAIN_IPS,
+    STAGE_START_S,
     estimate_epoch_seconds,
     estimate_run_seconds,
     eta_seconds,
@@ -14,11 +15,12 @@ from tlcore.estimate import (
 )
 
 
-def spec(size=160, name="mobilenet_v2", alpha=1.0, strategy="frozen", epochs=5, ft=0) -> RunSpec:
+def spec(size=160, name="mobilenet_v2", alpha=1.0, strategy="frozen", epochs=5, ft=0, cache=False,
+         **train) -> RunSpec:
     return RunSpec(
         dataset=DatasetSpec(image_size=size),
         backbone=BackboneSpec(name=name, alpha=alpha, weights="none"),
-        train=TrainSpec(strategy=strategy, epochs=epochs, fine_tune_epochs=ft),
+        train=TrainSpec(strategy=strategy, epochs=epochs, fine_tune_epochs=ft, feature_cache=cache, **train),
     )
 
 
@@ -59,7 +61,27 @@ def test_two_stage_runs_average_cheap_and_dear_epochs():
     two_stage = spec(strategy="frozen_then_finetune", epochs=2, ft=2)
     frozen, tuned = estimate_epoch_seconds(spec(epochs=2), 500), estimate_epoch_seconds(spec(strategy="finetune"), 500)
     assert estimate_epoch_seconds(two_stage, 500) == pytest.approx((frozen + tuned) / 2)
-    assert estimate_run_seconds(two_stage, 500) == pytest.approx(2 * frozen + 2 * tuned)
+    assert estimate_run_seconds(two_stage, 500) == pytest.approx(2 * frozen + 2 * tuned + 2 * STAGE_START_S)
+    assert estimate_run_seconds(spec(epochs=2), 500) == pytest.approx(2 * frozen + STAGE_START_S)
+
+
+def test_the_feature_cache_pays_the_frozen_forward_pass_once():
+    uncached, cached = spec(epochs=10), spec(epochs=10, cache=True)
+    assert estimate_run_seconds(cached, 700) < estimate_run_seconds(uncached, 700) / 3
+    # one epoch: the single forward pass costs about the same either way
+    assert estimate_run_seconds(spec(epochs=1, cache=True), 700) == pytest.approx(
+        estimate_run_seconds(spec(epochs=1), 700), rel=0.1)
+    # fine-tuning the top quarter on cached features beats stepping through the whole network
+    assert estimate_epoch_seconds(spec(strategy="finetune", cache=True), 700) < estimate_epoch_seconds(
+        spec(strategy="finetune"), 700)
+    # augmentation on the fly cannot use the cache; precomputed views can
+    on_the_fly = spec(epochs=10, cache=True, augmentations=("flip",))
+    views = spec(epochs=10, cache=True, augmentations=("flip",), augment_views=2)
+    assert estimate_run_seconds(on_the_fly, 700) == pytest.approx(estimate_run_seconds(uncached, 700))
+    assert estimate_run_seconds(views, 700) < estimate_run_seconds(on_the_fly, 700)
+    # scratch never caches
+    assert estimate_run_seconds(spec(strategy="scratch", cache=True), 700) == pytest.approx(
+        estimate_run_seconds(spec(strategy="scratch"), 700))
 
 
 def test_hub_backbones_count_as_the_anchor():

@@ -1,0 +1,119 @@
+"""Training on cached frozen-part outputs equals training on images, and the cache behaves."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+import pytest
+from calibrated import calibrated_weights
+from specs import tiny_spec
+
+from tlcore.cached_stage import last_single_tensor_cut, views_dataset
+from tlcore.config import BackboneSpec
+from tlcore.data import load_dataset
+from tlcore.evaluate import predict_probabilities
+from tlcore.features import FeatureCache
+from tlcore.train import train
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_dataset(tiny_spec().dataset)
+
+
+@pytest.fixture(scope="module")
+def weights(bundle, tmp_path_factory):
+    return calibrated_weights(bundle.train.images[:128], tmp_path_factory.mktemp("weights"))
+
+
+def spec_for(weights, strategy, cache, **train):
+    spec = tiny_spec(strategy, feature_cache=cache, **train)
+    return dataclasses.replace(spec, backbone=BackboneSpec("mobilenet_v2", 0.35, str(weights)))
+
+
+def assert_same_training(cached, uncached, bundle, learning_rate):
+    """Equal within float tolerance. Adam scales every update to about the learning rate, so
+    float-level noise in a near-zero gradient can move a weight by up to one step per step:
+    weights may drift by a few steps, while losses, metrics and predictions must agree tightly."""
+    assert [e.loss for e in cached.history] == pytest.approx([e.loss for e in uncached.history], rel=1e-4)
+    assert [e.val_accuracy for e in cached.history] == pytest.approx(
+        [e.val_accuracy for e in uncached.history], abs=1e-6)
+    for a, b in zip(cached.model.weights, uncached.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=3 * learning_rate, err_msg=a.path)
+    np.testing.assert_allclose(predict_probabilities(cached.model, bundle.test.images),
+                               predict_probabilities(uncached.model, bundle.test.images), atol=1e-3)
+
+
+@pytest.mark.parametrize("strategy,overrides", [
+    ("frozen", {"epochs": 2}),
+    ("finetune", {"epochs": 2, "fine_tune_layers": 30, "fine_tune_learning_rate": 1e-3}),
+    ("frozen_then_finetune", {"epochs": 1, "fine_tune_epochs": 1, "fine_tune_layers": 30}),
+])
+def test_cached_path_trains_the_same_model_as_the_image_path(bundle, weights, strategy, overrides):
+    cached_spec = spec_for(weights, strategy, True, **overrides)
+    cached = train(cached_spec, bundle=bundle)
+    uncached = train(spec_for(weights, strategy, False, **overrides), bundle=bundle)
+    assert any("cached features" in n for n in cached.notes)
+    assert not any("cached features" in n for n in uncached.notes)
+    learning_rate = max(cached_spec.train.learning_rate, cached_spec.train.fine_tune_learning_rate)
+    assert_same_training(cached, uncached, bundle, learning_rate)
+
+
+def test_a_second_run_reuses_the_features(bundle, weights):
+    train(spec_for(weights, "frozen", True, epochs=1), bundle=bundle)
+    second = train(spec_for(weights, "frozen", True, epochs=2, learning_rate=5e-3), bundle=bundle)
+    assert any("0 feature set(s) computed, 2 reused" in n for n in second.notes), second.notes
+
+
+def test_augmentation_uses_cached_views_or_falls_back_to_images(bundle, weights):
+    views = train(spec_for(weights, "frozen", True, epochs=3, augmentations=("flip",), augment_views=2),
+                  bundle=bundle)
+    assert any("3 feature set(s) computed" in n for n in views.notes), views.notes
+    on_the_fly = train(spec_for(weights, "frozen", True, epochs=1, augmentations=("flip",)), bundle=bundle)
+    assert not any("cached features" in n for n in on_the_fly.notes)
+
+
+def test_views_dataset_switches_view_each_epoch():
+    views = np.stack([np.zeros((5, 2)), np.ones((5, 2))]).astype("float32")
+    ds, steps = views_dataset(views, np.arange(5), batch_size=2, seed=0, first_epoch=0, epochs=3)
+    batches = list(ds.as_numpy_iterator())
+    assert steps == 3 and len(batches) == 9
+    per_epoch = [np.concatenate([b[0] for b in batches[i * 3:(i + 1) * 3]]) for i in range(3)]
+    assert [float(e.mean()) for e in per_epoch] == [0.0, 1.0, 0.0]
+    assert sorted(np.concatenate([b[1] for b in batches[:3]]).tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_cut_is_the_last_single_tensor_below_the_trainable_part():
+    inputs = keras.Input((4,))
+    a = keras.layers.Dense(4, name="a")(inputs)
+    b = keras.layers.Dense(4, name="b")(a)
+    c = keras.layers.Add(name="c")([a, b])
+    d = keras.layers.Dense(4, name="d")(c)
+    model = keras.Model(inputs, d)
+    names = [layer.name for layer in model.layers]
+    # 'b' cannot be the cut: 'c' also reads 'a'. The cut before 'c' is therefore 'a'.
+    assert names[last_single_tensor_cut(model, names.index("c"))] == "a"
+    assert names[last_single_tensor_cut(model, names.index("d"))] == "c"
+
+
+def test_cache_evicts_least_recently_used_first(tmp_path):
+    cache = FeatureCache(tmp_path, max_bytes=3 * 8000 + 500)
+    for key in ("a", "b", "c"):
+        cache.put(key, np.zeros(1000))
+    assert cache.get("a") is not None  # 'a' is now the most recently used
+    os.utime(cache.path("b"), (time.time() - 100, time.time() - 100))
+    cache.put("d", np.zeros(1000))
+    assert cache.get("b") is None
+    assert all(cache.get(k) is not None for k in ("a", "c", "d"))
+    assert cache.size_bytes() <= cache.max_bytes
+
+
+def test_cache_computes_once(tmp_path):
+    cache, calls = FeatureCache(tmp_path), []
+    for _ in range(2):
+        array, hit = cache.get_or_compute("k", lambda: calls.append(1) or np.arange(3.0))
+    assert hit and calls == [1] and array.tolist() == [0.0, 1.0, 2.0]
