@@ -35,32 +35,38 @@ def spec_for(weights, strategy, cache, **train):
     return dataclasses.replace(spec, backbone=BackboneSpec("mobilenet_v2", 0.35, str(weights)))
 
 
-def assert_same_training(cached, uncached, bundle, learning_rate):
-    """Equal within float tolerance. Adam scales every update to about the learning rate, so
-    float-level noise in a near-zero gradient can move a weight by up to one step per step:
-    weights may drift by a few steps, while losses, metrics and predictions must agree tightly."""
+def assert_same_training(cached, uncached, bundle):
+    """Equal within float tolerance.
+
+    The fine-tuning cases run with SGD and without dropout. Computed eagerly, both paths give
+    bit-identical losses and gradients; inside the compiled training step, TensorFlow fuses the
+    frozen convolutions with their BatchNorm and rounds differently in the last bits. Adam
+    scales every update to about the learning rate and so turns that rounding into whole steps,
+    and the split graph draws dropout masks in another order: noise, not a difference between
+    the paths, which these settings keep out of the comparison.
+    """
     assert [e.loss for e in cached.history] == pytest.approx([e.loss for e in uncached.history], rel=1e-4)
     assert [e.val_accuracy for e in cached.history] == pytest.approx(
         [e.val_accuracy for e in uncached.history], abs=1e-6)
     for a, b in zip(cached.model.weights, uncached.model.weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=3 * learning_rate, err_msg=a.path)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4, err_msg=a.path)
     np.testing.assert_allclose(predict_probabilities(cached.model, bundle.test.images),
                                predict_probabilities(uncached.model, bundle.test.images), atol=1e-3)
 
 
 @pytest.mark.parametrize("strategy,overrides", [
     ("frozen", {"epochs": 2}),
-    ("finetune", {"epochs": 2, "fine_tune_layers": 30, "fine_tune_learning_rate": 1e-3}),
-    ("frozen_then_finetune", {"epochs": 1, "fine_tune_epochs": 1, "fine_tune_layers": 30}),
+    ("finetune", {"epochs": 2, "fine_tune_layers": 30, "fine_tune_learning_rate": 1e-3,
+                  "dropout": 0.0, "optimizer": "sgd"}),
+    ("frozen_then_finetune", {"epochs": 1, "fine_tune_epochs": 1, "fine_tune_layers": 30,
+                              "dropout": 0.0, "optimizer": "sgd"}),
 ])
 def test_cached_path_trains_the_same_model_as_the_image_path(bundle, weights, strategy, overrides):
-    cached_spec = spec_for(weights, strategy, True, **overrides)
-    cached = train(cached_spec, bundle=bundle)
+    cached = train(spec_for(weights, strategy, True, **overrides), bundle=bundle)
     uncached = train(spec_for(weights, strategy, False, **overrides), bundle=bundle)
     assert any("cached features" in n for n in cached.notes)
     assert not any("cached features" in n for n in uncached.notes)
-    learning_rate = max(cached_spec.train.learning_rate, cached_spec.train.fine_tune_learning_rate)
-    assert_same_training(cached, uncached, bundle, learning_rate)
+    assert_same_training(cached, uncached, bundle)
 
 
 def test_a_second_run_reuses_the_features(bundle, weights):
