@@ -23,13 +23,14 @@ EXIT_USER_ERROR = 2
 FOLLOW_POLL_S = 1.0
 
 
-def _add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_spec_arguments(parser: argparse.ArgumentParser, with_strategy: bool = True) -> None:
     defaults_d, defaults_t = DatasetSpec(), TrainSpec()
     parser.add_argument("--dataset", required=True, help="builtin:shapes, tfds:NAME, folder:PATH or zip:PATH")
     parser.add_argument("--backbone", required=True, help="catalogue name (see `backbones`) or hub:URL_OR_FOLDER")
     parser.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
     parser.add_argument("--weights", default=None, help="imagenet | none | PATH (default: imagenet; none for scratch)")
-    parser.add_argument("--strategy", required=True, choices=STRATEGIES)
+    if with_strategy:
+        parser.add_argument("--strategy", required=True, choices=STRATEGIES)
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--fine-tune-epochs", type=int, default=defaults_t.fine_tune_epochs)
     parser.add_argument("--fine-tune-layers", type=int, default=None)
@@ -182,6 +183,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classic(args: argparse.Namespace) -> int:
+    """Queue scratch vs frozen vs frozen-then-fine-tune on the same data, backbone and budget."""
+    from tlcore.experiments import classic_experiment
+    from tlcore.jobs import submit
+
+    store = RunStore()
+    runs = [submit(spec, store, force=args.force).run for spec in classic_experiment(spec_from_args(args))]
+    if args.wait:
+        runs = [_follow(store, run.id) for run in runs]
+    rows = [
+        {
+            "run_id": r.id, "strategy": r.spec.train.strategy, "status": r.status,
+            "epochs": r.spec.train.total_epochs,
+            "test_accuracy": (r.summary or {}).get("test_accuracy"),
+            "seconds": (r.summary or {}).get("train_seconds"),
+        }
+        for r in runs
+    ]
+    _emit(args, rows, _describe_rows)
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from tlcore.jobs import reap
 
@@ -252,6 +275,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from tlcore.jobs import resume
+
+    run = resume(args.run_id)
+    print(f"{run.id} {run.status} (continues after its last finished epoch)")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from tlcore.jobs import run_worker
 
@@ -274,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=help_text)
         _add_spec_arguments(sub)
         sub.set_defaults(handler=handler)
+    classic = verbs.add_parser(
+        "classic", help="queue scratch vs frozen vs frozen_then_finetune with one budget")
+    _add_spec_arguments(classic, with_strategy=False)
+    classic.add_argument("--wait", action="store_true", help="wait for the three runs and print a table")
+    classic.set_defaults(handler=cmd_classic, strategy="frozen")
     for name, handler, help_text in (
         ("runs", cmd_runs, "list runs"),
         ("backbones", cmd_backbones, "list the backbone catalogue"),
@@ -285,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler, help_text in (
         ("show", cmd_show, "show one run"),
         ("cancel", cmd_cancel, "stop a queued or running run"),
+        ("resume", cmd_resume, "queue a failed or stopped run again, from its last epoch"),
         ("worker", cmd_worker, "(internal) train a queued run"),
         ("delete", cmd_delete, "delete a finished run and its artifacts"),
     ):

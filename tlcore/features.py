@@ -5,6 +5,9 @@ between epochs or between runs, so it is computed once per (dataset split, backb
 image size, preprocessing, cut point) and reused: by later epochs, later runs and the classic
 experiment. The cache is capped in size (``$TL_FEATURE_CACHE_MB``) and evicts the least
 recently used entries.
+
+:class:`ArrayCache` is the storage underneath (one file per key, atomic writes, LRU by file
+modification time); other caches of arrays, such as decoded datasets, build on it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import suppress
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -22,12 +26,18 @@ from tlcore.paths import subdir
 
 DEFAULT_CACHE_MB = 4096
 
+UNREADABLE = (OSError, ValueError, EOFError)
+"""What reading a missing, truncated or damaged entry raises (a cut ``.npy``: EOFError)."""
 
-def cache_limit_bytes() -> int:
+
+def cache_limit_bytes(
+    variable: str = "TL_FEATURE_CACHE_MB", default_mb: float = DEFAULT_CACHE_MB
+) -> int:
+    """The size cap in bytes read from the environment ``variable`` (in megabytes)."""
     try:
-        megabytes = float(os.environ.get("TL_FEATURE_CACHE_MB", DEFAULT_CACHE_MB))
+        megabytes = float(os.environ.get(variable, default_mb))
     except ValueError:
-        megabytes = DEFAULT_CACHE_MB
+        megabytes = default_mb
     return int(max(0.0, megabytes) * 1024 * 1024)
 
 
@@ -42,64 +52,99 @@ def ids_fingerprint(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-class FeatureCache:
-    """Arrays stored as ``.npy`` files; reading one marks it as recently used."""
+class ArrayCache:
+    """Values stored one file per key under ``root``; reading one marks it as recently used.
 
-    def __init__(self, root: Path | None = None, max_bytes: int | None = None) -> None:
-        self.root = Path(root) if root else subdir("features")
+    Subclasses store other values by overriding :attr:`suffix`, :meth:`_save`, :meth:`_load`
+    and :meth:`_nbytes`; a damaged entry (anything in :data:`UNREADABLE`) reads as a miss.
+    """
+
+    suffix = ".npy"
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.max_bytes = cache_limit_bytes() if max_bytes is None else max_bytes
+        self.max_bytes = max_bytes
 
     def path(self, key: str) -> Path:
-        return self.root / f"{key}.npy"
+        return self.root / f"{key}{self.suffix}"
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str) -> Any | None:
         path = self.path(key)
         try:
-            array = np.load(path)
-        except (FileNotFoundError, ValueError, OSError):
+            value = self._load(path)
+        except UNREADABLE:
             return None
-        os.utime(path)
-        return array
+        with suppress(OSError):  # evicted by another process since: still a valid read
+            os.utime(path)
+        return value
 
-    def put(self, key: str, array: np.ndarray) -> None:
+    def put(self, key: str, value: Any) -> None:
         """Store atomically (a crash never leaves a truncated entry), then evict."""
-        if array.nbytes > self.max_bytes:
+        if self._nbytes(value) > self.max_bytes:
             return
         fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.save(handle, array)
+                self._save(handle, value)
             os.replace(tmp, self.path(key))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         self.evict()
 
-    def get_or_compute(self, key: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
-        """The cached array, or a freshly computed (and stored) one; the flag says which."""
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The cached value, or a freshly computed (and stored) one; the flag says which."""
         cached = self.get(key)
         if cached is not None:
             return cached, True
-        array = compute()
-        self.put(key, array)
-        return array, False
+        value = compute()
+        self.put(key, value)
+        return value, False
 
     def entries(self) -> list[Path]:
         """Entries, least recently used first."""
-        return sorted(self.root.glob("*.npy"), key=lambda p: p.stat().st_mtime)
+        return [path for _, _, path in self._stats()]
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.entries())
+        return sum(size for _, size, _ in self._stats())
 
     def evict(self) -> list[Path]:
-        entries = self.entries()
-        total = sum(p.stat().st_size for p in entries)
+        stats = self._stats()
+        total = sum(size for _, size, _ in stats)
         removed = []
-        for path in entries:
+        for _, size, path in stats:
             if total <= self.max_bytes:
                 break
-            total -= path.stat().st_size
+            total -= size
             path.unlink(missing_ok=True)
             removed.append(path)
         return removed
+
+    def _stats(self) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of each entry, oldest first, without those deleted meanwhile."""
+        stats = []
+        for path in self.root.glob(f"*{self.suffix}"):
+            with suppress(FileNotFoundError):
+                info = path.stat()
+                stats.append((info.st_mtime, info.st_size, path))
+        return sorted(stats, key=lambda stat: stat[0])
+
+    def _save(self, handle: BinaryIO, value: Any) -> None:
+        np.save(handle, value)
+
+    def _load(self, path: Path) -> Any:
+        return np.load(path)
+
+    def _nbytes(self, value: Any) -> int:
+        return int(value.nbytes)
+
+
+class FeatureCache(ArrayCache):
+    """Feature arrays under ``$TL_HOME/features``, capped by ``$TL_FEATURE_CACHE_MB``."""
+
+    def __init__(self, root: Path | None = None, max_bytes: int | None = None) -> None:
+        super().__init__(
+            Path(root) if root else subdir("features"),
+            cache_limit_bytes() if max_bytes is None else max_bytes,
+        )

@@ -117,9 +117,17 @@ def reap(store: RunStore) -> list[str]:
                 f"The worker process (pid {run.worker_pid}) died without finishing the run."
                 if run.worker_pid else "The worker process never started."
             )
-            store.finish(run.id, "failed", reason + " Launch it again to retrain.")
+            store.finish(run.id, "failed", reason + " Resume it to continue from its last epoch.")
             dead.append(run.id)
     return dead
+
+
+def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
+    """Queue a failed or stopped run again; its worker continues after the last checkpoint."""
+    store = store or RunStore()
+    store.requeue(run_id)
+    dispatch(store)
+    return store.get(run_id)
 
 
 def cancel(run_id: str, store: RunStore | None = None) -> RunRecord:

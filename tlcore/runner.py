@@ -2,7 +2,8 @@
 
 Used by the background worker and by ``python -m tlcore train`` in the foreground, so both
 write the same records. A run is marked finished only after its artifacts are completely on
-disk; any failure leaves it failed with a reason, never running.
+disk; any failure leaves it failed with a reason, never running. A run that was interrupted
+(worker killed, stopped) resumes from its last checkpoint when it is executed again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from tlcore.checkpoint import Checkpoint, clear_checkpoint
 from tlcore.errors import TLError
 from tlcore.evaluate import EvalReport, evaluate
 from tlcore.store import EpochRecord, RunRecord, RunStore
@@ -57,7 +59,9 @@ def execute_run(
     """
     run = store.get(run_id)
     total_epochs = run.spec.train.total_epochs
-    done_epochs = 0
+    checkpoint_dir = store.artifact_dir(run_id) / "checkpoint"
+    resume = Checkpoint.load(checkpoint_dir)
+    done_epochs = resume.epoch if resume else 0
     progress_gate, stop_gate = _Throttle(PROGRESS_INTERVAL_S), _Throttle(STOP_POLL_INTERVAL_S)
     stop_seen = False
 
@@ -81,7 +85,7 @@ def execute_run(
             stop_seen = store.stop_requested(run_id)
         return stop_seen
 
-    store.clear_epochs(run_id)
+    store.clear_epochs(run_id, after=done_epochs)
     try:
         result = train(
             run.spec,
@@ -89,10 +93,13 @@ def execute_run(
             should_stop=should_stop,
             on_batch=record_batch,
             on_note=lambda text: store.add_note(run_id, text),
+            checkpoint_dir=checkpoint_dir,
         )
-        if result.history:
+        if store.epochs(run_id):
             report = evaluate(result.model, result.bundle.test, result.bundle.class_names)
             save_artifacts(store, run_id, result, report)
+        if result.status == "finished":
+            clear_checkpoint(checkpoint_dir)
         store.finish(run_id, result.status)
     except TLError as exc:
         store.finish(run_id, "failed", str(exc))
@@ -114,7 +121,8 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
     store.write_json(run_id, "report.json", report.to_dict())
     store.write_json(run_id, "class_names.json", result.bundle.class_names)
     save_mistake_thumbnails(store, run_id, result, report)
-    best_val = max((e.val_accuracy for e in result.history), default=None)
+    history = store.epochs(run_id)
+    best_val = max((e.val_accuracy for e in history), default=None)
     store.update(
         run_id,
         summary={
@@ -123,7 +131,7 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
             "trainable_params": result.trainable_params,
             "total_params": result.total_params,
             "train_seconds": result.seconds,
-            "epochs": len(result.history),
+            "epochs": len(history),
             "num_classes": len(result.bundle.class_names),
             "counts": result.bundle.counts(),
         },

@@ -260,6 +260,22 @@ class RunStore:
             ).fetchone()
         return bool(row and row["stop_requested"])
 
+    def requeue(self, run_id: str) -> RunRecord:
+        """Queue a failed or stopped run again (it resumes from its checkpoint, if any)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL,"
+                " stop_requested = 0, worker_pid = NULL, worker_started = NULL"
+                " WHERE id = ? AND status IN ('failed', 'stopped')",
+                (run_id,),
+            )
+        run = self.get(run_id)
+        if cursor.rowcount == 0:
+            raise RunStateError(
+                f"Run {run_id} is {run.status}; only failed or stopped runs can be resumed."
+            )
+        return run
+
     def claim_queued(self, limit: int) -> list[RunRecord]:
         """Atomically move up to ``limit`` - running queued runs (oldest first) to running."""
         with self.transaction() as conn:

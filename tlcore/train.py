@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tlcore.backbones import ResolvedBackbone, build_backbone
 from tlcore.cached_stage import StageFeatures, can_cache, plan_cut, views_dataset
+from tlcore.checkpoint import Checkpoint, save_checkpoint
 from tlcore.config import RunSpec, TrainSpec
 from tlcore.data import DatasetBundle, load_dataset
 from tlcore.features import FeatureCache
@@ -191,6 +192,7 @@ def train(
     on_batch: BatchCallback | None = None,
     bundle: DatasetBundle | None = None,
     on_note: Callable[[str], None] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> RunResult:
     """Train the classifier that ``spec`` describes.
 
@@ -201,6 +203,8 @@ def train(
         on_batch: Called with (batches done, batches per epoch) for progress bars.
         bundle: Already loaded data, to skip loading (the caller loaded it for a preview).
         on_note: Called with remarks worth keeping in the run's log (weight fallbacks, ...).
+        checkpoint_dir: Where to save weights after every epoch; a checkpoint already there
+            is resumed from (its finished epochs are skipped).
 
     Returns:
         The trained model, its history and the data it was trained on.
@@ -232,10 +236,26 @@ def train(
         balanced_class_weights(bundle.train.labels, num_classes) if spec.train.class_weights else None
     )
     cache = FeatureCache()
+    resume = Checkpoint.load(checkpoint_dir) if checkpoint_dir else None
+    done = 0
+    if resume is not None:
+        resume.restore(model)
+        done = resume.epoch
+        note(f"Resumed after epoch {done} from its checkpoint (optimizer state restarts).")
+
+    def checkpoint(record: EpochRecord) -> None:
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, model, record.epoch)
+        if on_epoch is not None:
+            on_epoch(record)
 
     history: list[EpochRecord] = []
     status = "finished"
+    stage_end = 0
     for stage in plan_stages(spec.train, backbone):
+        first_epoch, stage_end = max(stage_end, done), stage_end + stage.epochs
+        if first_epoch >= stage_end:
+            continue
         stage.policy.apply(backbone)
         fit_model, train_data, val_data, steps = model, None, None, None
         plan = plan_cut(model, stage.policy) if can_cache(spec, stage.policy) else None
@@ -249,7 +269,8 @@ def train(
                                            shuffle_seed=spec.train.seed)
             else:
                 train_data, steps = views_dataset(views, train_targets, spec.train.batch_size,
-                                                  spec.train.seed, len(history), stage.epochs)
+                                                  spec.train.seed, first_epoch,
+                                                  stage_end - first_epoch)
             fit_model = plan.upper
             note(features.summary())
         else:
@@ -261,7 +282,7 @@ def train(
         note(f"Stage {stage.name}: {stage.policy.describe()}, learning rate {stage.learning_rate:g}, "
              f"{count_params(fit_model.trainable_weights):,} trainable parameters"
              + (" (trained on cached features)." if plan is not None else "."))
-        reporter = ProgressReporter(stage.name, len(bundle.train), on_epoch, should_stop, on_batch)
+        reporter = ProgressReporter(stage.name, len(bundle.train), checkpoint, should_stop, on_batch)
         callbacks: list[keras.callbacks.Callback] = [reporter]
         if spec.train.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
@@ -271,8 +292,8 @@ def train(
         fit_model.fit(
             train_data,
             validation_data=val_data,
-            epochs=len(history) + stage.epochs,
-            initial_epoch=len(history),
+            epochs=stage_end,
+            initial_epoch=first_epoch,
             steps_per_epoch=steps,
             class_weight=class_weight,
             callbacks=callbacks,

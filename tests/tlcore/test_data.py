@@ -86,7 +86,8 @@ def test_subset_is_stratified_and_keeps_three_per_class() -> None:
 
 # --- builtin ------------------------------------------------------------------------------
 
-def test_builtin_shapes_is_deterministic_balanced_and_disjoint() -> None:
+def test_builtin_shapes_is_deterministic_balanced_and_disjoint(monkeypatch) -> None:
+    monkeypatch.setenv("TL_DATASET_CACHE_MB", "0")  # generate twice, not read a cached copy
     spec = DatasetSpec(source="builtin:shapes", image_size=SIZE)
     bundle = load_dataset(spec)
     assert_consistent(bundle)

@@ -98,3 +98,17 @@ def test_plan_for_each_strategy(bundle):
     assert plans["frozen"][0].policy.trainable_top == 0
     assert plans["finetune"][0].policy.trainable_top == 2
     assert [s.name for s in plans["frozen_then_finetune"]] == ["frozen", "finetune"]
+
+
+def test_a_run_resumes_after_its_last_checkpoint(bundle, tmp_path):
+    spec = tiny_spec("frozen_then_finetune", epochs=2, fine_tune_epochs=1, fine_tune_layers=5)
+    full = train(spec, bundle=bundle)
+    folder = tmp_path / "checkpoint"
+    calls = []
+    first = train(spec, bundle=bundle, checkpoint_dir=folder, on_epoch=calls.append,
+                  should_stop=lambda: len(calls) >= 1)
+    assert first.status == "stopped" and [e.epoch for e in first.history] == [1]
+    resumed = train(spec, bundle=bundle, checkpoint_dir=folder)
+    assert [(e.epoch, e.stage) for e in resumed.history] == [(2, "frozen"), (3, "finetune")]
+    assert any("Resumed after epoch 1" in n for n in resumed.notes)
+    assert resumed.history[0].loss == pytest.approx(full.history[1].loss, rel=0.05)

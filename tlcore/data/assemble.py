@@ -2,7 +2,8 @@
 
 Sources that can list their images before decoding them (generated shapes, a folder, an
 extracted zip) share this path: validate the classes, take the subset, decode in parallel,
-drop what fails to decode, validate again, split.
+drop what fails to decode, validate again, split. A catalogue that fingerprints its content
+has the finished bundle cached on disk (:mod:`tlcore.data.cache`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from tlcore.config import DatasetSpec
 from tlcore.data.bundle import DatasetBundle, Progress, SkippedFile, Split, SplitWriter, make_bundle
+from tlcore.data.cache import load_cached
 from tlcore.data.splits import check_class_counts, stratified_partition, stratified_subset
 from tlcore.errors import BadImageError
 
@@ -34,11 +37,15 @@ class Catalogue:
         ids: Stable, printable identifier of each image.
         labels: Label index of each image.
         class_names: Label index -> class name.
+        content: JSON-able fingerprint of what the reader would decode, cheap to take and
+            changed whenever the pixels could change (file sizes and times, a generator
+            version); ``None`` leaves the bundle uncached.
     """
 
     ids: list[str]
     labels: np.ndarray
     class_names: list[str]
+    content: Any = None
 
 
 def bundle_from_catalogue(
@@ -47,11 +54,27 @@ def bundle_from_catalogue(
     spec: DatasetSpec,
     progress: Progress | None = None,
 ) -> DatasetBundle:
-    """Subset, decode and split a catalogue following ``spec``.
+    """Subset, decode and split a catalogue following ``spec``, or read the cached result.
 
     Raises:
         DatasetError: Too few classes or images, before or after dropping unreadable files.
     """
+    if catalogue.content is None:
+        return _assemble(catalogue, read, spec, progress)
+    content = {
+        "ids": catalogue.ids,
+        "labels": np.asarray(catalogue.labels).tolist(),
+        "class_names": catalogue.class_names,
+        "source": catalogue.content,
+    }
+    return load_cached(
+        spec, content, lambda report: _assemble(catalogue, read, spec, report), progress
+    )
+
+
+def _assemble(
+    catalogue: Catalogue, read: Reader, spec: DatasetSpec, progress: Progress | None
+) -> DatasetBundle:
     check_class_counts(catalogue.labels, catalogue.class_names)
     keep = stratified_subset(catalogue.ids, catalogue.labels, spec.subset, spec.seed)
     pool, skipped = _decode_all(catalogue, keep, read, spec.image_size, progress)

@@ -3,7 +3,9 @@
 ``builtin:shapes`` draws filled shapes at random positions, sizes, rotations and colours
 on solid, gradient or blotchy backgrounds, with pixel noise: a small model learns it in a
 few epochs, but not from a single pixel statistic. Every image is generated from a fixed
-seed and its own index, so every call (and every subset of it) yields the same pixels.
+seed and its own index, so every call (and every subset of it) yields the same pixels, and
+the result can be cached on disk like any other source's (reading it back takes a tenth of
+the time generating does).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from tlcore.errors import DatasetError
 from tlcore.images import load_image
 
 SHAPES_SEED = 20_240_601
+SHAPES_VERSION = 1
+"""Bumped whenever the drawing changes, so cached copies of the old pixels are not reused."""
 SHAPES_PER_CLASS = 70
 SHAPES_CANVAS = 80
 _MIN_CONTRAST = 90.0
@@ -101,7 +105,7 @@ def _shapes(image_size: int) -> tuple[Catalogue, Reader]:
         rng = np.random.default_rng([SHAPES_SEED, index])
         return load_image(render_shape(names[labels[index]], rng), image_size)
 
-    return Catalogue(ids, labels, names), read
+    return Catalogue(ids, labels, names, content={"shapes": SHAPES_VERSION}), read
 
 
 @dataclass(frozen=True)

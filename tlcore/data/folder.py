@@ -8,6 +8,7 @@ that points elsewhere is skipped, not read.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,13 @@ from tlcore.paths import data_roots
 
 IGNORED_FOLDERS = ("__MACOSX",)
 """Folders that archivers add and that never hold a class (hidden ones are skipped too)."""
+
+SETTLE_SECONDS = 3.0
+"""A tree with a file modified more recently than this is loaded without the cache.
+
+File systems stamp times in ticks (milliseconds on most, one or two seconds on some), so a
+file rewritten within the tick of its last write, at the same size, looks unchanged; a
+bundle cached from it could be stale for good. Once files have settled, any write shows."""
 
 
 def load_folder(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBundle:
@@ -48,15 +56,26 @@ def load_class_tree(
 
     Image files are found recursively in each class folder (extensions from
     :data:`~tlcore.images.IMAGE_EXTENSIONS`, any case); hidden files and folders and other
-    files are ignored. Files that fail to decode end up in ``bundle.skipped``.
+    files are ignored. Files that fail to decode end up in ``bundle.skipped``. The bundle
+    is cached under the files' sizes and modification times, so any change reloads it
+    (unless a file was just written: see :data:`SETTLE_SECONDS`).
     """
+    listed_at = time.time_ns()
     class_dirs = visible_subfolders(root)
     files = [_image_files(class_dir) for class_dir in class_dirs]
     paths = [path for class_files in files for path in class_files]
+    stamps = [_stamp(path) for path in paths]
+    settled_before = listed_at - int(SETTLE_SECONDS * 1e9)
+    settled = all(stamp[1] < settled_before for stamp in stamps if stamp)
     catalogue = Catalogue(
         ids=[printable(path.relative_to(root).as_posix()) for path in paths],
         labels=np.repeat(np.arange(len(files), dtype=np.int32), [len(f) for f in files]),
         class_names=[printable(d.name) for d in class_dirs],
+        content={
+            "root": str(root),
+            "allowed": [str(folder) for folder in allowed],
+            "files": stamps,
+        } if settled else None,
     )
 
     def read(index: int) -> np.ndarray:
@@ -121,6 +140,15 @@ def _image_files(class_dir: Path) -> list[Path]:
             if _is_visible(name) and name.lower().endswith(IMAGE_EXTENSIONS)
         )
     return sorted(found)
+
+
+def _stamp(path: Path) -> list[int]:
+    """Size and modification time of the file (a link's target): they change when it does."""
+    try:
+        info = path.stat()
+    except OSError:
+        return []  # Gone or a dangling link: decoding skips it, and its return is a change.
+    return [info.st_size, info.st_mtime_ns]
 
 
 def _is_visible(name: str) -> bool:

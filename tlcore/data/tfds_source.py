@@ -4,6 +4,7 @@ Official train/validation/test splits are used when the dataset has them; missin
 carved out of train, stratified by the spec's seed. A subset is read with TFDS split
 slicing (``train[:20%]``), so only that part is ever decoded. Pixels still go through
 :func:`tlcore.images.load_image`, one image at a time, so they match every other source.
+The finished bundle is cached on disk, keyed by the dataset's version and folder.
 
 ``tensorflow_datasets`` (and with it TensorFlow) is imported only when a TFDS dataset is
 actually loaded: the other sources, and the UI, should not pay seconds of import time.
@@ -18,6 +19,7 @@ from typing import Any
 
 from tlcore.config import DatasetSpec
 from tlcore.data.bundle import DatasetBundle, Progress, SkippedFile, Split, SplitWriter, make_bundle
+from tlcore.data.cache import load_cached
 from tlcore.data.splits import check_class_counts, stratified_partition
 from tlcore.errors import BadImageError, DatasetError
 from tlcore.images import load_image
@@ -45,15 +47,10 @@ def load_tfds(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBun
             downloadable, or classes too small to split.
     """
     builder = _builder(spec.location, spec.data_dir)
-    image_key, label_key = find_image_and_label(builder.info.features, spec.location)
+    keys = find_image_and_label(builder.info.features, spec.location)
     _prepare(builder, spec.location)
-    plan = plan_splits(builder.info.splits.keys())
-    class_names = list(builder.info.features[label_key].names)
-    read, skipped = _read_splits(builder, plan, (image_key, label_key), spec, progress)
-    check_class_counts(read["train"].labels, class_names)
-    splits = _carve_missing(read, spec)
-    return make_bundle(
-        splits["train"], splits["val"], splits["test"], class_names, skipped, spec.source
+    return load_cached(
+        spec, _content(builder), lambda report: _decode(builder, keys, spec, report), progress
     )
 
 
@@ -119,6 +116,30 @@ def _require_feature(
             f"Pick an image-classification dataset, e.g. {', '.join(COMMON_TFDS[:3])}.",
         )
     return key
+
+
+def _decode(
+    builder: Any, keys: tuple[str, str], spec: DatasetSpec, progress: Progress | None
+) -> DatasetBundle:
+    """Decode a prepared dataset's planned splits and carve the missing ones."""
+    plan = plan_splits(builder.info.splits.keys())
+    class_names = list(builder.info.features[keys[1]].names)
+    read, skipped = _read_splits(builder, plan, keys, spec, progress)
+    check_class_counts(read["train"].labels, class_names)
+    splits = _carve_missing(read, spec)
+    return make_bundle(
+        splits["train"], splits["val"], splits["test"], class_names, skipped, spec.source
+    )
+
+
+def _content(builder: Any) -> dict[str, Any]:
+    """What identifies a prepared dataset's data: name, version, folder and split sizes."""
+    return {
+        "name": builder.name,
+        "version": str(builder.version),
+        "data_dir": str(builder.data_dir),
+        "splits": {name: int(info.num_examples) for name, info in builder.info.splits.items()},
+    }
 
 
 def _builder(name: str, data_dir: str | None) -> Any:

@@ -1,0 +1,105 @@
+"""Compare & Classify: finished runs side by side, and their predictions on uploaded images."""
+
+import pandas as pd
+import streamlit as st
+
+from tlcore.evaluate import EvalReport
+from tlcore.images import check_upload_size, load_image
+from tlcore.plots import comparison_figure, confusion_figure, per_class_f1_figure, predictions_figure
+from tlcore.images import MAX_UPLOAD_BYTES
+from tlcore.summaries import comparison_rows, rows_to_csv, run_label, short_label
+from ui import glue, widgets
+
+glue.require_frame(__file__)
+
+store = glue.store()
+st.title("Compare & Classify")
+finished = glue.attempt(store.list_runs, statuses=("finished",), doing="listing runs") or []
+if not finished:
+    st.info("No finished runs yet. Train some first — the classic experiment on the Home page "
+            "gives three runs worth comparing.")
+    st.page_link(widgets.TRAIN_PAGE, label="Go to Train", icon=":material/monitoring:")
+    st.stop()
+
+by_id = {run.id: run for run in finished}
+chosen = st.multiselect("Finished runs (pick two or more to compare)", list(by_id),
+                        default=list(by_id)[:2], format_func=lambda i: run_label(by_id[i]), key="compare.runs")
+runs = [by_id[i] for i in chosen]
+if not runs:
+    st.stop()
+labels = {run.id: short_label(run) for run in runs}
+
+st.header("Learning curves")
+histories = {labels[r.id]: store.epochs(r.id) for r in runs}
+left, right = st.columns(2)
+for col, metric in ((left, "val_accuracy"), (right, "val_loss")):
+    figure = comparison_figure(histories, metric).update_xaxes(dtick=1)  # whole epochs only
+    col.plotly_chart(figure, key=f"compare.{metric}")
+
+st.header("Test metrics")
+rows = comparison_rows(runs)
+percent = st.column_config.NumberColumn(format="percent")
+st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+    "test accuracy": percent, "best val accuracy": percent,
+    "macro F1": st.column_config.NumberColumn(format="%.3f"),
+    "train time (s)": st.column_config.NumberColumn(format="%.1f")})
+baseline = (runs[0].summary or {}).get("test_accuracy", 0)
+for col, run in zip(st.columns(min(len(runs), 4)), runs[:4]):
+    accuracy = (run.summary or {}).get("test_accuracy", 0)
+    col.metric(labels[run.id], f"{accuracy:.1%}", help="Accuracy on the held-out test split",
+               delta=f"{accuracy - baseline:+.1%} vs {runs[0].id}" if run is not runs[0] else None)
+downloads = st.columns(1 + len(runs))
+downloads[0].download_button("Table as CSV", rows_to_csv(rows), "comparison.csv", "text/csv",
+                             key="compare.csv", on_click="ignore", icon=":material/download:")
+for col, run in zip(downloads[1:], runs):
+    col.download_button(f"Model {run.id} (.keras)", store.model_path(run.id).read_bytes,
+                        f"{run.id}.keras", "application/octet-stream", key=f"compare.model.{run.id}",
+                        on_click="ignore", icon=":material/download:")
+
+reports = {}
+for run in runs:
+    with glue.friendly(f"reading the report of run {run.id}"):
+        reports[run.id] = EvalReport.from_dict(store.read_json(run.id, "report.json"))
+st.header("Confusion matrices")
+for start in range(0, len(runs), 3):
+    for col, run in zip(st.columns(3), runs[start:start + 3]):
+        if run.id in reports:
+            col.plotly_chart(confusion_figure(reports[run.id], labels[run.id]), key=f"compare.confusion.{run.id}")
+st.plotly_chart(per_class_f1_figure({labels[i]: r for i, r in reports.items()}), key="compare.f1")
+
+st.header("Most confident mistakes")
+for run in runs:
+    mistakes = reports[run.id].mistakes if run.id in reports else []
+    folder = store.artifact_dir(run.id) / "mistakes"
+    shown = [(folder / f"{rank:02d}.png", m) for rank, m in enumerate(mistakes) if (folder / f"{rank:02d}.png").exists()]
+    with st.expander(f"{labels[run.id]} — {len(mistakes)} mistake(s) shown", expanded=len(runs) == 1):
+        if not shown:
+            st.caption("No mistakes on the test split." if not mistakes else "No images were saved.")
+        else:
+            st.image([str(path) for path, _ in shown], width=96,
+                     caption=[f"{m.true} → {m.predicted} ({m.confidence:.0%})" for _, m in shown])
+
+st.header("Classify your images")
+uploads = st.file_uploader("Images (JPEG, PNG or WebP)", type=["jpg", "jpeg", "png", "webp"],
+                           accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20,
+                           key="compare.images")
+top_k = st.slider("Top-k", 1, 10, 3, key="compare.top_k")
+for upload in uploads or []:
+    st.divider()
+    try:
+        check_upload_size(upload.size)
+        pixels = load_image(upload.getvalue())
+    except Exception as exc:  # noqa: BLE001 - one bad image must not hide the others
+        st.markdown(f"**{upload.name}**")
+        glue.show_error(exc, f"reading {upload.name}")
+        continue
+    image_col, chart_col = st.columns([1, 3])
+    image_col.image(pixels, caption=upload.name, width="stretch")
+    predictions = {}
+    for run in runs:
+        with glue.friendly(f"classifying with run {run.id}"):
+            predictions[labels[run.id]] = glue.loaded_run(run.id).predict([pixels], top_k)[0]
+    if predictions:
+        chart_col.plotly_chart(predictions_figure(predictions), key=f"compare.pred.{upload.file_id}")
+        chart_col.caption("  \n".join(f"{label}: **{p[0].label}** ({p[0].probability:.0%})"
+                                      for label, p in predictions.items()))

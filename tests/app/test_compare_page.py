@@ -1,0 +1,36 @@
+from apptools import open_app, png_bytes, texts
+
+
+def test_without_finished_runs_the_page_says_what_to_do():
+    at = open_app("pages/compare.py")
+    assert not at.exception
+    assert "No finished runs yet" in texts(at)
+
+
+def test_two_runs_side_by_side_with_metrics_downloads_and_mistakes(with_trained_runs):
+    at = open_app("pages/compare.py")
+    assert not at.exception and not at.error
+    assert sorted(at.multiselect(key="compare.runs").value) == sorted(with_trained_runs.run_ids)
+    table = at.dataframe[0].value
+    assert len(table) == 2 and {"test accuracy", "macro F1", "train time (s)", "trainable params", "epochs"} <= set(table.columns)
+    assert sorted(m.label.split(" · ")[-1] for m in at.metric) == sorted(with_trained_runs.run_ids)
+    assert all(m.value.endswith("%") for m in at.metric)
+    assert len(at.get("plotly_chart")) >= 5  # 2 curves, 2 confusion matrices, per-class F1
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Table as CSV" in labels and sum(label.startswith("Model ") for label in labels) == 2
+    assert "mistake(s) shown" in "\n".join(e.label for e in at.expander)
+
+
+def test_uploaded_images_are_classified_by_every_run_and_bad_ones_explained(with_trained_runs):
+    at = open_app("pages/compare.py")
+    at.file_uploader(key="compare.images").set_value([
+        ("square.png", png_bytes((200, 30, 30)), "image/png"),
+        ("broken.png", b"not an image at all", "image/png"),
+    ])
+    at.run()
+    assert not at.exception
+    assert any("could not be decoded" in e.value for e in at.error)
+    assert len([c for c in at.get("plotly_chart")]) >= 6  # one predictions chart for the good image
+    result = texts(at)
+    assert all(run_id in result for run_id in with_trained_runs.run_ids)
+    assert "**broken.png**" in [m.value for m in at.markdown]

@@ -1,0 +1,218 @@
+"""The one place where the app meets Streamlit's machinery: session keys, caches, errors.
+
+Pages import this module instead of calling ``st.cache_*`` or inventing session keys, so what
+is cached, for how long and for whom is visible in one file. Nothing here trains or decodes:
+that is ``tlcore``'s job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import streamlit as st
+from streamlit.navigation.page import StreamlitPage
+
+from tlcore.backbones import describe_catalogue
+from tlcore.config import DatasetSpec, RunSpec
+from tlcore.errors import TLError
+from tlcore.experiments import list_experiments, load_experiment
+from tlcore.paths import keras_models_dir, tl_home
+from tlcore.preview import DatasetPreview, preview_dataset
+from tlcore.serving import LoadedRun, load_run
+from tlcore.store import RunStore
+
+log = logging.getLogger("tlstudio.ui")
+T = TypeVar("T")
+
+# Session keys shared between pages (page-local widget keys are "<page>.<name>").
+CURRENT_EXPERIMENT = "current_experiment"
+"""Name of the experiment the Train page picks up (set when Configure saves one)."""
+WATCHED_RUN = "watched_run"
+"""Id of the run the Train page shows; mirrored in the URL as ?run=ID."""
+RUN_PARAM = "run"
+
+SESSION_DEFAULTS: dict[str, object] = {CURRENT_EXPERIMENT: None, WATCHED_RUN: None}
+POLL_ACTIVE_S = 1.5
+"""How often live views re-read the store while a run is queued or running."""
+
+
+def init_session() -> None:
+    """Give every shared session key its default once per browser session."""
+    for key, value in SESSION_DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+# ---- friendly errors -------------------------------------------------------------------
+
+
+def show_error(exc: BaseException, doing: str = "") -> None:
+    """Render an error the way every page does: the message, then what to do about it."""
+    if isinstance(exc, TLError):
+        st.error(exc.message, icon=":material/error:")
+        if exc.hint:
+            st.info(exc.hint, icon=":material/lightbulb:")
+        return
+    log.exception("unexpected error while %s", doing or "rendering a page", exc_info=exc)
+    st.error(
+        "Something went wrong on our side" + (f" while {doing}" if doing else "")
+        + ". The details are in the server log; please try again or report it.",
+        icon=":material/error:",
+    )
+
+
+def describe_error(exc: BaseException, doing: str = "") -> str:
+    """One line for an error shown later (e.g. from a callback); unexpected ones are logged."""
+    if isinstance(exc, TLError):
+        return str(exc)
+    log.exception("unexpected error while %s", doing or "handling a request", exc_info=exc)
+    return "Something went wrong on our side; the details are in the server log."
+
+
+@contextmanager
+def friendly(doing: str = "") -> Iterator[None]:
+    """Run a block; show any error as a friendly message and carry on after the block."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
+        show_error(exc, doing)
+
+
+def attempt(fn: Callable[..., T], *args: object, doing: str = "", **kwargs: object) -> T | None:
+    """``fn(*args, **kwargs)``, or ``None`` after showing a friendly error."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - see friendly()
+        show_error(exc, doing)
+        return None
+
+
+_frame = threading.local()
+DEEP_LINK = "_deep_link"
+"""Session key of a page (and its query parameters) asked for before the frame ran."""
+
+
+def run_page(page: StreamlitPage) -> None:
+    """Run the selected page with a last-resort guard (reruns and page switches pass through)."""
+    _frame.active = True
+    try:
+        with friendly("showing this page"):
+            page.run()
+    finally:
+        _frame.active = False
+
+
+def require_frame(page_file: str) -> None:
+    """First call of every page: a page run without ``app.py`` (see its docstring) goes there.
+
+    The page and its query parameters are remembered, so the visitor still lands where the
+    link pointed, but only after the frame (auth gate, sidebar, session defaults) has run.
+    """
+    if getattr(_frame, "active", False):
+        return
+    st.session_state[DEEP_LINK] = (Path(page_file).stem, st.query_params.to_dict())
+    st.switch_page("app.py")
+
+
+def restore_deep_link(pages: list[StreamlitPage]) -> None:
+    """Open the page that a frameless visit asked for (see :func:`require_frame`)."""
+    wanted = st.session_state.pop(DEEP_LINK, None)
+    if wanted is None:
+        return
+    stem, params = wanted
+    for candidate in pages:
+        if candidate.url_path == stem:
+            st.switch_page(candidate, query_params=params)
+
+
+# ---- shared state ----------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _store_at(root: str) -> RunStore:
+    return RunStore(root=Path(root))
+
+
+def store() -> RunStore:
+    """The run store under the current ``TL_HOME`` (one per home, shared by sessions)."""
+    return _store_at(str(tl_home()))
+
+
+def watched_run() -> str | None:
+    """The run the Train page shows: ``?run=`` in the URL wins, else the session's choice."""
+    from_url = st.query_params.get(RUN_PARAM)
+    if from_url:
+        st.session_state[WATCHED_RUN] = from_url
+    return st.session_state.get(WATCHED_RUN)
+
+
+def watch(run_id: str | None, in_url: bool = True) -> None:
+    """Make ``run_id`` the watched run, in the session and (on the Train page) in the URL."""
+    st.session_state[WATCHED_RUN] = run_id
+    if not in_url:
+        return
+    if run_id:
+        st.query_params[RUN_PARAM] = run_id
+    else:
+        st.query_params.pop(RUN_PARAM, None)
+
+
+def current_spec() -> RunSpec:
+    """The current experiment's spec, else the most recently saved one, else the defaults."""
+    names = list_experiments()
+    name = st.session_state.get(CURRENT_EXPERIMENT) or (names[0] if names else None)
+    if name in names:
+        try:
+            return load_experiment(name)
+        except TLError:
+            log.warning("experiment %r could not be loaded; using defaults", name)
+    return RunSpec()
+
+
+# ---- caches ----------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner="Loading the dataset…", show_time=True, max_entries=16, ttl=3600)
+def _preview(dataset_json: str, home: str) -> DatasetPreview:
+    del home  # part of the key only: zip: and folder: paths mean different data per home
+    return preview_dataset(DatasetSpec(**json.loads(dataset_json)))
+
+
+def dataset_preview(spec: DatasetSpec) -> DatasetPreview:
+    """Samples, counts, warnings and skipped files of a dataset, cached per dataset spec.
+
+    Only the small derived data is cached, never the decoded splits.
+    """
+    return _preview(json.dumps(dataclasses.asdict(spec), sort_keys=True), str(tl_home()))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _catalogue(models_dir: str) -> list[dict]:
+    del models_dir  # part of the key only
+    return describe_catalogue()
+
+
+def catalogue_rows() -> list[dict]:
+    """The backbone catalogue table; whether weights are on disk is re-checked each minute."""
+    return _catalogue(str(keras_models_dir()))
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _loaded(home: str, run_id: str, model_mtime: float) -> LoadedRun:
+    del model_mtime  # part of the key only: a retrained model is loaded again
+    return load_run(run_id, RunStore(root=Path(home)))
+
+
+def loaded_run(run_id: str) -> LoadedRun:
+    """A finished run's model, loaded once per process and model file version.
+
+    ``LoadedRun.predict`` holds a lock, so sessions can share the cached model.
+    """
+    path = store().model_path(run_id)
+    mtime = path.stat().st_mtime if path.exists() else 0.0
+    return _loaded(str(store().root), run_id, mtime)

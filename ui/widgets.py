@@ -1,0 +1,44 @@
+"""Widgets more than one page (or the frame) shows."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from tlcore import jobs
+from tlcore.store import ACTIVE, RunRecord
+from ui import glue
+
+TRAIN_PAGE = "pages/train.py"
+CONFIGURE_PAGE = "pages/configure.py"
+COMPARE_PAGE = "pages/compare.py"
+
+
+def jobs_sidebar(train_page: st.Page) -> None:
+    """The sidebar's list of queued and running jobs, refreshed while there are any."""
+    with st.sidebar:
+        busy = bool(glue.attempt(glue.store().list_runs, statuses=ACTIVE, doing="reading the job list"))
+        st.fragment(run_every=glue.POLL_ACTIVE_S * 2 if busy else None)(_jobs_panel)(train_page, busy)
+
+
+def _jobs_panel(train_page: st.Page, was_busy: bool) -> None:
+    store = glue.store()
+    with glue.friendly("reading the job list"):
+        if was_busy:
+            jobs.dispatch(store)  # reaps dead workers and starts queued runs that now fit
+        active = sorted(store.list_runs(statuses=ACTIVE), key=lambda r: r.created_at)
+        st.subheader("Jobs")
+        if not active:
+            st.caption("No training jobs are running or queued.")
+        for run in active:
+            _job_entry(run, store.queue_position(run.id), train_page)
+        if was_busy and not active:
+            st.rerun()  # the last job ended: redraw pages (results, run table) once, then idle
+
+
+def _job_entry(run: RunRecord, position: int | None, train_page: st.Page) -> None:
+    with st.container(border=True):
+        st.markdown(f"**{run.name or run.spec.train.strategy}**  \n`{run.id}` · {run.status}")
+        text = f"queue position {position}" if position else f"{run.progress:.0%}"
+        st.progress(min(max(run.progress, 0.0), 1.0), text=text)
+        st.page_link(train_page, label="Watch on the Train page", icon=":material/monitoring:",
+                     query_params={glue.RUN_PARAM: run.id})
