@@ -11,13 +11,12 @@ such a visit here first; :func:`ui.glue.restore_deep_link` then opens the page t
 
 import streamlit as st
 
-from ui import glue, widgets
+from ui import auth, glue, widgets
 
 st.set_page_config(page_title="Transfer-Learning Studio", page_icon=":material/model_training:",
                    layout="wide")
 
-# Auth gate: when sign-in is added, check st.user here and st.stop() for visitors who are
-# not allowed in, before any page or sidebar renders.
+auth.gate()  # before any page or sidebar renders; off unless TL_AUTH is set
 
 glue.init_session()
 

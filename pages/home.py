@@ -6,7 +6,7 @@ import streamlit as st
 from tlcore import jobs
 from tlcore.experiments import classic_experiment, spec_problems, spec_warnings
 from tlcore.summaries import run_label
-from ui import glue, widgets
+from ui import auth, glue, widgets
 
 glue.require_frame(__file__)
 
@@ -51,7 +51,7 @@ if st.button("Run the classic experiment", type="primary", key="home.classic",
              icon=":material/play_arrow:", disabled=bool(problems)):
     with glue.friendly("queuing the classic experiment"):
         store = glue.store()
-        submissions = [jobs.submit(r, store) for r in runs]
+        submissions = [jobs.submit(r, store, owner=auth.current_user().name) for r in runs]
         st.session_state["home.classic_runs"] = [s.run.id for s in submissions]
         glue.watch(submissions[0].run.id, in_url=False)
         st.rerun()  # so the sidebar lists the new jobs and starts following them

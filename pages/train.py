@@ -4,16 +4,18 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import jobs
+from tlcore.access import can_manage, require_manage
 from tlcore.errors import RunNotFoundError
 from tlcore.estimate import eta_seconds, format_seconds
 from tlcore.experiments import list_experiments, load_experiment
 from tlcore.plots import history_figure
 from tlcore.summaries import history_rows, run_label
-from ui import glue, widgets
+from ui import auth, glue, widgets
 
 glue.require_frame(__file__)
 
 store = glue.store()
+user = auth.current_user()
 st.title("Train")
 
 names = glue.attempt(list_experiments, doing="listing experiments") or []
@@ -33,7 +35,7 @@ else:
         force = force_col.checkbox("Train again even if an identical run finished", key="train.force")
         if launch_col.button("Launch", type="primary", icon=":material/play_arrow:", key="train.launch"):
             with glue.friendly("launching the run"):
-                submission = jobs.submit(spec, store, force=force)
+                submission = jobs.submit(spec, store, force=force, owner=user.name)
                 glue.watch(submission.run.id)
                 st.session_state["train.launched"] = (submission.run.id, submission.reused)
                 st.rerun()  # so the sidebar lists the new job and starts following it
@@ -68,7 +70,8 @@ def draw_run(run_id: str, live: bool) -> None:
     if run.is_active:
         bar_col, stop_col = st.columns([5, 1], vertical_alignment="bottom")
         if stop_col.button("Cancel" if run.status == "queued" else "Stop", icon=":material/stop:",
-                           key="train.stop"):
+                           key="train.stop", disabled=not can_manage(user, run),
+                           help=None if can_manage(user, run) else f"Only {run.owner} or an admin can stop it."):
             run = jobs.cancel(run.id, store)
         position = store.queue_position(run.id)
         epochs_done = [e.seconds for e in store.epochs(run.id)]
@@ -120,6 +123,7 @@ def delete_selected() -> None:
     messages = []
     for run_id in [shown[i] for i in rows if i < len(shown)]:
         try:
+            require_manage(user, store.get(run_id))
             store.delete(run_id)
             messages.append(("success", f"Deleted run {run_id}."))
             if st.session_state.get(glue.WATCHED_RUN) == run_id:
@@ -133,7 +137,12 @@ st.divider()
 st.subheader("All runs")
 for kind, text in st.session_state.pop("train.flash", []):
     (st.success if kind == "success" else st.error)(text)
-runs = glue.attempt(store.list_runs, doing="listing runs") or []
+scope = "All runs"
+if user.name is not None:
+    scope = st.segmented_control("Show", ["My runs", "All runs"], default="My runs",
+                                 key="train.scope") or "My runs"
+owner = user.name if scope == "My runs" else None
+runs = glue.attempt(store.list_runs, owner=owner, doing="listing runs") or []
 if not runs:
     st.caption("No runs yet.")
 else:

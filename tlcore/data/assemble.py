@@ -9,7 +9,7 @@ has the finished bundle cached on disk (:mod:`tlcore.data.cache`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +45,7 @@ class Catalogue:
     ids: list[str]
     labels: np.ndarray
     class_names: list[str]
-    content: Any = None
+    content: Mapping[str, Any] | None = None
 
 
 def bundle_from_catalogue(
