@@ -8,7 +8,9 @@ import dataclasses
 import streamlit as st
 
 from tlcore.config import RunSpec
-from tlcore.estimate import estimate_epoch_seconds, estimate_run_seconds, format_seconds
+from tlcore.estimate import (
+    augmentation_costs, estimate_epoch_seconds, estimate_run_seconds, format_seconds,
+)
 from tlcore.experiments import list_experiments, load_experiment, save_experiment, spec_problems, spec_warnings
 from ui import forms, glue, widgets
 
@@ -63,6 +65,8 @@ if problems == []:
     cols[1].metric(f"Whole run, {train.total_epochs} epoch(s)", format_seconds(estimate_run_seconds(spec, images)))
     cols[2].caption(f"Rule of thumb for this 2-core server and {images:,} training images"
                     + ("." if preview else " (preview the dataset to use its real size)."))
+    if train.augmentations and train.strategy != "scratch":
+        st.caption(augmentation_costs(spec, images))
 
 st.subheader("4 · Save")
 name = st.text_input("Experiment name", value=draft.name, key="configure.name", placeholder="e.g. shapes-frozen")

@@ -17,6 +17,8 @@ hours?"), not a promise.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from typing import Sequence
 
@@ -166,3 +168,21 @@ def format_seconds(seconds: float | None) -> str:
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
+
+
+def augmentation_costs(spec: RunSpec, train_images: int, views: int = 4) -> str:
+    """What augmentation costs with each option, in words for the Configure page.
+
+    Augmenting on the fly defeats the feature cache (every epoch pays the frozen forward pass);
+    cached views pay it once per view, and give less variety than fresh augmentation.
+    """
+    views = spec.train.augment_views or views
+    on_the_fly = dataclasses.replace(spec.train, augment_views=0)
+    cached = dataclasses.replace(spec.train, augment_views=views, feature_cache=True)
+    fly_s = estimate_run_seconds(dataclasses.replace(spec, train=on_the_fly), train_images)
+    views_s = estimate_run_seconds(dataclasses.replace(spec, train=cached), train_images)
+    return (
+        f"Augmentation: on the fly (views 0) ≈ {format_seconds(fly_s)} for the run, a fresh variant "
+        f"every epoch; {views} cached views ≈ {format_seconds(views_s)}, each image seen in "
+        f"{views} fixed variants."
+    )

@@ -100,3 +100,20 @@ def test_eta_uses_epoch_durations_then_elapsed_time():
                                            (3600, "1 h"), (3725, "1 h 2 min")])
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_augmentation_costs_name_both_options_and_cached_views_are_cheaper():
+    import dataclasses
+    import re
+
+    from tlcore.config import RunSpec, TrainSpec
+    from tlcore.estimate import augmentation_costs, estimate_run_seconds
+
+    spec = RunSpec(train=TrainSpec(strategy="frozen", epochs=10, augmentations=("flip",)))
+    text = augmentation_costs(spec, 1000)
+    assert "on the fly" in text and "4 cached views" in text
+    fly = estimate_run_seconds(spec, 1000)
+    views = estimate_run_seconds(
+        dataclasses.replace(spec, train=dataclasses.replace(spec.train, augment_views=4)), 1000)
+    assert views < fly
+    assert len(re.findall(r"≈", text)) == 2
