@@ -192,16 +192,7 @@ def cmd_classic(args: argparse.Namespace) -> int:
     runs = [submit(spec, store, force=args.force).run for spec in classic_experiment(spec_from_args(args))]
     if args.wait:
         runs = [_follow(store, run.id) for run in runs]
-    rows = [
-        {
-            "run_id": r.id, "strategy": r.spec.train.strategy, "status": r.status,
-            "epochs": r.spec.train.total_epochs,
-            "test_accuracy": (r.summary or {}).get("test_accuracy"),
-            "seconds": (r.summary or {}).get("train_seconds"),
-        }
-        for r in runs
-    ]
-    _emit(args, rows, _describe_rows)
+    _emit(args, [_run_row(r) for r in runs], _describe_rows)
     return 0
 
 
@@ -210,18 +201,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     store = RunStore()
     reap(store)
-    runs = store.list_runs()
-    rows = [
-        {
-            "run_id": r.id, "status": r.status, "strategy": r.spec.train.strategy,
-            "backbone": r.spec.backbone.name, "dataset": r.spec.dataset.source,
-            "test_accuracy": (r.summary or {}).get("test_accuracy"),
-            "duration": r.duration, "name": r.name,
-        }
-        for r in runs
-    ]
-    _emit(args, rows, _describe_rows)
+    _emit(args, [_run_row(r) for r in store.list_runs()], _describe_rows)
     return 0
+
+
+def _run_row(run: RunRecord) -> dict[str, Any]:
+    """One line of ``runs`` and ``classic``: what people compare runs by."""
+    summary = run.summary or {}
+    return {
+        "run_id": run.id, "status": run.status, "strategy": run.spec.train.strategy,
+        "backbone": run.spec.backbone.name, "dataset": run.spec.dataset.source,
+        "epochs": run.spec.train.total_epochs, "test_accuracy": summary.get("test_accuracy"),
+        "train_seconds": summary.get("train_seconds"), "name": run.name,
+    }
 
 
 def cmd_show(args: argparse.Namespace) -> int:
