@@ -63,6 +63,8 @@ def comparison_figure(histories: Mapping[str, Sequence[EpochRecord]], metric: st
     fig.update_layout(title=METRIC_TITLES.get(metric, metric), xaxis_title="epoch", yaxis_title=metric,
                       height=380, margin={"t": 50, "b": 40, "l": 40, "r": 10},
                       legend={"orientation": "h", "y": -0.25})
+    if "accuracy" in metric:
+        fig.update_yaxes(range=[0, 1.02])
     return fig
 
 

@@ -35,6 +35,12 @@ def test_confusion_is_row_normalised_with_counts_as_text():
     assert fig.data[0].text.tolist() == [[1, 1], [0, 1]]
 
 
+def test_accuracy_comparisons_use_the_whole_0_to_1_scale():
+    histories = {"x": records(["frozen"])}
+    assert tuple(comparison_figure(histories, "val_accuracy").layout.yaxis.range) == (0, 1.02)
+    assert comparison_figure(histories, "val_loss").layout.yaxis.range is None
+
+
 def test_other_figures_have_one_trace_per_run_or_split():
     assert len(comparison_figure({"x": records(["frozen"]), "y": records(["scratch"])}).data) == 2
     assert len(per_class_f1_figure({"x": report(), "y": report()}).data) == 2
