@@ -47,7 +47,8 @@ baseline = (runs[0].summary or {}).get("test_accuracy", 0)
 for col, run in zip(st.columns(min(len(runs), 4)), runs[:4]):
     accuracy = (run.summary or {}).get("test_accuracy", 0)
     col.metric(labels[run.id], f"{accuracy:.1%}", help="Accuracy on the held-out test split",
-               delta=f"{accuracy - baseline:+.1%} vs {runs[0].id}" if run is not runs[0] else None)
+               delta=f"{accuracy - baseline:+.1%} vs {runs[0].id}" if run is not runs[0] else None,
+               delta_color="off" if round(accuracy - baseline, 3) == 0 else "normal")
 downloads = st.columns(1 + len(runs))
 downloads[0].download_button("Table as CSV", rows_to_csv(rows), "comparison.csv", "text/csv",
                              key="compare.csv", on_click="ignore", icon=":material/download:")

@@ -67,7 +67,9 @@ def draw_run(run_id: str, live: bool) -> None:
         return
     st.subheader(run_label(run))
     launch_notice(run)
-    if run.is_active:
+    # The summary is written once the artifacts are saved, a moment before the status changes:
+    # from then on the run is done training, so no progress bar or Stop next to its results.
+    if run.is_active and not run.summary:
         bar_col, stop_col = st.columns([5, 1], vertical_alignment="bottom")
         if stop_col.button("Cancel" if run.status == "queued" else "Stop", icon=":material/stop:",
                            key="train.stop", disabled=not can_manage(user, run),

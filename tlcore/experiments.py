@@ -182,6 +182,11 @@ def spec_warnings(spec: RunSpec) -> list[str]:
                 "server. Training will try to download them; without internet access it fails "
                 "with a clear error. Choose weights 'none' or a backbone whose weights are on disk."
             )
+    if backbone.weights == "none" and spec.train.strategy != "scratch":
+        notes.append(
+            "A frozen backbone with random weights has nothing to transfer: expect accuracy near "
+            "chance. Use ImageNet or file weights, or the scratch strategy."
+        )
     if spec.train.augmentations and spec.train.strategy == "frozen":
         notes.append("Augmentation makes every epoch of a frozen backbone pay the full forward pass.")
     return notes

@@ -139,8 +139,9 @@ def training_form(t: TrainSpec, seed: int) -> TrainSpec:
     epochs = c[0].number_input("Epochs", 1, 1000, t.epochs, key="configure.epochs")
     ft_epochs = c[1].number_input("Fine-tune epochs (second stage)", 0, 1000, t.fine_tune_epochs,
                                   key="configure.ft_epochs", disabled=strategy != "frozen_then_finetune")
-    ft_layers = c[2].number_input("Fine-tune layers (empty: use the share)", 1, 2000, t.fine_tune_layers,
-                                  key="configure.ft_layers", disabled=not tunes)
+    ft_layers = c[2].number_input("Fine-tune layers", 1, 2000, t.fine_tune_layers,
+                                  key="configure.ft_layers", disabled=not tunes,
+                                  help="Empty: unfreeze the share of layers set on the right.")
     ft_fraction = c[3].slider("Share of backbone layers fine-tuned", 0.05, 1.0, t.fine_tune_fraction, 0.05,
                               key="configure.ft_fraction", disabled=not tunes)
     c = st.columns(4)

@@ -99,4 +99,9 @@ def test_spec_problems_cover_validation_and_backbone_limits(tmp_path):
 
 def test_spec_warnings_say_when_imagenet_weights_are_missing():
     assert any("not on this server" in w for w in spec_warnings(RunSpec()))
-    assert spec_warnings(tiny_spec()) == []
+    assert spec_warnings(tiny_spec("scratch")) == []
+
+
+def test_spec_warnings_say_a_frozen_random_backbone_has_nothing_to_transfer():
+    assert any("nothing to transfer" in w for w in spec_warnings(tiny_spec("frozen")))
+    assert not any("nothing to transfer" in w for w in spec_warnings(tiny_spec("scratch")))
