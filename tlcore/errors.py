@@ -58,3 +58,11 @@ class RunStateError(TLError):
 
 class PermissionDeniedError(TLError):
     """The current user may not change this run."""
+
+
+class ArtifactError(TLError):
+    """A run's saved files are damaged or unsafe to load (e.g. a model with a Lambda layer)."""
+
+
+class StorageError(TLError):
+    """The server could not write a run's files (disk full, quota exceeded)."""

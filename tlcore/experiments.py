@@ -91,10 +91,15 @@ def load_experiment(name: str) -> RunSpec:
             "Save one on the Configure page first.",
         )
     try:
-        return RunSpec.from_dict(json.loads(path.read_text())["spec"])
+        spec = RunSpec.from_dict(json.loads(path.read_text())["spec"])
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"The saved experiment {name!r} is damaged ({exc}).",
                           "Save it again from the Configure page.") from exc
+    try:
+        return spec.validate()
+    except ConfigError as exc:  # edited by hand: say which experiment, then what is wrong
+        raise ConfigError(f"The saved experiment {name!r} has impossible settings: {exc.message}",
+                          exc.hint or "Fix them on the Configure page and save again.") from exc
 
 
 def list_experiments() -> list[str]:

@@ -9,6 +9,7 @@ input: a ``uint8`` RGB array of shape ``(H, W, 3)``.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,8 +90,9 @@ def check_upload_size(
         UploadError: The upload is too large.
     """
     if n_bytes > limit:
+        size_mb = math.ceil(n_bytes * 10 / 2**20) / 10  # rounded up: 20 MB + 1 byte is 20.1 MB
         raise UploadError(
-            f"The file is {n_bytes / 2**20:.1f} MB; uploads of this kind may be at most "
+            f"The file is {size_mb:.1f} MB; uploads of this kind may be at most "
             f"{limit / 2**20:.0f} MB.",
             hint,
         )

@@ -8,6 +8,7 @@ failed, so no run stays "running" forever.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,6 +24,9 @@ from tlcore.store import RunRecord, RunStore
 
 DEFAULT_MAX_JOBS = 1
 LAUNCH_GRACE_S = 120.0
+DEFAULT_WORKER_NICE = 10
+"""How much lower than the app's a worker's CPU priority is: pages stay responsive while a job
+trains on the same cores, and training still gets every cycle the app leaves idle."""
 
 _children: list[subprocess.Popen] = []
 
@@ -33,6 +37,14 @@ def max_jobs() -> int:
         return max(1, int(os.environ.get("TL_MAX_JOBS", DEFAULT_MAX_JOBS)))
     except ValueError:
         return DEFAULT_MAX_JOBS
+
+
+def worker_nice() -> int:
+    """Niceness added to workers (``$TL_WORKER_NICE``, 0 to 19; 0 keeps the app's priority)."""
+    try:
+        return min(19, max(0, int(os.environ.get("TL_WORKER_NICE", DEFAULT_WORKER_NICE))))
+    except ValueError:
+        return DEFAULT_WORKER_NICE
 
 
 def check_spec(spec: RunSpec) -> RunSpec:
@@ -66,10 +78,17 @@ def dispatch(store: RunStore) -> list[str]:
     reap(store)
     started = []
     for run in store.claim_queued(max_jobs()):
-        process = spawn_worker(store, run.id)
-        store.update(
-            run.id, worker_pid=process.pid, worker_started=psutil.Process(process.pid).create_time()
-        )
+        try:
+            process = spawn_worker(store, run.id)
+        except OSError as exc:  # out of processes or memory: say so now, not after the grace
+            store.finish(run.id, "failed", f"The worker process could not be started ({exc})."
+                                           " Resume the run to try again.")
+            continue
+        try:
+            created = psutil.Process(process.pid).create_time()
+        except psutil.NoSuchProcess:  # it already exited; reap reports it
+            created = None
+        store.update(run.id, worker_pid=process.pid, worker_started=created)
         started.append(run.id)
     return started
 
@@ -90,6 +109,10 @@ def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
             cwd=str(Path(__file__).resolve().parent.parent),
         )
     _children.append(process)
+    # Set before the worker starts its threads (they inherit it); lowering is always allowed.
+    with contextlib.suppress(OSError):
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, process.pid, min(19, own + worker_nice()))
     return process
 
 

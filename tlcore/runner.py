@@ -8,8 +8,10 @@ disk; any failure leaves it failed with a reason, never running. A run that was 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import time
 import traceback
 from typing import Callable
@@ -18,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from tlcore.checkpoint import Checkpoint, clear_checkpoint
-from tlcore.errors import TLError
+from tlcore.errors import StorageError, TLError
 from tlcore.evaluate import EvalReport, evaluate
 from tlcore.store import EpochRecord, RunRecord, RunStore
 from tlcore.train import RunResult, train
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 1.0
 STOP_POLL_INTERVAL_S = 0.5
+
+ARTIFACTS = ("model.keras", "report.json", "class_names.json", "mistakes")
+"""What :func:`save_artifacts` writes; removed together when saving fails half-way."""
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class _Throttle:
@@ -54,8 +60,8 @@ def execute_run(
     """Train the stored run ``run_id`` and record everything in ``store``.
 
     Args:
-        reraise_user_errors: After recording a user-caused failure (``TLError``), raise it
-            again, so a foreground caller such as the CLI can report it as bad input.
+        reraise_user_errors: After recording a user-caused failure (``TLError``, a full disk
+            included), raise it again, so a foreground caller such as the CLI can report it.
     """
     run = store.get(run_id)
     total_epochs = run.spec.train.total_epochs
@@ -98,29 +104,65 @@ def execute_run(
         if store.epochs(run_id):
             report = evaluate(result.model, result.bundle.test, result.bundle.class_names)
             save_artifacts(store, run_id, result, report)
-        if result.status == "finished":
-            clear_checkpoint(checkpoint_dir)
         store.finish(run_id, result.status)
-    except TLError as exc:
-        store.finish(run_id, "failed", str(exc))
-        if reraise_user_errors:
-            raise
+        if result.status == "finished":  # after finish: a crash in between loses no work
+            clear_checkpoint(checkpoint_dir)
     except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
-        log.error("run %s failed:\n%s", run_id, traceback.format_exc())
-        store.finish(run_id, "failed", f"Internal error ({type(exc).__name__}): {exc}")
+        error = exc if isinstance(exc, TLError) else _as_storage_error(exc)
+        if error is None:
+            log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+            store.finish(run_id, "failed", f"Internal error ({type(exc).__name__}): {exc}")
+        else:
+            store.finish(run_id, "failed", str(error))
+            if reraise_user_errors and error is exc:
+                raise
+            if reraise_user_errors:
+                raise error from exc
     return store.get(run_id)
 
 
+def _as_storage_error(exc: BaseException) -> StorageError | None:
+    """A friendly error for a full disk anywhere in ``exc``'s chain, else None.
+
+    Keras, h5py and SQLite report a full disk differently (errno ENOSPC, "No space left on
+    device", "database or disk is full"), sometimes wrapped in another exception.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if (getattr(current, "errno", None) in _DISK_FULL_ERRNOS
+                or "no space left" in text or "disk is full" in text or "quota exceeded" in text):
+            return StorageError(
+                "The server ran out of disk space (no space left on device) while writing "
+                "this run's files; nothing incomplete was kept.",
+                "Free some space (delete old runs or uploads), then resume the run: it "
+                "continues from its last finished epoch.",
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: EvalReport) -> None:
-    """Write model, report, class names and mistake thumbnails; the summary goes last."""
+    """Write model, report, class names and mistake thumbnails; the summary goes last.
+
+    All or nothing: when any write fails (a full disk), every artifact of the run is removed
+    again, so no complete-looking model is left for a run that is not finished.
+    """
     folder = store.artifact_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     model_tmp = folder / "model.partial.keras"
-    result.model.save(model_tmp)
-    os.replace(model_tmp, store.model_path(run_id))
-    store.write_json(run_id, "report.json", report.to_dict())
-    store.write_json(run_id, "class_names.json", result.bundle.class_names)
-    save_mistake_thumbnails(store, run_id, result, report)
+    try:
+        result.model.save(model_tmp)
+        os.replace(model_tmp, store.model_path(run_id))
+        store.write_json(run_id, "report.json", report.to_dict())
+        store.write_json(run_id, "class_names.json", result.bundle.class_names)
+        save_mistake_thumbnails(store, run_id, result, report)
+    except BaseException:
+        model_tmp.unlink(missing_ok=True)
+        remove_artifacts(store, run_id)
+        raise
     history = store.epochs(run_id)
     best_val = max((e.val_accuracy for e in history), default=None)
     store.update(
@@ -136,6 +178,17 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
             "counts": result.bundle.counts(),
         },
     )
+
+
+def remove_artifacts(store: RunStore, run_id: str) -> None:
+    """Delete the results :func:`save_artifacts` writes (checkpoint and log stay)."""
+    folder = store.artifact_dir(run_id)
+    for name in ARTIFACTS:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def save_mistake_thumbnails(

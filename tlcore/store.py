@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tlcore.config import RunSpec
-from tlcore.errors import PermissionDeniedError, RunNotFoundError, RunStateError
+from tlcore.errors import ArtifactError, PermissionDeniedError, RunNotFoundError, RunStateError
 from tlcore.paths import tl_home
 
 ACTIVE = ("queued", "running")
@@ -55,6 +56,9 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, epoch)
 );
 """
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a run id may look like: ids name artifact folders, so no separators or dots."""
 
 EPOCH_FIELDS = (
     "epoch", "stage", "loss", "accuracy", "val_loss", "val_accuracy",
@@ -185,6 +189,7 @@ class RunStore:
         return self.get(run_id), False
 
     def get(self, run_id: str) -> RunRecord:
+        check_run_id(run_id)
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
@@ -343,26 +348,51 @@ class RunStore:
     # ---- artifacts --------------------------------------------------------------------
 
     def artifact_dir(self, run_id: str) -> Path:
+        check_run_id(run_id)  # a typed id must not reach outside runs/ ("../..", "/etc")
         return self.root / "runs" / run_id
 
     def write_json(self, run_id: str, name: str, payload: Any) -> Path:
-        """Write an artifact atomically, so a crash never leaves half a file behind."""
+        """Write an artifact atomically: a crash or a full disk never leaves half a file."""
         folder = self.artifact_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
         tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, target)
+        try:
+            tmp.write_text(json.dumps(payload, indent=1))
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return target
 
     def read_json(self, run_id: str, name: str) -> Any:
         path = self.artifact_dir(run_id) / name
         if not path.exists():
             raise RunStateError(f"Run {run_id} has no {name} yet.", "Wait until it has finished.")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (ValueError, OSError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+            raise ArtifactError(
+                f"The file {name} of run {run_id} is damaged ({type(exc).__name__}).",
+                "Resume the run to write its results again, or delete it.",
+            ) from exc
 
     def model_path(self, run_id: str) -> Path:
         return self.artifact_dir(run_id) / "model.keras"
+
+
+def check_run_id(run_id: str) -> None:
+    """Refuse a run id that could not have been made by the store (it may come from a URL).
+
+    Raises:
+        RunNotFoundError: The id has characters other than letters, digits, ``_`` and ``-``.
+    """
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise RunNotFoundError(
+            f"No run with id {run_id!r}.",
+            "Run ids are letters and digits, e.g. 3f2a9c01be47; list runs with "
+            "`python -m tlcore runs`.",
+        )
 
 
 def _to_record(row: sqlite3.Row) -> RunRecord:

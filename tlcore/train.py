@@ -244,10 +244,11 @@ def train(
         note(f"Resumed after epoch {done} from its checkpoint (optimizer state restarts).")
 
     def checkpoint(record: EpochRecord) -> None:
-        if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, model, record.epoch)
+        # Recorded first: a kill in between redoes the epoch instead of leaving a gap.
         if on_epoch is not None:
             on_epoch(record)
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, model, record.epoch)
 
     history: list[EpochRecord] = []
     status = "finished"

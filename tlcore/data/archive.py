@@ -105,7 +105,8 @@ def _as_upload_error() -> Iterator[None]:
     """Turn the many ways zipfile reports a damaged archive into one UploadError."""
     try:
         yield
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+            UnicodeDecodeError) as exc:  # a name flagged UTF-8 that is not
         raise UploadError(
             f"The archive could not be read: {exc}.",
             "Re-create it as a standard, unencrypted .zip and upload it again.",

@@ -92,7 +92,11 @@ def resolve_allowed(location: str, roots: Sequence[Path]) -> Path:
     Raises:
         DatasetError: The resolved path is outside every root.
     """
-    path = Path(location).expanduser().resolve()
+    try:
+        path = Path(location).expanduser().resolve()
+    except (ValueError, OSError) as exc:  # a NUL byte, a loop of links, ...
+        raise DatasetError(f"{location!r} is not a usable path ({exc}).",
+                           "Give the folder's plain path on the server.") from exc
     if not is_inside(path, roots):
         raise DatasetError(
             f"{location!r} is outside the folders datasets may be read from "
