@@ -61,7 +61,12 @@ class DatasetSpec:
 
     def validate(self) -> None:
         _require(
-            self.kind in SOURCE_KINDS and bool(self.location),
+            not (self.kind in SOURCE_KINDS and not self.location.strip()),
+            "No dataset chosen yet.",
+            "Pick a builtin set or a TFDS name, type a folder on the server, or upload a zip.",
+        )
+        _require(
+            self.kind in SOURCE_KINDS,
             f"Dataset source {self.source!r} is not understood.",
             "Use builtin:NAME, tfds:NAME, folder:PATH or zip:PATH.",
         )

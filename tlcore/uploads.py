@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from tlcore.errors import UploadError
+from tlcore.images import check_upload_size
 from tlcore.paths import subdir
 
 MAX_ZIP_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -35,12 +36,11 @@ def check_zip_size(n_bytes: int) -> None:
     Raises:
         UploadError: The archive is too large.
     """
-    if n_bytes > MAX_ZIP_UPLOAD_BYTES:
-        raise UploadError(
-            f"The archive is {n_bytes / 2**20:.0f} MB; uploads may be at most "
-            f"{MAX_ZIP_UPLOAD_BYTES / 2**20:.0f} MB.",
-            "Upload a subset, or put the images in a folder on the server and use that folder.",
-        )
+    check_upload_size(
+        n_bytes,
+        MAX_ZIP_UPLOAD_BYTES,
+        "Upload a subset, or put the images in a folder on the server and use that folder.",
+    )
 
 
 def save_upload(data: bytes, filename: str) -> Path:

@@ -141,7 +141,7 @@ def zip_cases() -> dict[str, tuple[bytes, str | None, bool]]:
         "lonely.zip": (zip_of(classes({"many": 5, "lonely": 1})), "'lonely' has 1", False),
         "not-a-zip.zip": (b"just text with a .zip name", "is not a zip archive", True),
         "empty.zip": (b"", "empty", True),
-        "too-big.zip": (zip_of({"toys/a/noise.png": noise}), "uploads may be at most", True),
+        "too-big.zip": (zip_of({"toys/a/noise.png": noise}), "may be at most 2 MB", True),
         "windows.zip": (zip_of(classes({"square": 4, "bar": 4}, sep="\\")), None, False),
         "legacy-names.zip": (legacy_names_zip(), None, False),
         "broken-files.zip": (zip_of({**two, "toys/bar/cut.png": png_bytes((1, 1, 1))[:60],

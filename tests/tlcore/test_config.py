@@ -41,6 +41,12 @@ def test_impossible_settings_are_refused(spec):
         spec.validate()
 
 
+@pytest.mark.parametrize("source", ["zip:", "folder: ", "tfds:"])
+def test_an_empty_source_says_no_dataset_is_chosen(source):
+    with pytest.raises(ConfigError, match="No dataset chosen yet"):
+        DatasetSpec(source=source).validate()
+
+
 def test_with_strategy_sets_weights_for_scratch_and_back():
     spec = RunSpec()
     scratch = spec.with_strategy("scratch")

@@ -39,3 +39,9 @@ def test_refuses_empty_non_zip_and_oversized_uploads():
         check_zip_size(MAX_ZIP_UPLOAD_BYTES + 1)
     check_zip_size(MAX_ZIP_UPLOAD_BYTES)
     assert not list(archives_dir().glob("*"))
+
+
+def test_an_archive_just_over_the_cap_does_not_read_as_the_cap():
+    with pytest.raises(UploadError) as caught:
+        check_zip_size(MAX_ZIP_UPLOAD_BYTES + 300_000)
+    assert "200.3 MB" in caught.value.message and "at most 200 MB" in caught.value.message
