@@ -423,13 +423,12 @@ _FEATURE_NOTE = re.compile(r"Frozen part up to .* ([0-9.]+) s\.$")
 
 def run_studio(spec) -> StudioResult:  # spec: tlcore.config.RunSpec
     """Train and evaluate on the test split exactly as the worker does (data loading included)."""
-    from tlcore.evaluate import evaluate
     from tlcore.train import train
 
     started = time.perf_counter()
     result = train(spec)
     trained = time.perf_counter()
-    report = evaluate(result.model, result.bundle.test, result.bundle.class_names)
+    report = result.test_report()
     feature_seconds = None
     for note in result.notes:
         match = _FEATURE_NOTE.search(note)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from tlcore.checkpoint import Checkpoint, clear_checkpoint
 from tlcore.errors import StorageError, TLError
-from tlcore.evaluate import EvalReport, evaluate
+from tlcore.evaluate import EvalReport
 from tlcore.store import EpochRecord, RunRecord, RunStore
 from tlcore.train import RunResult, train
 
@@ -102,7 +102,7 @@ def execute_run(
             checkpoint_dir=checkpoint_dir,
         )
         if store.epochs(run_id):
-            report = evaluate(result.model, result.bundle.test, result.bundle.class_names)
+            report = result.test_report()
             save_artifacts(store, run_id, result, report)
         store.finish(run_id, result.status)
         if result.status == "finished":  # after finish: a crash in between loses no work

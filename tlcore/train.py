@@ -23,6 +23,7 @@ from tlcore.cached_stage import StageFeatures, can_cache, plan_cut, views_datase
 from tlcore.checkpoint import Checkpoint, save_checkpoint
 from tlcore.config import RunSpec, TrainSpec
 from tlcore.data import DatasetBundle, load_dataset
+from tlcore.evaluate import EvalReport, evaluate, predict_probabilities, report_from_probabilities
 from tlcore.features import FeatureCache
 from tlcore.model import FreezePolicy, backbone_of, build_classifier, count_params
 from tlcore.store import EpochRecord
@@ -61,6 +62,20 @@ class RunResult:
     trainable_params: int = 0
     total_params: int = 0
     seconds: float = 0.0
+    test_probabilities: np.ndarray | None = None
+    """Class probabilities of the test split, when the last stage computed them from cached
+    features; None means evaluate the model on the test images."""
+
+    def test_report(self) -> EvalReport:
+        """Test metrics of the trained model.
+
+        From cached features, evaluation costs the trainable part only (and no new graph for
+        the full model), so a warm run evaluates in a fraction of a second.
+        """
+        split, names = self.bundle.test, self.bundle.class_names
+        if self.test_probabilities is None:
+            return evaluate(self.model, split, names)
+        return report_from_probabilities(self.test_probabilities, split, names)
 
 
 def plan_stages(train: TrainSpec, backbone: keras.Model) -> list[Stage]:
@@ -253,16 +268,19 @@ def train(
     history: list[EpochRecord] = []
     status = "finished"
     stage_end = 0
+    test_probabilities = None
     for stage in plan_stages(spec.train, backbone):
         first_epoch, stage_end = max(stage_end, done), stage_end + stage.epochs
         if first_epoch >= stage_end:
             continue
         stage.policy.apply(backbone)
         fit_model, train_data, val_data, steps = model, None, None, None
+        test_probabilities = None
         plan = plan_cut(model, stage.policy) if can_cache(spec, stage.policy) else None
         if plan is not None:
             features = StageFeatures(spec, plan, weights_identity(resolved), cache, note)
             views = features.training_views(bundle.train)
+            test_features = features.compute("test", bundle.test)
             val_data = as_tf_dataset(features.compute("val", bundle.val), val_targets,
                                      spec.train.batch_size, shuffle_seed=None)
             if len(views) == 1:
@@ -302,6 +320,8 @@ def train(
             verbose=0,
         )
         history.extend(reporter.history)
+        if plan is not None:
+            test_probabilities = predict_probabilities(plan.upper, test_features)
         if reporter.stopped:
             status = "stopped"
             break
@@ -315,4 +335,5 @@ def train(
         trainable_params=count_params(model.trainable_weights),
         total_params=count_params(model.weights),
         seconds=time.perf_counter() - started,
+        test_probabilities=test_probabilities,
     )

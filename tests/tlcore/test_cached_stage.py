@@ -12,7 +12,7 @@ import pytest
 from calibrated import calibrated_weights
 from specs import tiny_spec
 
-from tlcore.cached_stage import last_single_tensor_cut, views_dataset
+from tlcore.cached_stage import FEATURE_BATCH, _batched, last_single_tensor_cut, views_dataset
 from tlcore.config import BackboneSpec
 from tlcore.data import load_dataset
 from tlcore.evaluate import predict_probabilities
@@ -26,8 +26,16 @@ def bundle():
 
 
 @pytest.fixture(scope="module")
-def weights(bundle, tmp_path_factory):
+def calibrated(bundle, tmp_path_factory):
     return calibrated_weights(bundle.train.images[:128], tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def weights(calibrated, isolated_home, monkeypatch):
+    """The module's weights file; its folder is outside each test's own, so it is allowed too."""
+    allowed = os.pathsep.join([os.environ["TL_DATA_ROOT"], str(calibrated.parent)])
+    monkeypatch.setenv("TL_DATA_ROOT", allowed)
+    return calibrated
 
 
 def spec_for(weights, strategy, cache, **train):
@@ -67,20 +75,37 @@ def test_cached_path_trains_the_same_model_as_the_image_path(bundle, weights, st
     assert any("cached features" in n for n in cached.notes)
     assert not any("cached features" in n for n in uncached.notes)
     assert_same_training(cached, uncached, bundle)
+    assert uncached.test_probabilities is None
+    np.testing.assert_allclose(cached.test_probabilities,
+                               predict_probabilities(cached.model, bundle.test.images), atol=1e-4)
+    assert cached.test_report().accuracy == uncached.test_report().accuracy
 
 
 def test_a_second_run_reuses_the_features(bundle, weights):
     train(spec_for(weights, "frozen", True, epochs=1), bundle=bundle)
     second = train(spec_for(weights, "frozen", True, epochs=2, learning_rate=5e-3), bundle=bundle)
-    assert any("0 feature set(s) computed, 2 reused" in n for n in second.notes), second.notes
+    assert any("0 feature set(s) computed, 3 reused" in n for n in second.notes), second.notes
 
 
 def test_augmentation_uses_cached_views_or_falls_back_to_images(bundle, weights):
     views = train(spec_for(weights, "frozen", True, epochs=3, augmentations=("flip",), augment_views=2),
                   bundle=bundle)
-    assert any("3 feature set(s) computed" in n for n in views.notes), views.notes
+    assert any("4 feature set(s) computed" in n for n in views.notes), views.notes
     on_the_fly = train(spec_for(weights, "frozen", True, epochs=1, augmentations=("flip",)), bundle=bundle)
     assert not any("cached features" in n for n in on_the_fly.notes)
+
+
+def test_feature_pass_runs_one_batch_shape_and_drops_the_padding():
+    images = np.arange(2 * FEATURE_BATCH + 5, dtype=np.uint8).reshape(-1, 1) * np.ones((1, 3), np.uint8)
+    shapes = []
+
+    def row_sums(batch: np.ndarray) -> np.ndarray:
+        shapes.append(batch.shape)
+        return batch.sum(axis=1)
+
+    features = _batched(row_sums, images)
+    assert shapes == [(FEATURE_BATCH, 3)] * 3
+    np.testing.assert_array_equal(features, images.sum(axis=1).astype(np.float32))
 
 
 def test_views_dataset_switches_view_each_epoch():
