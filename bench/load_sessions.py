@@ -1,23 +1,28 @@
 """Load test: concurrent sessions against a real ``streamlit run app.py`` on 127.0.0.1.
 
 Streamlit renders over a websocket, so fetching pages over HTTP says nothing about what a person
-waits for. This script therefore drives real sessions, in two phases of ``--duration`` seconds:
+waits for. The sessions therefore speak the app's own protocol, in up to three phases of
+``--duration`` seconds each:
 
-1. ``--browser-sessions`` Chromium contexts (Debian's ``/usr/bin/chromium``, never a downloaded
-   browser) go round the four pages: a full load, then sidebar switches, each timed from the
-   navigation until an element the page's script draws near its end is visible. On Compare &
-   Classify each also uploads a JPEG and times it until the prediction chart appears (decode
-   and two models, through the server).
-2. ``--predict-sessions`` threads call ``tlcore.serving.load_run(...).predict`` on one image at
+1. ``--sessions`` protocol sessions (``st_client.Session``: the browser's messages over the
+   websocket, without a browser) go round the four pages: a new connection on one page, then
+   sidebar switches to the other three, a pause of about ``--think`` seconds on each (during
+   which the jobs sidebar refreshes on its timer, as in a browser). Every visit to Compare &
+   Classify also uploads a JPEG to the classifier. Each render is timed from the request to the
+   server's ``script_finished``: the server's work, not the browser's drawing.
+2. ``--browser-sessions`` Chromium contexts (Debian's ``/usr/bin/chromium``, never a downloaded
+   browser; none by default) do the same in real pages, timed until an element drawn near the
+   end of each page is visible: what a person sees, but on this machine the browsers compete
+   with the server for the same cores.
+3. ``--predict-sessions`` threads call ``tlcore.serving.load_run(...).predict`` on one image at
    a time, as that many sessions classifying at once would (the shared model serialises them
-   behind a lock, so the figure includes the queueing). They run after the browsers, because
-   they load this process's cores, not the server's.
+   behind a lock, so the figure includes the queueing). They run on their own, because they
+   load this process's cores, not the server's.
 
 Throughout, one training job runs in its own worker process, as on a busy server. The store is
 a temporary ``TL_HOME`` with two finished tiny runs, trained here first; a first single session
-warms the server (its times are shown as "cold"). The script only talks to 127.0.0.1 (the
-browser aborts every other request), stops by itself, and always ends its server, its browser
-and the training job.
+warms the server (its times are shown as "cold"). The script only talks to 127.0.0.1, stops by
+itself, and always ends its server, its browser and the training job, and removes its files.
 
 Run: ``.venv/bin/python bench/load_sessions.py`` (``--duration 30`` for a shorter look).
 """
@@ -30,6 +35,7 @@ import contextlib
 import io
 import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,15 +52,17 @@ from pathlib import Path
 import psutil
 
 import common
+import st_client
 
 HOST = "127.0.0.1"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TARGET_P95_S = 2.0
-WAIT_MS = 60_000
+WAIT_S = 60.0
 """Longest wait for one page or one prediction before it counts as a failure."""
+UPLOAD_NAME = "photo.jpg"
 
-# URL path -> (page, its title in the sidebar, role and name of an element drawn near its end).
+# URL path -> (page, its title in the sidebar, kind and text of an element drawn near its end).
 PAGES: dict[str, tuple[str, str, str, str]] = {
     "": ("home", "Home", "heading", "The classic experiment"),
     "configure": ("configure", "Configure", "button", "Save experiment"),
@@ -63,6 +71,7 @@ PAGES: dict[str, tuple[str, str, str, str]] = {
 }
 CHARTS_ON_COMPARE = 5
 """Two curves, two confusion matrices and per-class F1 for two runs; a prediction adds one."""
+PAGE_LABELS = [f"{how} {name}" for how in ("load", "switch") for name, _, _, _ in PAGES.values()]
 
 
 @dataclass
@@ -83,19 +92,8 @@ class Samples:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--browser-sessions", type=int, default=5, help="Chromium contexts (default 5)")
-    p.add_argument("--predict-sessions", type=int, default=20,
-                   help="threads classifying through tlcore.serving (default 20)")
-    p.add_argument("--duration", type=float, default=60.0,
-                   help="seconds of each phase: browsing, then predicting (default 60)")
-    p.add_argument("--think", type=float, default=1.0,
-                   help="seconds a browsing person pauses between pages (default 1)")
-    p.add_argument("--training-jobs", type=int, default=1, choices=(0, 1),
-                   help="1 (default): a job trains throughout; 0: an idle server, for comparison")
-    p.add_argument("--keep-temp", action="store_true", help="keep the temporary TL_HOME and logs")
-    args = p.parse_args(argv)
-    if not Path(CHROMIUM).exists():
+    args = parse_args(argv)
+    if args.browser_sessions and not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing (apt-get install chromium); no browser is downloaded.")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup below runs
 
@@ -107,23 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_ids, seconds = train_finished_runs()
         job = start_training_job() if args.training_jobs else "none"
         port = free_port()
-        server = start_server(port, temp / "streamlit.log")
+        server = start_server(port, temp / "streamlit.log", args.app)
         print_header(args, port, run_ids, seconds, job)
-        images = upload_images()
-        base = f"http://{HOST}:{port}"
-        warm = Samples()
-        asyncio.run(browse(base, 1, time.monotonic() + 120, warm, images, think=0, rounds=1))
-        samples = Samples()
-        # One phase after the other: the prediction threads run in this process, and running
-        # them next to the browser would measure this script's load, not the server's.
-        with CpuSplit(server.pid) as cpu:
-            asyncio.run(browse(base, args.browser_sessions, time.monotonic() + args.duration,
-                               samples, images, think=args.think))
-        for thread in start_predictors(run_ids, args.predict_sessions,
-                                       time.monotonic() + args.duration, samples, images):
-            thread.join(timeout=args.duration + WAIT_MS / 1000)
-        report(args, warm.times, samples, server)
-        print(cpu.summary())
+        run_phases(args, f"http://{HOST}:{port}", server, run_ids, upload_images())
         return 0
     except Exception:
         if (temp / "streamlit.log").exists():
@@ -136,6 +120,57 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {temp}")
         else:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sessions", type=int, default=20,
+                   help="protocol sessions browsing and classifying (default 20)")
+    p.add_argument("--browser-sessions", type=int, default=0,
+                   help="Chromium contexts doing the same afterwards (default 0: no browser)")
+    p.add_argument("--predict-sessions", type=int, default=20,
+                   help="threads classifying through tlcore.serving (default 20)")
+    p.add_argument("--duration", type=float, default=60.0,
+                   help="seconds of each phase (default 60)")
+    p.add_argument("--think", type=float, default=5.0,
+                   help="mean seconds a person reads a page before the next click; each pause "
+                        "is drawn between half and one and a half times it (default 5)")
+    p.add_argument("--training-jobs", type=int, default=1, choices=(0, 1),
+                   help="1 (default): a job trains throughout; 0: an idle server, for comparison")
+    p.add_argument("--app", type=Path, default=common.REPO,
+                   help="folder holding the app.py to serve (default: this checkout), to compare versions")
+    p.add_argument("--keep-temp", action="store_true", help="keep the temporary TL_HOME and logs")
+    return p.parse_args(argv)
+
+
+def run_phases(args: argparse.Namespace, base: str, server: subprocess.Popen,
+               run_ids: list[str], images: list[bytes]) -> None:
+    """Warm the server with one session, then the timed phases, then the report."""
+    warm = Samples()
+    asyncio.run(go_round(base, 1, time.monotonic() + 120, warm, images, think=0, rounds=1))
+    sessions = Samples()
+    with CpuSplit(server.pid) as cpu:
+        asyncio.run(go_round(base, args.sessions, time.monotonic() + args.duration, sessions,
+                             images, think=args.think))
+    browsers = Samples()
+    if args.browser_sessions:
+        with CpuSplit(server.pid) as browser_cpu:
+            asyncio.run(browse(base, args.browser_sessions, time.monotonic() + args.duration,
+                               browsers, images, think=args.think))
+    predictions = Samples()
+    for thread in start_predictors(run_ids, args.predict_sessions,
+                                   time.monotonic() + args.duration, predictions, images):
+        thread.join(timeout=args.duration + WAIT_S)
+    print(f"phase 1: {args.sessions} protocol sessions (server time until script_finished)")
+    print(common.table(TABLE_HEADERS, table_rows(sessions, warm.times)))
+    print(cpu.summary())
+    if args.browser_sessions:
+        print(f"\nphase 2: {args.browser_sessions} Chromium contexts (until drawn in the browser)")
+        print(common.table(TABLE_HEADERS, table_rows(browsers, {})))
+        print(browser_cpu.summary())
+    print(f"\nphase 3: {args.predict_sessions} threads calling LoadedRun.predict")
+    print(common.table(TABLE_HEADERS, table_rows(predictions, {}, labels=["predict"])))
+    print_footer(args, server, sessions, browsers, predictions)
 
 
 # ---- the store: finished runs and one job training -------------------------------------------
@@ -200,12 +235,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen:
+def start_server(port: int, log: Path, app: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", HOST,
                "--server.port", str(port), "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     with open(log, "wb") as out:
-        server = subprocess.Popen(command, cwd=common.REPO, stdout=out, stderr=subprocess.STDOUT,
+        server = subprocess.Popen(command, cwd=app, stdout=out, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -276,6 +311,91 @@ def start_predictors(run_ids: list[str], count: int, deadline: float, samples: S
     return threads
 
 
+async def go_round(base: str, sessions: int, deadline: float, samples: Samples,
+                   images: list[bytes], think: float, rounds: int | None = None) -> None:
+    """``sessions`` protocol sessions at once, until ``deadline`` (or ``rounds`` of 4 pages)."""
+    await asyncio.gather(*(protocol_session(base, i, deadline, samples, images, think, rounds)
+                           for i in range(sessions)))
+
+
+async def protocol_session(base: str, index: int, deadline: float, samples: Samples,
+                           images: list[bytes], think: float, rounds: int | None) -> None:
+    """One person going round the four pages (each session starts at a different one).
+
+    Each round begins with a new connection (a new tab or a refresh); the other three pages
+    are reached through the sidebar. Every visit to Compare & Classify also classifies an
+    upload. After a failure the next visit starts again from a new connection.
+    """
+    pause = random.Random(index)
+    await asyncio.sleep(pause.uniform(0, think))  # people do not all arrive at once
+    paths, visits = list(PAGES), 0
+    client: st_client.Session | None = None
+    try:
+        while time.monotonic() < deadline and (rounds is None or visits < rounds * len(paths)):
+            path = paths[(index + visits) % len(paths)]
+            client = await visit(base, client, path, visits % len(paths) == 0, samples)
+            if client is not None and path == "compare":
+                await classify(client, images[(index + visits) % len(images)], samples)
+            visits += 1
+            if client is not None:
+                await read_page(client, think * pause.uniform(0.5, 1.5), samples)
+    finally:
+        if client is not None:
+            await client.close()
+
+
+async def visit(base: str, client: st_client.Session | None, path: str, new_tab: bool,
+                samples: Samples) -> st_client.Session | None:
+    """Open ``path`` (a new connection, or a sidebar switch); the session, or None if it failed."""
+    name, _, kind, text = PAGES[path]
+    how = "load" if new_tab or client is None else "switch"
+    try:
+        if how == "load":
+            if client is not None:
+                await client.close()
+            client = st_client.Session(base, timeout=WAIT_S)
+            render = await client.open(path)
+        else:
+            render = await client.switch(path)
+        check_page(render, kind, text)
+        samples.add(f"{how} {name}", render.seconds)
+        return client
+    except Exception:  # noqa: BLE001 - a timeout or a broken page is a result, not a crash
+        samples.fail(f"{how} {name}")
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        return None
+
+
+def check_page(render: st_client.Render, kind: str, text: str) -> None:
+    """A page counts as rendered when it drew its last section and showed no error."""
+    if render.errors:
+        raise st_client.ProtocolError(f"the page showed an error: {render.errors[0]}")
+    if not render.shows(kind, text):
+        raise st_client.ProtocolError(f"the page did not draw the {kind} {text!r}")
+
+
+async def classify(client: st_client.Session, image: bytes, samples: Samples) -> None:
+    """Upload ``image`` to the Compare page's classifier; it counts once its chart arrived."""
+    try:
+        render = await client.upload(UPLOAD_NAME, "image/jpeg", image)
+        if render.errors or not render.count("plotly_chart"):
+            raise st_client.ProtocolError(f"no predictions chart: {render.errors}")
+        samples.add("classify upload", render.seconds)
+    except Exception:  # noqa: BLE001 - counted and reported, the session goes on
+        samples.fail("classify upload")
+
+
+async def read_page(client: st_client.Session, seconds: float, samples: Samples) -> None:
+    """Stay on the page; the jobs sidebar refreshes on its own timer meanwhile."""
+    try:
+        for render in await client.idle(seconds):
+            samples.add("sidebar refresh", render.seconds)
+    except Exception:  # noqa: BLE001
+        samples.fail("sidebar refresh")
+
+
 async def browse(base: str, sessions: int, deadline: float, samples: Samples,
                  images: list[bytes], think: float, rounds: int | None = None) -> None:
     from playwright.async_api import async_playwright
@@ -284,13 +404,13 @@ async def browse(base: str, sessions: int, deadline: float, samples: Samples,
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             await asyncio.gather(*(
-                session(browser, base, i, deadline, samples, images, think, rounds)
+                browser_session(browser, base, i, deadline, samples, images, think, rounds)
                 for i in range(sessions)))
         finally:
             await browser.close()
 
 
-async def session(browser, base: str, index: int, deadline: float, samples: Samples,
+async def browser_session(browser, base: str, index: int, deadline: float, samples: Samples,
                   images: list[bytes], think: float, rounds: int | None) -> None:
     """One person going round the four pages (each session starts at a different one).
 
@@ -298,6 +418,7 @@ async def session(browser, base: str, index: int, deadline: float, samples: Samp
     app and opens a new session); the other three pages are reached through the sidebar, as
     people move around. Every visit to Compare & Classify also classifies an upload.
     """
+    pause = random.Random(index)
     context = await browser.new_context()
     await context.route("**/*", _loopback_only)
     page = await context.new_page()
@@ -311,20 +432,20 @@ async def session(browser, base: str, index: int, deadline: float, samples: Samp
             started = time.perf_counter()
             try:
                 if how == "load":
-                    await page.goto(f"{base}/{path}", wait_until="commit", timeout=WAIT_MS)
+                    await page.goto(f"{base}/{path}", wait_until="commit", timeout=WAIT_S * 1000)
                 else:
                     await page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).click(
-                        timeout=WAIT_MS)
-                await page.get_by_role(role, name=text).first.wait_for(state="visible", timeout=WAIT_MS)
+                        timeout=WAIT_S * 1000)
+                await page.get_by_role(role, name=text).first.wait_for(state="visible", timeout=WAIT_S * 1000)
                 samples.add(f"{how} {name}", time.perf_counter() - started)
                 if name == "compare":
                     await classify_upload(page, images[(index + visits) % len(images)], samples)
             except Exception:  # noqa: BLE001 - a timeout is a result, not a crash
                 samples.fail(f"{how} {name}")
                 with contextlib.suppress(Exception):  # start the next visit from a clean page
-                    await page.goto(f"{base}/{path}", wait_until="commit", timeout=WAIT_MS)
+                    await page.goto(f"{base}/{path}", wait_until="commit", timeout=WAIT_S * 1000)
             visits += 1
-            await asyncio.sleep(think)
+            await asyncio.sleep(think * pause.uniform(0.5, 1.5))
     finally:
         await context.close()
 
@@ -333,9 +454,9 @@ async def classify_upload(page, image: bytes, samples: Samples) -> None:
     started = time.perf_counter()
     try:
         await page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
-            files=[{"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": image}])
+            files=[{"name": UPLOAD_NAME, "mimeType": "image/jpeg", "buffer": image}])
         charts = page.locator('[data-testid="stPlotlyChart"]')
-        await charts.nth(CHARTS_ON_COMPARE).wait_for(state="visible", timeout=WAIT_MS)
+        await charts.nth(CHARTS_ON_COMPARE).wait_for(state="visible", timeout=WAIT_S * 1000)
         samples.add("classify upload", time.perf_counter() - started)
     except Exception:  # noqa: BLE001
         samples.fail("classify upload")
@@ -352,8 +473,9 @@ async def _loopback_only(route) -> None:
 
 
 class CpuSplit:
-    """CPU seconds used during the browsing phase by the server, the training worker, the
-    browser (which in real use runs on each person's own machine) and everything else.
+    """CPU seconds used during a phase by the server, the training worker, the clients (this
+    script's protocol sessions, or the browser: in real use each person's own machine) and
+    everything else on the machine.
 
     Processes are sampled every half second and their last cumulative time is kept, so the
     renderer processes that end with their page still count.
@@ -387,7 +509,7 @@ class CpuSplit:
         me = psutil.Process()
         server = psutil.Process(self.server_pid)
         server_tree = {server.pid, *(p.pid for p in server.children(recursive=True))}
-        found = {me.pid: ("this script", sum(me.cpu_times()[:2]))}
+        found = {me.pid: ("this script (protocol clients)", sum(me.cpu_times()[:2]))}
         for process in me.children(recursive=True):
             try:
                 used = sum(process.cpu_times()[:2])
@@ -413,14 +535,56 @@ class CpuSplit:
         capacity = self.seconds * (psutil.cpu_count() or 1)
         parts = ", ".join(f"{name} {value:.0f} s ({value / capacity:.0%})"
                           for name, value in sorted(used.items(), key=lambda item: -item[1]))
-        return (f"CPU during browsing ({self.seconds:.0f} s x {psutil.cpu_count()} CPUs = "
+        return (f"CPU during the phase ({self.seconds:.0f} s x {psutil.cpu_count()} CPUs = "
                 f"{capacity:.0f} CPU s): {parts}")
 
 
-def percentile(values: list[float], q: float) -> float:
+TABLE_HEADERS = ["what", "n", "failed", "p50 s", "p95 s", "max s", "first (cold server) s"]
+ROW_LABELS = [*PAGE_LABELS, "classify upload", "sidebar refresh"]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered), math.ceil(q / 100 * len(ordered))) - 1)]
+
+
+def stats(values: Sequence[float]) -> list[str]:
+    """p50, p95 and max as table cells; dashes when nothing was measured."""
+    if not values:
+        return ["-", "-", "-"]
+    return [f"{percentile(values, 50):.2f}", f"{percentile(values, 95):.2f}", f"{max(values):.2f}"]
+
+
+def page_renders(samples: Samples) -> list[float]:
+    return [t for label in PAGE_LABELS for t in samples.times.get(label, [])]
+
+
+def table_rows(samples: Samples, cold: dict[str, list[float]],
+               labels: Sequence[str] = ROW_LABELS) -> list[list[object]]:
+    """One row per label with its n, failures, p50/p95/max and the cold server's first time;
+    an "all page renders" row after the pages when they are among ``labels``."""
+    rows: list[list[object]] = []
+    for label in labels:
+        values = samples.times.get(label, [])
+        first = cold.get(label, [None])[0]
+        rows.append([label, len(values), samples.failures.get(label, 0), *stats(values),
+                     f"{first:.2f}" if first is not None else "-"])
+        if label == PAGE_LABELS[-1]:
+            pages = page_renders(samples)
+            failed = sum(samples.failures.get(page, 0) for page in PAGE_LABELS)
+            rows.append(["all page renders", len(pages), failed, *stats(pages), ""])
+    return rows
+
+
+def verdicts(checks: dict[str, Sequence[float]]) -> list[str]:
+    """One line per check: its p95 against the target (nothing measured counts as not met)."""
+    lines = []
+    for name, values in checks.items():
+        p95 = percentile(values, 95) if values else float("inf")
+        lines.append(f"{name:<32} {p95:.2f} s  < {TARGET_P95_S:g} s: "
+                     f"{common.verdict(p95 < TARGET_P95_S)}")
+    return lines
 
 
 def print_header(args: argparse.Namespace, port: int, run_ids: list[str], seconds: float,
@@ -429,51 +593,38 @@ def print_header(args: argparse.Namespace, port: int, run_ids: list[str], second
 
     print("== load test: concurrent sessions against streamlit run app.py ==")
     print(f"server          {HOST}:{port}, streamlit {streamlit.__version__}, "
-          f"{psutil.cpu_count()} logical CPUs")
+          f"{psutil.cpu_count()} logical CPUs, app in {args.app}")
     print(f"store           finished runs {', '.join(run_ids)} (trained in {seconds:.0f} s); "
           f"training job {job}")
-    print(f"phase 1         {args.browser_sessions} Chromium contexts for {args.duration:g} s: a full "
-          f"load, then sidebar switches round the 4 pages, {args.think:g} s pause between pages, "
-          "one upload classified per Compare visit")
-    print(f"phase 2         {args.predict_sessions} threads calling LoadedRun.predict (one JPEG, "
+    print(f"phase 1         {args.sessions} protocol sessions for {args.duration:g} s: a new "
+          "connection, then sidebar switches round the 4 pages, "
+          f"{args.think * 0.5:g}-{args.think * 1.5:g} s on each page, one upload classified "
+          "per Compare visit")
+    if args.browser_sessions:
+        print(f"phase 2         {args.browser_sessions} Chromium contexts for {args.duration:g} s, "
+              "the same round in real pages")
+    print(f"phase 3         {args.predict_sessions} threads calling LoadedRun.predict (one JPEG, "
           f"no pause) for {args.duration:g} s")
     print(f"load (1/5/15 m) {common.load_text()} before the test")
     print()
 
 
-def report(args: argparse.Namespace, cold: dict[str, list[float]], samples: Samples,
-           server: subprocess.Popen) -> None:
-    names = [name for name, _, _, _ in PAGES.values()]
-    labels = [f"{how} {name}" for how in ("load", "switch") for name in names]
-    rows, groups = [], {"load": [], "switch": []}
-    for label in labels + ["classify upload", "predict"]:
-        values = samples.times.get(label, [])
-        groups.setdefault(label.split()[0], []).extend(values)
-        first = cold.get(label, [None])[0]
-        rows.append([label, len(values), samples.failures.get(label, 0), *_stats(values),
-                     f"{first:.2f}" if first is not None else "-"])
-    pages = groups["load"] + groups["switch"]
-    rows.insert(len(labels), ["all page renders", len(pages), "", *_stats(pages), ""])
-    print(common.table(["what", "n", "failed", "p50 s", "p95 s", "max s", "first (cold server) s"], rows))
+def print_footer(args: argparse.Namespace, server: subprocess.Popen, sessions: Samples,
+                 browsers: Samples, predictions: Samples) -> None:
     tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
     print(f"\nserver RSS at the end {sum(p.memory_info().rss for p in tree) / 2**20:.0f} MB; "
           f"load (1/5/15 m) {common.load_text()}")
-    predict = samples.times.get("predict", [])
-    checks = {"page load p95": groups["load"], "page switch p95": groups["switch"],
-              "all page renders p95": pages,
-              "classify upload p95": samples.times.get("classify upload", []), "predict p95": predict}
-    for name, values in checks.items():
-        p95 = percentile(values, 95) if values else float("inf")
-        print(f"{name:<22} {p95:.2f} s  < {TARGET_P95_S:g} s: {common.verdict(p95 < TARGET_P95_S)}")
+    checks = {"page render p95 (protocol)": page_renders(sessions),
+              "classify upload p95 (protocol)": sessions.times.get("classify upload", [])}
+    if args.browser_sessions:
+        checks["page render p95 (browser)"] = page_renders(browsers)
+        checks["classify upload p95 (browser)"] = browsers.times.get("classify upload", [])
+    predict = predictions.times.get("predict", [])
+    checks["predict p95"] = predict
+    print("\n".join(verdicts(checks)))
     if predict:
-        print(f"predict throughput     {len(predict) / args.duration:.1f} images/s over "
-              f"{args.predict_sessions} threads")
-
-
-def _stats(values: list[float]) -> list[str]:
-    if not values:
-        return ["-", "-", "-"]
-    return [f"{percentile(values, 50):.2f}", f"{percentile(values, 95):.2f}", f"{max(values):.2f}"]
+        print(f"predict throughput               {len(predict) / args.duration:.1f} images/s "
+              f"over {args.predict_sessions} threads")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from tlcore.evaluate import EvalReport
-from tlcore.images import check_upload_size, load_image
-from tlcore.plots import comparison_figure, confusion_figure, per_class_f1_figure, predictions_figure
-from tlcore.images import MAX_UPLOAD_BYTES
+from tlcore.images import MAX_UPLOAD_BYTES, check_upload_size, load_image
+from tlcore.plots import predictions_figure
+from tlcore.store import RunRecord
 from tlcore.summaries import comparison_rows, rows_to_csv, run_label, short_label
 from ui import glue, widgets
 
@@ -30,11 +30,9 @@ if not runs:
 labels = {run.id: short_label(run) for run in runs}
 
 st.header("Learning curves")
-histories = {labels[r.id]: store.epochs(r.id) for r in runs}
 left, right = st.columns(2)
 for col, metric in ((left, "val_accuracy"), (right, "val_loss")):
-    figure = comparison_figure(histories, metric).update_xaxes(dtick=1)  # whole epochs only
-    col.plotly_chart(figure, key=f"compare.{metric}")
+    col.plotly_chart(glue.comparison_chart(runs, labels, metric), key=f"compare.{metric}")
 
 st.header("Test metrics")
 rows = comparison_rows(runs)
@@ -60,13 +58,13 @@ for col, run in zip(downloads[1:], runs):
 reports = {}
 for run in runs:
     with glue.friendly(f"reading the report of run {run.id}"):
-        reports[run.id] = EvalReport.from_dict(store.read_json(run.id, "report.json"))
+        reports[run.id] = glue.finished_report(run)
 st.header("Confusion matrices")
 for start in range(0, len(runs), 3):
     for col, run in zip(st.columns(3), runs[start:start + 3]):
         if run.id in reports:
-            col.plotly_chart(confusion_figure(reports[run.id], labels[run.id]), key=f"compare.confusion.{run.id}")
-st.plotly_chart(per_class_f1_figure({labels[i]: r for i, r in reports.items()}), key="compare.f1")
+            col.plotly_chart(glue.confusion_chart(run, labels[run.id]), key=f"compare.confusion.{run.id}")
+st.plotly_chart(glue.per_class_f1_chart([run for run in runs if run.id in reports], labels), key="compare.f1")
 
 st.header("Most confident mistakes")
 for run in runs:
@@ -80,20 +78,31 @@ for run in runs:
             st.image([str(path) for path, _ in shown], width=96,
                      caption=[f"{m.true} → {m.predicted} ({m.confidence:.0%})" for _, m in shown])
 
-st.header("Classify your images")
-uploads = st.file_uploader("Images (JPEG, PNG or WebP)", type=["jpg", "jpeg", "png", "webp"],
-                           accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20,
-                           key="compare.images")
-top_k = st.slider("Top-k", 1, 10, 3, key="compare.top_k")
-for upload in uploads or []:
-    st.divider()
+
+
+@st.fragment
+def classify_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
+    """Uploads and their predictions: a fragment, so an upload reruns this section only."""
+    st.header("Classify your images")
+    uploads = st.file_uploader("Images (JPEG, PNG or WebP)", type=["jpg", "jpeg", "png", "webp"],
+                               accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20,
+                               key="compare.images")
+    top_k = st.slider("Top-k", 1, 10, 3, key="compare.top_k")
+    for upload in uploads or []:
+        st.divider()
+        classify_upload(upload, runs, labels, top_k)
+
+
+def classify_upload(upload: UploadedFile, runs: list[RunRecord], labels: dict[str, str],
+                    top_k: int) -> None:
+    """One uploaded image and every run's predictions, or why it could not be read."""
     try:
         check_upload_size(upload.size)
         pixels = load_image(upload.getvalue())
     except Exception as exc:  # noqa: BLE001 - one bad image must not hide the others
         st.markdown(f"**{upload.name}**")
         glue.show_error(exc, f"reading {upload.name}")
-        continue
+        return
     image_col, chart_col = st.columns([1, 3])
     image_col.image(pixels, caption=upload.name, width="stretch")
     predictions = {}
@@ -104,3 +113,6 @@ for upload in uploads or []:
         chart_col.plotly_chart(predictions_figure(predictions), key=f"compare.pred.{upload.file_id}")
         chart_col.caption("  \n".join(f"{label}: **{p[0].label}** ({p[0].probability:.0%})"
                                       for label, p in predictions.items()))
+
+
+classify_section(runs, labels)

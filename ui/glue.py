@@ -8,24 +8,30 @@ that is ``tlcore``'s job.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+import plotly.graph_objects as go
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
+from streamlit.runtime.scriptrunner import script_runner
 
 from tlcore.backbones import describe_catalogue
 from tlcore.config import DatasetSpec, RunSpec
 from tlcore.errors import TLError
+from tlcore.evaluate import EvalReport
 from tlcore.experiments import list_experiments, load_experiment
 from tlcore.paths import keras_models_dir, tl_home
+from tlcore.plots import comparison_figure, confusion_figure, per_class_f1_figure
 from tlcore.preview import DatasetPreview, preview_dataset
 from tlcore.serving import LoadedRun, load_run
-from tlcore.store import RunStore
+from tlcore.store import RunRecord, RunStore
 
 log = logging.getLogger("tlstudio.ui")
 T = TypeVar("T")
@@ -205,7 +211,9 @@ def catalogue_rows() -> list[dict]:
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def _loaded(home: str, run_id: str, model_mtime: float) -> LoadedRun:
     del model_mtime  # part of the key only: a retrained model is loaded again
-    return load_run(run_id, RunStore(root=Path(home)))
+    loaded = load_run(run_id, RunStore(root=Path(home)))
+    freeze_heap()  # the model lives as long as the cache entry
+    return loaded
 
 
 def loaded_run(run_id: str) -> LoadedRun:
@@ -216,3 +224,106 @@ def loaded_run(run_id: str) -> LoadedRun:
     path = store().model_path(run_id)
     mtime = path.stat().st_mtime if path.exists() else 0.0
     return _loaded(str(store().root), run_id, mtime)
+
+
+# ---- finished runs: their report and charts never change -------------------------------
+# Keyed on (home, run id, finished_at): a run's epochs and report are final once it finished.
+# cache_resource, not cache_data: the objects are shared as they are, not copied per session
+# (copying a figure costs about as much as building it). Callers only read them;
+# st.plotly_chart copies a figure before sending it.
+
+RunKey = tuple[str, float, str]
+"""(run id, finished_at, label) of a finished run as the compare page shows it."""
+
+
+def _keys(runs: list[RunRecord], labels: dict[str, str]) -> tuple[RunKey, ...]:
+    return tuple((run.id, run.finished_at or 0.0, labels[run.id]) for run in runs)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _report(home: str, run_id: str, finished_at: float) -> EvalReport:
+    del finished_at  # part of the key only
+    return EvalReport.from_dict(RunStore(root=Path(home)).read_json(run_id, "report.json"))
+
+
+def finished_report(run: RunRecord) -> EvalReport:
+    """A finished run's evaluation report, read from its artifacts once per process."""
+    return _report(str(store().root), run.id, run.finished_at or 0.0)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _comparison_chart(home: str, runs: tuple[RunKey, ...], metric: str) -> go.Figure:
+    histories = {label: RunStore(root=Path(home)).epochs(run_id) for run_id, _, label in runs}
+    return comparison_figure(histories, metric).update_xaxes(dtick=1)  # whole epochs only
+
+
+def comparison_chart(runs: list[RunRecord], labels: dict[str, str], metric: str) -> go.Figure:
+    """One line per finished run for ``metric`` (shared: do not modify it)."""
+    return _comparison_chart(str(store().root), _keys(runs, labels), metric)
+
+
+@st.cache_resource(max_entries=128, show_spinner=False)
+def _confusion_chart(home: str, run: RunKey) -> go.Figure:
+    run_id, finished_at, label = run
+    return confusion_figure(_report(home, run_id, finished_at), label)
+
+
+def confusion_chart(run: RunRecord, label: str) -> go.Figure:
+    """A finished run's confusion matrix (shared: do not modify it)."""
+    return _confusion_chart(str(store().root), _keys([run], {run.id: label})[0])
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _per_class_f1_chart(home: str, runs: tuple[RunKey, ...]) -> go.Figure:
+    return per_class_f1_figure({label: _report(home, run_id, finished_at)
+                                for run_id, finished_at, label in runs})
+
+
+def per_class_f1_chart(runs: list[RunRecord], labels: dict[str, str]) -> go.Figure:
+    """Per-class F1 of finished runs whose report could be read (shared: do not modify it)."""
+    return _per_class_f1_chart(str(store().root), _keys(runs, labels))
+
+
+# ---- per-run costs Streamlit adds ----------------------------------------------------------
+
+
+def freeze_heap() -> None:
+    """Take every object alive now out of the garbage collector's full passes.
+
+    After every script run, page render and fragment rerun alike, Streamlit calls
+    ``gc.collect(2)``. With TensorFlow, Keras, plotly and pandas loaded the heap holds about
+    400 000 tracked objects, and each full pass costs 0.2-0.3 s of CPU with the GIL held: more
+    than the page itself. Modules, the store and loaded models live as long as the process, so
+    freezing them (``gc.freeze``) leaves that pass only the objects of the last run to look at.
+    """
+    gc.freeze()
+
+
+def _clean_problem_modules_but_keras() -> None:
+    """Streamlit's after-run clean-up of stateful modules, without the Keras reset.
+
+    After every script run Streamlit calls ``keras.backend.clear_session()``, for apps that
+    build models in the script. This app never does (workers train; the server only loads
+    saved models into the shared cache above), and the reset drops TensorFlow's kernel cache,
+    so every prediction after any session's rerun cost 0.3 s per model instead of 0.01 s, plus
+    another full garbage collection. Matplotlib figures are still closed, as Streamlit does.
+    """
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
+
+
+def keep_keras_state() -> None:
+    """Install :func:`_clean_problem_modules_but_keras` in place of Streamlit's clean-up.
+
+    ``_clean_problem_modules`` is private to Streamlit: if a new version renames it, nothing
+    is replaced (predictions get slower, nothing breaks) and ``tests/app`` says so.
+    """
+    if not hasattr(script_runner, "_clean_problem_modules"):
+        log.warning("streamlit has no _clean_problem_modules; Keras is reset after every run")
+        return
+    script_runner._clean_problem_modules = _clean_problem_modules_but_keras
+
+
+keep_keras_state()
+freeze_heap()  # the imports above are the bulk of the heap
