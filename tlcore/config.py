@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from tlcore.errors import ConfigError
+from tlcore.paths import resolve_weights_path
 
 STRATEGIES = ("scratch", "frozen", "finetune", "frozen_then_finetune")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
@@ -102,12 +103,29 @@ class BackboneSpec:
         return self.name.startswith("hub:")
 
     def validate(self) -> None:
+        """Check the settings, and that any file named lies inside the allowed folders.
+
+        The path check runs here as well as where the file is read, so that a spec naming a
+        file outside :func:`~tlcore.paths.weights_roots` is refused before it is queued.
+
+        Raises:
+            ConfigError: A setting is impossible.
+            BackboneError: A weights file or SavedModel folder is outside the allowed folders.
+        """
         _require(bool(self.name), "A backbone name is required.")
         _require(bool(self.weights), "Weights must be 'imagenet', 'none' or a file path.")
         _require(
             self.alpha is None or 0 < self.alpha <= 2,
             f"Width multiplier alpha must be in (0, 2], got {self.alpha}.",
         )
+        for location in self.local_files():
+            resolve_weights_path(location)
+
+    def local_files(self) -> list[str]:
+        """Paths on the server this backbone reads: a weights file, a local SavedModel folder."""
+        handle = self.name[len("hub:"):].strip() if self.is_hub else ""
+        files = [handle] if handle and "://" not in handle else []
+        return files + ([self.weights] if self.weights not in ("imagenet", "none") else [])
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ The store is the only channel between the app and the workers: ``submit`` queues
 ``dispatch`` starts workers up to the concurrency limit, each worker writes epochs to the
 store and starts the next queued run when it ends. ``reap`` marks runs whose worker died as
 failed, so no run stays "running" forever.
+
+A full disk can stop a worker from writing its failure to the store as well. It then leaves an
+empty marker file in the run's folder (an empty file needs no data block, so it can usually
+still be created) and exits with :data:`EXIT_DISK_FULL`; ``reap``, which runs once the store
+accepts writes again, records the full disk as the reason instead of "the worker died".
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from tlcore.config import RunSpec
+from tlcore.errors import StorageError
 from tlcore.experiments import spec_problems
 from tlcore.store import RunRecord, RunStore
 
@@ -27,6 +33,13 @@ LAUNCH_GRACE_S = 120.0
 DEFAULT_WORKER_NICE = 10
 """How much lower than the app's a worker's CPU priority is: pages stay responsive while a job
 trains on the same cores, and training still gets every cycle the app leaves idle."""
+
+EXIT_DISK_FULL = 75
+"""Exit status of a worker that ran out of disk space and could not record it (EX_TEMPFAIL:
+the run can succeed once space is freed)."""
+
+DISK_FULL_MARKER = "disk-full"
+"""Empty file a worker leaves in its run's folder when the store could not record the full disk."""
 
 _children: list[subprocess.Popen] = []
 
@@ -136,13 +149,32 @@ def reap(store: RunStore) -> list[str]:
     dead = []
     for run in store.list_runs(statuses=("running",)):
         if not worker_alive(run):
-            reason = (
-                f"The worker process (pid {run.worker_pid}) died without finishing the run."
-                if run.worker_pid else "The worker process never started."
-            )
-            store.finish(run.id, "failed", reason + " Resume it to continue from its last epoch.")
+            marker = disk_full_marker(store, run.id)
+            store.finish(run.id, "failed", _death_reason(run, marker.exists()))
+            marker.unlink(missing_ok=True)
             dead.append(run.id)
     return dead
+
+
+def _death_reason(run: RunRecord, disk_was_full: bool) -> str:
+    """Why a run whose worker is gone failed, as the run's error."""
+    if disk_was_full:
+        return str(StorageError(
+            f"The server ran out of disk space: the worker process (pid {run.worker_pid}) could "
+            "not even record this run's progress, and stopped.",
+            "Free some space (delete old runs or uploads), then resume the run: it continues "
+            "from its last finished epoch.",
+        ))
+    reason = (
+        f"The worker process (pid {run.worker_pid}) died without finishing the run."
+        if run.worker_pid else "The worker process never started."
+    )
+    return reason + " Resume it to continue from its last epoch."
+
+
+def disk_full_marker(store: RunStore, run_id: str) -> Path:
+    """Where a worker leaves :data:`DISK_FULL_MARKER` for ``run_id``."""
+    return store.artifact_dir(run_id) / DISK_FULL_MARKER
 
 
 def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
@@ -174,16 +206,34 @@ def claim_for_this_process(store: RunStore, run_id: str) -> bool:
         worker_pid=os.getpid(),
         worker_started=psutil.Process().create_time(),
     )
+    disk_full_marker(store, run_id).unlink(missing_ok=True)  # left by an earlier attempt
     return True
 
 
 def run_worker(run_id: str, store: RunStore | None = None) -> int:
-    """Body of ``python -m tlcore worker``: train, then hand the slot to the next queued run."""
-    from tlcore.runner import execute_run
+    """Body of ``python -m tlcore worker``: train, then hand the slot to the next queued run.
+
+    Returns:
+        The exit status: 0 when the run finished or stopped, :data:`EXIT_DISK_FULL` when a
+        full disk kept the store from recording the run's end, 1 otherwise.
+    """
+    from tlcore.runner import _as_storage_error, execute_run
 
     store = store or RunStore()
-    if not claim_for_this_process(store, run_id):
-        return 1
-    run = execute_run(store, run_id)
+    try:
+        if not claim_for_this_process(store, run_id):
+            return 1
+        run = execute_run(store, run_id)
+    except Exception as exc:
+        if _as_storage_error(exc) is None:
+            raise
+        _leave_disk_full_marker(store, run_id)
+        return EXIT_DISK_FULL
     dispatch(store)
     return 0 if run.status in ("finished", "stopped") else 1
+
+
+def _leave_disk_full_marker(store: RunStore, run_id: str) -> None:
+    """Create the empty marker file for ``reap``; on failure the exit status is all that is left."""
+    with contextlib.suppress(OSError):
+        disk_full_marker(store, run_id).touch()

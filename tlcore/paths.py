@@ -7,7 +7,10 @@ point the studio at another home without re-importing anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+from tlcore.errors import BackboneError, TLError
 
 DEFAULT_HOME = Path.home() / ".tlstudio"
 
@@ -32,6 +35,60 @@ def data_roots() -> list[Path]:
 def keras_models_dir() -> Path:
     """Keras' weight cache, ``$KERAS_HOME/models`` (``~/.keras/models`` by default)."""
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
+
+
+def weights_roots() -> list[Path]:
+    """Folders a weights file or a local SavedModel may be read from.
+
+    The data roots, ``TL_HOME`` and Keras' cache: a path typed on a shared server must not
+    make the worker read (or run the graph of) a file anywhere else.
+    """
+    return [*data_roots(), tl_home().resolve(), keras_models_dir().resolve()]
+
+
+def resolve_weights_path(location: str) -> Path:
+    """Resolve a weights file or SavedModel folder and refuse it outside :func:`weights_roots`.
+
+    Raises:
+        BackboneError: The path is unusable or resolves outside every allowed folder.
+    """
+    return resolve_allowed(location, weights_roots(), "weights", BackboneError)
+
+
+def resolve_allowed(
+    location: str, roots: Sequence[Path], what: str, error: type[TLError]
+) -> Path:
+    """Resolve a user-given path and refuse it unless it lies inside one of ``roots``.
+
+    Links and ``..`` are resolved first, so neither can lead outside the roots.
+
+    Args:
+        location: The path as the user gave it (``~`` allowed).
+        roots: Resolved folders the path may be in or below.
+        what: What the path names, plural, for the message ("datasets", "weights").
+        error: The error type to raise, so that each caller reports in its own terms.
+
+    Raises:
+        error: The path cannot be resolved, or its resolved form is outside every root.
+    """
+    try:
+        path = Path(location).expanduser().resolve()
+    except (ValueError, OSError) as exc:  # a NUL byte, a loop of links, ...
+        raise error(f"{location!r} is not a usable path ({exc}).",
+                    "Give its plain path on the server.") from exc
+    if not is_inside(path, roots):
+        raise error(
+            f"{location!r} is outside the folders {what} may be read from "
+            f"({', '.join(str(r) for r in roots)}).",
+            "Move it under one of them, or set TL_DATA_ROOT (paths separated by "
+            f"{os.pathsep!r}) to allow other folders.",
+        )
+    return path
+
+
+def is_inside(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether an already resolved ``path`` is one of ``roots`` or lies below one."""
+    return any(path.is_relative_to(root) for root in roots)
 
 
 def subdir(name: str) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from apptools import open_app, png_bytes, texts
-from imagegen import encode, png_declaring, random_pixels
+from imagegen import encode, png_declaring, random_pixels, write_class_folders
 from PIL import Image
 from specs import tiny_spec
 
@@ -136,8 +136,10 @@ def zip_cases() -> dict[str, tuple[bytes, str | None, bool]]:
                      "inflates to more than", False),
         "many.zip": (zip_of({**two, **{f"toys/bar/{i}.png": b"" for i in range(FILES_CAP)}}),
                      "entries", False),
-        # One folder of images looks like an enclosing folder with no class folders inside.
-        "one-class.zip": (zip_of(classes({"only": 6})), "has no classes", False),
+        "one-class.zip": (zip_of(classes({"only": 6})),
+                          "only 1 class, 'only' (6 images); a classifier needs at least 2", False),
+        "loose-images.zip": (zip_of({f"{i}.png": png_bytes((9 * i, 0, 0)) for i in range(6)}),
+                             "holds 6 image(s) directly but no class sub-folders", False),
         "lonely.zip": (zip_of(classes({"many": 5, "lonely": 1})), "'lonely' has 1", False),
         "not-a-zip.zip": (b"just text with a .zip name", "is not a zip archive", True),
         "empty.zip": (b"", "empty", True),
@@ -204,6 +206,19 @@ def test_a_folder_path_climbing_out_of_the_data_root_is_refused(tmp_path):
     assert any("outside the folders datasets may be read from" in e.value for e in at.error)
 
 
+def test_a_folder_with_a_single_class_says_a_second_one_is_needed(tmp_path):
+    write_class_folders(tmp_path / "pets", {"cats": 4})
+    at = open_app("pages/configure.py")
+    at.radio(key="configure.kind").set_value("folder").run()
+    at.text_input(key="configure.folder").set_value(str(tmp_path / "pets")).run()
+    at.button(key="configure.preview").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("only 1 class, 'cats' (4 images); a classifier needs at least 2" in e
+               for e in errors), errors
+    assert "next to 'cats/'" in texts(at)
+
+
 def tfds_page(name: str):
     """The Configure page with ``tfds:NAME`` typed in (the selectbox accepts any name)."""
     at = open_app("pages/configure.py")
@@ -237,6 +252,23 @@ def test_a_missing_weights_file_blocks_saving(tmp_path):
     at.run()
     assert not at.exception
     assert any("does not exist" in e.value for e in at.error)
+    assert at.button(key="configure.save").disabled
+
+
+def test_a_weights_file_outside_the_allowed_folders_blocks_saving(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("TL_DATA_ROOT", str(tmp_path / "data"))
+    outside = tmp_path / "elsewhere" / "v2.weights.h5"
+    outside.parent.mkdir()
+    outside.write_bytes(b"any bytes: the file must not even be opened")
+    at = open_app("pages/configure.py")
+    at.radio(key="configure.weights").set_value("file").run()
+    climbing = f"{tmp_path}/data/../elsewhere/{outside.name}"
+    at.text_input(key="configure.weights_path").set_value(climbing)
+    at.text_input(key="configure.name").set_value("x")
+    at.run()
+    assert not at.exception
+    assert any("outside the folders weights may be read from" in e.value for e in at.error)
     assert at.button(key="configure.save").disabled
 
 

@@ -148,6 +148,29 @@ def test_zip_with_class_folders_at_top_level_loads(tmp_path: Path) -> None:
     assert bundle.class_names == ["daisy", "rose"] and not bundle.skipped
 
 
+@pytest.mark.parametrize("prefix", ["", "toys/"], ids=["at-top-level", "in-a-folder"])
+def test_a_one_class_zip_says_a_classifier_needs_a_second_class(tmp_path: Path, prefix: str) -> None:
+    entries = {f"{prefix}only/img{i}.png": encode(random_pixels(i)) for i in range(4)}
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(zip_spec(make_zip(tmp_path / "one.zip", entries)))
+    assert caught.value.message == (
+        "The dataset has only 1 class, 'only' (4 images); a classifier needs at least 2 classes "
+        "to tell apart."
+    )
+    assert "Add a second class: a folder of its images next to 'only/'" in caught.value.hint
+
+
+def test_a_zip_of_loose_images_says_they_need_class_folders(tmp_path: Path) -> None:
+    entries = {f"img{i}.png": encode(random_pixels(i)) for i in range(5)}
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(zip_spec(make_zip(tmp_path / "loose.zip", {**entries, "notes.txt": b"x"})))
+    assert caught.value.message == (
+        "The archive holds 5 image(s) directly but no class sub-folders; a classifier needs at "
+        "least 2 classes, one sub-folder of images each."
+    )
+    assert "sub-folder of its own, named after the class" in caught.value.hint
+
+
 def test_same_archive_is_extracted_once(tmp_path: Path, monkeypatch) -> None:
     path = make_zip(tmp_path / "d.zip", dataset_entries())
     first = load_dataset(zip_spec(path))

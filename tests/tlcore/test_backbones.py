@@ -6,6 +6,7 @@ never touch the network and can check the exact file name Keras asks for.
 
 from __future__ import annotations
 
+import os
 import shutil
 import urllib.error
 from collections.abc import Callable
@@ -229,6 +230,71 @@ def test_a_weights_file_for_another_architecture_is_refused(tmp_path: Path) -> N
         build_backbone(BackboneSpec("mobilenet", 0.25, str(path)), 32)
     with pytest.raises(BackboneError, match="does not exist"):
         build_backbone(BackboneSpec("mobilenet", 0.25, str(tmp_path / "absent.h5")), 32)
+
+
+# --- weights files must lie inside the allowed folders ------------------------------------
+
+@pytest.fixture
+def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A data root, TL_HOME and the Keras cache side by side, and a folder outside all three."""
+    folders = {name: tmp_path / name for name in ("data", "outside")}
+    for folder in folders.values():
+        folder.mkdir()
+    monkeypatch.setenv("TL_DATA_ROOT", str(folders["data"]))
+    keras_models_dir().mkdir(parents=True)
+    return {**folders, "home": Path(os.environ["TL_HOME"]), "keras": keras_models_dir()}
+
+
+def saved_v1_weights(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    random_mobilenet(0.25, 32).save_weights(path)
+    return path
+
+
+@pytest.mark.parametrize("where", ["data", "home", "keras"])
+def test_a_weights_file_in_an_allowed_folder_loads(roots: dict[str, Path], where: str) -> None:
+    path = saved_v1_weights(roots[where] / "sub" / "v1.weights.h5")
+    assert build_backbone(BackboneSpec("mobilenet", 0.25, str(path)), 32).weights_loaded == str(path)
+
+
+def climbing(roots: dict[str, Path]) -> str:
+    return f"{roots['data']}/../outside/v1.weights.h5"
+
+
+def linked(roots: dict[str, Path]) -> str:
+    (roots["data"] / "link.weights.h5").symlink_to(roots["outside"] / "v1.weights.h5")
+    return str(roots["data"] / "link.weights.h5")
+
+
+@pytest.mark.parametrize("location", [
+    pytest.param(lambda roots: str(roots["outside"] / "v1.weights.h5"), id="outside"),
+    pytest.param(climbing, id="dot-dot"),
+    pytest.param(linked, id="symlink"),
+])
+def test_a_weights_file_outside_the_allowed_folders_is_refused_before_it_is_read(
+    roots: dict[str, Path], monkeypatch: pytest.MonkeyPatch, location: Callable
+) -> None:
+    saved_v1_weights(roots["outside"] / "v1.weights.h5")
+    spec = BackboneSpec("mobilenet", 0.25, location(roots))
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a weights file outside the allowed folders was read")
+
+    monkeypatch.setattr(keras.Model, "load_weights", never)
+    for check in (spec.validate, lambda: build_backbone(spec, 32)):
+        with pytest.raises(BackboneError) as caught:
+            check()
+        assert "is outside the folders weights may be read from" in caught.value.message
+        for allowed in (roots["data"], roots["home"].resolve(), roots["keras"].resolve()):
+            assert str(allowed) in caught.value.message
+        assert "TL_DATA_ROOT" in caught.value.hint
+
+
+def test_a_missing_weights_file_outside_the_allowed_folders_is_not_probed(
+    roots: dict[str, Path]
+) -> None:
+    with pytest.raises(BackboneError, match="outside the folders weights may be read from"):
+        build_backbone(BackboneSpec("mobilenet", 0.25, str(roots["outside"] / "absent.h5")), 32)
 
 
 @pytest.mark.parametrize(

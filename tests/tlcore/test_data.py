@@ -226,14 +226,29 @@ def test_missing_folder_is_a_dataset_error(tmp_path: Path) -> None:
 
 def test_folder_without_classes_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no classes"):
+    with pytest.raises(DatasetError, match=r"has no class sub-folders \(no classes\)"):
         load_dataset(folder_spec(tmp_path / "empty"))
 
 
-def test_single_class_is_refused(tmp_path: Path) -> None:
+def test_single_class_is_refused_with_its_name_and_size(tmp_path: Path) -> None:
     write_class_folders(tmp_path / "d", {"only": 5})
-    with pytest.raises(DatasetError, match="at least 2 classes"):
+    with pytest.raises(DatasetError) as caught:
         load_dataset(folder_spec(tmp_path / "d"))
+    assert caught.value.message == (
+        "The dataset has only 1 class, 'only' (5 images); a classifier needs at least 2 classes "
+        "to tell apart."
+    )
+    assert "Add a second class: a folder of its images next to 'only/'" in caught.value.hint
+
+
+def test_a_class_folder_given_as_the_dataset_says_what_it_holds(tmp_path: Path) -> None:
+    write_class_folders(tmp_path / "d", {"cats": 4})
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(folder_spec(tmp_path / "d" / "cats"))
+    assert caught.value.message.startswith(
+        f"The folder '{tmp_path / 'd' / 'cats'}' holds 4 image(s) directly but no class sub-folders"
+    )
+    assert "at least 2 classes" in caught.value.message
 
 
 def test_class_with_one_image_is_refused_by_name(tmp_path: Path) -> None:

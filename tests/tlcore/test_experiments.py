@@ -94,7 +94,10 @@ def test_spec_problems_cover_validation_and_backbone_limits(tmp_path):
     assert "does not exist" in messages
     assert any(isinstance(p, BackboneError) for p in problems)
     assert "Unknown backbone" in spec_problems(RunSpec(backbone=BackboneSpec(name="nope")))[0].message
-    assert spec_problems(RunSpec(backbone=BackboneSpec(name="hub:/some/folder"))) == []
+    assert spec_problems(RunSpec(backbone=BackboneSpec(name=f"hub:{tmp_path / 'model'}"))) == []
+    [outside] = spec_problems(RunSpec(backbone=BackboneSpec(name="hub:/some/folder")))
+    assert isinstance(outside, BackboneError)
+    assert "outside the folders weights may be read from" in outside.message
 
 
 def test_spec_warnings_say_when_imagenet_weights_are_missing():

@@ -185,7 +185,7 @@ def test_url_offline_says_to_use_a_local_folder() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        (BackboneSpec("hub:/no/such/folder"), "not a SavedModel folder"),
+        (BackboneSpec("hub:/no/such/folder"), "outside the folders weights may be read from"),
         (BackboneSpec("hub:"), "needs a URL or a folder"),
         (BackboneSpec("hub:/x", alpha=0.5), "no width multiplier"),
         (BackboneSpec("hub:/x", weights="none"), "own trained weights"),
@@ -194,3 +194,22 @@ def test_url_offline_says_to_use_a_local_folder() -> None:
 def test_bad_hub_specs(spec: BackboneSpec, message: str) -> None:
     with pytest.raises(BackboneError, match=message):
         build_backbone(spec, 32)
+
+
+def test_a_missing_folder_inside_the_allowed_folders_is_not_a_saved_model(tmp_path: Path) -> None:
+    with pytest.raises(BackboneError, match="not a SavedModel folder"):
+        build_backbone(BackboneSpec(f"hub:{tmp_path / 'no_such_model'}"), 8)
+
+
+def test_a_saved_model_outside_the_allowed_folders_is_refused_when_built_and_reloaded(
+    saved_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "model").symlink_to(saved_model)
+    monkeypatch.setenv("TL_DATA_ROOT", str(tmp_path / "data"))
+    climbing = tmp_path / "data" / ".." / saved_model.name
+    for handle in (saved_model, tmp_path / "data" / "model", climbing):
+        with pytest.raises(BackboneError, match="outside the folders weights may be read from"):
+            build_backbone(BackboneSpec(f"hub:{handle}"), 16)
+    with pytest.raises(BackboneError, match="outside the folders weights may be read from"):
+        HubBackbone(str(saved_model))  # what loading a saved .keras file naming it does

@@ -10,11 +10,13 @@ import errno
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -262,6 +264,93 @@ def test_the_cli_reports_a_full_disk_as_one_line(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert code == 2 and "error: The server ran out of disk space" in err
     assert "Traceback" not in err
+
+
+class FullDisk:
+    """Stands in for a full disk under the run store: once ``full``, every SQLite write fails.
+
+    Reads still work, as they do on a real full disk.
+    """
+
+    WRITES = ("INSERT", "UPDATE", "DELETE")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = False
+        original = RunStore._connect
+        disk = self
+
+        @contextmanager
+        def connect(store: RunStore) -> Iterator[object]:
+            with original(store) as conn:
+                yield disk.Connection(conn) if disk.full else conn
+
+        monkeypatch.setattr(RunStore, "_connect", connect)
+
+    class Connection:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql.lstrip().upper().startswith(FullDisk.WRITES):
+                raise sqlite3.OperationalError("database or disk is full")
+            return self._conn.execute(sql, *args)
+
+
+def fill_after_first_epoch(monkeypatch: pytest.MonkeyPatch, disk: FullDisk) -> None:
+    original = RunStore.add_epoch
+
+    def add_epoch(self: RunStore, run_id: str, record: EpochRecord) -> None:
+        original(self, run_id, record)
+        disk.full = True
+
+    monkeypatch.setattr(RunStore, "add_epoch", add_epoch)
+
+
+def dispatched_run(store: RunStore, epochs: int) -> str:
+    """A run as ``dispatch`` leaves it for its worker: running, with its folder made."""
+    run, _ = store.create_run(tiny_spec("frozen", epochs=epochs))
+    assert [r.id for r in store.claim_queued(1)] == [run.id]
+    store.artifact_dir(run.id).mkdir(parents=True)  # spawn_worker opens worker.log in it
+    return run.id
+
+
+@pytest.mark.parametrize("fills", ["before-the-claim", "after-epoch-1"])
+def test_a_full_disk_that_stops_sqlite_too_is_recorded_by_the_reaper(monkeypatch, fills) -> None:
+    store = RunStore()
+    run_id = dispatched_run(store, epochs=2)
+    disk = FullDisk(monkeypatch)
+    if fills == "before-the-claim":
+        disk.full = True
+    else:
+        fill_after_first_epoch(monkeypatch, disk)
+
+    assert jobs.run_worker(run_id, store) == jobs.EXIT_DISK_FULL
+    assert store.get(run_id).status == "running"  # the worker could not record anything
+    assert (store.artifact_dir(run_id) / jobs.DISK_FULL_MARKER).exists()
+    assert len(history(store, run_id)) == (0 if fills == "before-the-claim" else 1)
+
+    monkeypatch.undo()  # space freed; the worker has exited
+    die_like_a_killed_worker(store, run_id)
+    failed = store.get(run_id)
+    assert failed.status == "failed"
+    assert failed.error.startswith("The server ran out of disk space")
+    assert "Free some space" in failed.error and "resume the run" in failed.error
+    assert "died" not in failed.error
+    assert not (store.artifact_dir(run_id) / jobs.DISK_FULL_MARKER).exists()
+
+    store.requeue(run_id)
+    assert jobs.run_worker(run_id, store) == 0
+    assert store.get(run_id).status == "finished"
+    assert [epoch for epoch, _ in history(store, run_id)] == [1, 2]
+
+
+def test_a_worker_killed_after_an_earlier_full_disk_is_not_blamed_on_the_disk(monkeypatch) -> None:
+    store = RunStore()
+    run_id = dispatched_run(store, epochs=1)
+    (store.artifact_dir(run_id) / jobs.DISK_FULL_MARKER).touch()  # left by an earlier attempt
+    jobs.claim_for_this_process(store, run_id)
+    die_like_a_killed_worker(store, run_id)
+    assert "died without finishing" in store.get(run_id).error
 
 
 # --- two people, one spec ---------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -22,6 +21,7 @@ from tlcore.backbones.preprocess import Preprocess
 from tlcore.backbones.resolved import ResolvedBackbone
 from tlcore.config import BackboneSpec
 from tlcore.errors import BackboneError, WeightsUnavailableError
+from tlcore.paths import resolve_weights_path
 
 
 @keras.saving.register_keras_serializable(package="tlcore")
@@ -38,7 +38,8 @@ class HubBackbone(keras.layers.Layer):
 
     Unlike ``TFSMLayer``, it loads in Keras' safe mode: the studio's ``.keras`` files are its
     own run artifacts, and the SavedModel they name is one the user chose to train with.
-    Loading a ``.keras`` file from elsewhere runs the graph of whatever SavedModel it names.
+    Loading a ``.keras`` file from elsewhere runs the graph of whatever SavedModel it names,
+    but only from the folders weights may come from (:func:`tlcore.paths.weights_roots`).
 
     Args:
         handle: URL or local SavedModel folder, as ``hub.load`` takes it. Kept in the config:
@@ -47,7 +48,7 @@ class HubBackbone(keras.layers.Layer):
 
     Raises:
         WeightsUnavailableError: A URL cannot be fetched (offline, not in ``TFHUB_CACHE_DIR``).
-        BackboneError: The folder is not a usable TF2 SavedModel.
+        BackboneError: The folder is outside the allowed folders or not a usable TF2 SavedModel.
     """
 
     def __init__(self, handle: str, **kwargs: Any) -> None:
@@ -103,14 +104,15 @@ def build_hub_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbone:
         image_size: Input side in pixels.
 
     Raises:
-        BackboneError: Bad settings, a missing or unusable folder, or a model that does not
+        BackboneError: Bad settings, a missing or unusable folder or one outside the allowed
+            folders (:func:`tlcore.paths.weights_roots`), or a model that does not
             take ``image_size`` images or returns neither a feature vector nor a feature map.
         WeightsUnavailableError: A URL that cannot be fetched.
     """
     handle = spec.name[len(HUB_PREFIX):].strip()
     _check_hub_spec(spec, handle)
     if not _is_url(handle):
-        handle = str(Path(handle).expanduser().resolve())
+        handle = str(resolve_weights_path(handle))
     layer = HubBackbone(handle)
     inputs = keras.Input((image_size, image_size, 3))
     try:
@@ -179,7 +181,7 @@ def _load(handle: str) -> Any:
                 "hub:/path/to/folder; models already in TFHUB_CACHE_DIR (now: "
                 f"{cache}) load without network.",
             ) from exc
-    path = Path(handle)
+    path = resolve_weights_path(handle)  # again here: a saved .keras file names its folder too
     if not (path / "saved_model.pb").is_file():
         raise BackboneError(
             f"{path} is not a SavedModel folder (it has no saved_model.pb).",

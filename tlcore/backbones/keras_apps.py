@@ -24,7 +24,7 @@ from tlcore.backbones.preprocess import Preprocess
 from tlcore.backbones.resolved import ResolvedBackbone
 from tlcore.config import BackboneSpec
 from tlcore.errors import BackboneError, WeightsUnavailableError
-from tlcore.paths import keras_models_dir
+from tlcore.paths import keras_models_dir, resolve_weights_path
 
 # Families whose Keras constructor can leave out its built-in rescaling. It is left out so
 # that the Preprocess layer is the one place where pixels are scaled, as for every other
@@ -45,7 +45,7 @@ def build_keras_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbon
 
     Raises:
         BackboneError: Unknown name, invalid alpha, image too small, or a weights file that is
-            missing or belongs to another architecture.
+            missing, outside the allowed folders or belongs to another architecture.
         WeightsUnavailableError: ImageNet weights are neither cached nor downloadable.
     """
     info = get_backbone_info(spec.name)
@@ -56,7 +56,7 @@ def build_keras_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbon
     elif spec.weights == "imagenet":
         model, loaded, notes = _imagenet(info, alpha, image_size)
     else:
-        model, loaded, notes = _from_file(info, alpha, image_size, Path(spec.weights))
+        model, loaded, notes = _from_file(info, alpha, image_size, spec.weights)
     return ResolvedBackbone(
         model=model,
         preprocess=Preprocess(info.preprocess),
@@ -153,8 +153,8 @@ def _size_notes(info: BackboneInfo, image_size: int) -> list[str]:
     return []
 
 
-def _from_file(info: BackboneInfo, alpha: float | None, image_size: int, path: Path) -> _Built:
-    path = path.expanduser()
+def _from_file(info: BackboneInfo, alpha: float | None, image_size: int, location: str) -> _Built:
+    path = resolve_weights_path(location)
     if not path.is_file():
         raise BackboneError(
             f"Weights file {path} does not exist.",

@@ -23,14 +23,9 @@ from pathlib import Path, PurePosixPath
 
 from tlcore.config import DatasetSpec
 from tlcore.data.bundle import DatasetBundle, Progress
-from tlcore.data.folder import (
-    has_visible_files,
-    load_class_tree,
-    resolve_allowed,
-    visible_subfolders,
-)
+from tlcore.data.folder import has_visible_files, load_class_tree, visible_subfolders
 from tlcore.errors import DatasetError, UploadError
-from tlcore.paths import data_roots, subdir, tl_home
+from tlcore.paths import data_roots, resolve_allowed, subdir, tl_home
 
 MAX_EXTRACTED_BYTES = 2 * 1024**3
 """Largest total size an archive may inflate to."""
@@ -53,7 +48,9 @@ def load_zip(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBund
             classes cannot be split.
         UploadError: The archive is corrupt or unsafe.
     """
-    archive = resolve_allowed(spec.location, [*data_roots(), tl_home()])
+    archive = resolve_allowed(
+        spec.location, [*data_roots(), tl_home().resolve()], "datasets", DatasetError
+    )
     if not archive.is_file():
         raise DatasetError(
             f"Zip archive {spec.location!r} does not exist or is not a file.",
@@ -62,7 +59,7 @@ def load_zip(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBund
     extracted = subdir("uploads") / _sha256(archive)[:16]
     if not extracted.is_dir():
         safe_extract(archive, extracted)
-    return load_class_tree(_class_root(extracted), [extracted], spec, progress)
+    return load_class_tree(_class_root(extracted), [extracted], spec, "The archive", progress)
 
 
 def safe_extract(
@@ -193,14 +190,21 @@ def _class_root(extracted: Path) -> Path:
     """The folder whose sub-folders are the classes, skipping enclosing folders.
 
     Descends while a folder holds exactly one visible sub-folder and no visible files
-    (``__MACOSX`` and hidden entries do not count).
+    (``__MACOSX`` and hidden entries do not count), unless that sub-folder is a class
+    itself: files and no sub-folders. So ``toys/only/*.png`` is one class, ``only``, and
+    not an archive without classes.
     """
     root = extracted
     while True:
         subfolders = visible_subfolders(root)
-        if len(subfolders) != 1 or has_visible_files(root):
+        if len(subfolders) != 1 or has_visible_files(root) or _is_class(subfolders[0]):
             return root
         root = subfolders[0]
+
+
+def _is_class(folder: Path) -> bool:
+    """A folder of files without sub-folders: a class, never an enclosing folder."""
+    return has_visible_files(folder) and not visible_subfolders(folder)
 
 
 def _sha256(path: Path) -> str:

@@ -19,7 +19,7 @@ from tlcore.data.assemble import Catalogue, bundle_from_catalogue
 from tlcore.data.bundle import DatasetBundle, Progress
 from tlcore.errors import BadImageError, DatasetError
 from tlcore.images import IMAGE_EXTENSIONS, load_image
-from tlcore.paths import data_roots
+from tlcore.paths import data_roots, is_inside, resolve_allowed
 
 IGNORED_FOLDERS = ("__MACOSX",)
 """Folders that archivers add and that never hold a class (hidden ones are skipped too)."""
@@ -40,17 +40,21 @@ def load_folder(spec: DatasetSpec, progress: Progress | None = None) -> DatasetB
             classes cannot be split.
     """
     roots = data_roots()
-    root = resolve_allowed(spec.location, roots)
+    root = resolve_allowed(spec.location, roots, "datasets", DatasetError)
     if not root.is_dir():
         raise DatasetError(
             f"{spec.location!r} {'is not a folder' if root.exists() else 'does not exist'}.",
             "Give the folder that holds one sub-folder per class (use zip:PATH for archives).",
         )
-    return load_class_tree(root, roots, spec, progress)
+    return load_class_tree(root, roots, spec, f"The folder {spec.location!r}", progress)
 
 
 def load_class_tree(
-    root: Path, allowed: Sequence[Path], spec: DatasetSpec, progress: Progress | None = None
+    root: Path,
+    allowed: Sequence[Path],
+    spec: DatasetSpec,
+    where: str,
+    progress: Progress | None = None,
 ) -> DatasetBundle:
     """Load the class folders under ``root``; files must resolve inside ``allowed``.
 
@@ -58,10 +62,16 @@ def load_class_tree(
     :data:`~tlcore.images.IMAGE_EXTENSIONS`, any case); hidden files and folders and other
     files are ignored. Files that fail to decode end up in ``bundle.skipped``. The bundle
     is cached under the files' sizes and modification times, so any change reloads it
-    (unless a file was just written: see :data:`SETTLE_SECONDS`).
+    (unless a file was just written: see :data:`SETTLE_SECONDS`). ``where`` names ``root``
+    in messages ("The folder '~/flowers'", "The archive").
+
+    Raises:
+        DatasetError: ``root`` has no class sub-folders, or the classes cannot be split.
     """
     listed_at = time.time_ns()
     class_dirs = visible_subfolders(root)
+    if not class_dirs:
+        raise _no_class_folders(root, where)
     files = [_image_files(class_dir) for class_dir in class_dirs]
     paths = [path for class_files in files for path in class_files]
     stamps = [_stamp(path) for path in paths]
@@ -86,37 +96,27 @@ def load_class_tree(
     return bundle_from_catalogue(catalogue, read, spec, progress)
 
 
-def resolve_allowed(location: str, roots: Sequence[Path]) -> Path:
-    """Resolve a user-given path and refuse it unless it lies inside one of ``roots``.
-
-    Raises:
-        DatasetError: The resolved path is outside every root.
-    """
-    try:
-        path = Path(location).expanduser().resolve()
-    except (ValueError, OSError) as exc:  # a NUL byte, a loop of links, ...
-        raise DatasetError(f"{location!r} is not a usable path ({exc}).",
-                           "Give the folder's plain path on the server.") from exc
-    if not is_inside(path, roots):
-        raise DatasetError(
-            f"{location!r} is outside the folders datasets may be read from "
-            f"({', '.join(str(r) for r in roots)}).",
-            "Move the data under one of them, or set TL_DATA_ROOT (paths separated by "
-            f"{os.pathsep!r}) to allow other folders.",
-        )
-    return path
-
-
-def is_inside(path: Path, roots: Sequence[Path]) -> bool:
-    """Whether an already resolved ``path`` is one of ``roots`` or lies below one."""
-    return any(path.is_relative_to(root) for root in roots)
-
-
 def visible_subfolders(folder: Path) -> list[Path]:
     """Sub-folders that can be classes, sorted by name."""
     return sorted(
         (entry for entry in folder.iterdir() if entry.is_dir() and _is_visible(entry.name)),
         key=lambda entry: entry.name,
+    )
+
+
+def _no_class_folders(root: Path, where: str) -> DatasetError:
+    """Say what was found instead of class folders: images lying loose, or nothing at all.
+
+    Images directly in ``root`` usually mean one class's folder was given (or zipped) on its
+    own, or unsorted images; either way the fix is sub-folders, one per class.
+    """
+    loose = sum(1 for entry in root.iterdir() if entry.is_file() and _is_image_name(entry.name))
+    found = f"holds {loose} image(s) directly but no class sub-folders" if loose else (
+        "has no class sub-folders (no classes)")
+    return DatasetError(
+        f"{where} {found}; a classifier needs at least 2 classes, one sub-folder of images each.",
+        "Put each class's images in a sub-folder of its own, named after the class "
+        "(cats/, dogs/, ...).",
     )
 
 
@@ -141,7 +141,7 @@ def _image_files(class_dir: Path) -> list[Path]:
         subfolders[:] = [name for name in subfolders if _is_visible(name)]
         found.extend(
             Path(folder, name) for name in names
-            if _is_visible(name) and name.lower().endswith(IMAGE_EXTENSIONS)
+            if _is_image_name(name)
         )
     return sorted(found)
 
@@ -153,6 +153,10 @@ def _stamp(path: Path) -> list[int]:
     except OSError:
         return []  # Gone or a dangling link: decoding skips it, and its return is a change.
     return [info.st_size, info.st_mtime_ns]
+
+
+def _is_image_name(name: str) -> bool:
+    return _is_visible(name) and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _is_visible(name: str) -> bool:

@@ -41,9 +41,11 @@ def check_class_counts(labels: np.ndarray, class_names: Sequence[str], note: str
         )
     if len(class_names) == 1:
         raise DatasetError(
-            f"The dataset has a single class ({class_names[0]!r}); "
-            "a classifier needs at least 2 classes.",
-            f"Add a folder of images for at least one more class. {note}",
+            f"The dataset has only 1 class, {class_names[0]!r} "
+            f"({len(labels)} image{'' if len(labels) == 1 else 's'}); "
+            "a classifier needs at least 2 classes to tell apart.",
+            f"Add a second class: a folder of its images next to '{class_names[0]}/' "
+            f"(one folder per class). {note}",
         )
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
     small = [(name, int(n)) for name, n in zip(class_names, counts) if n < MIN_IMAGES_PER_CLASS]
