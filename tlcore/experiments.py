@@ -28,7 +28,7 @@ from tlcore.backbones.catalogue import (
 )
 from tlcore.config import RunSpec
 from tlcore.errors import ConfigError, TLError
-from tlcore.paths import subdir
+from tlcore.paths import resolve_weights_path, subdir
 
 MAX_NAME_LENGTH = 80
 CLASSIC_STRATEGIES = ("scratch", "frozen", "frozen_then_finetune")
@@ -164,12 +164,25 @@ def spec_problems(spec: RunSpec) -> list[TLError]:
     elif not backbone.is_hub:
         problems.append(ConfigError(f"Unknown backbone {backbone.name!r}.",
                                     "Pick one from the catalogue or give a hub: handle."))
-    if backbone.weights not in ("imagenet", "none") and not Path(backbone.weights).expanduser().is_file():
-        problems.append(ConfigError(
-            f"The weights file {backbone.weights!r} does not exist.",
-            "Give the path of a .h5 or .weights.h5 file on the server, or choose imagenet / none.",
-        ))
+    if backbone.weights not in ("imagenet", "none"):
+        problems.extend(_weights_file_problems(backbone.weights, problems))
     return problems
+
+
+def _weights_file_problems(location: str, known: list[TLError]) -> list[TLError]:
+    """A weights path outside the allowed folders is refused without saying whether it exists
+    (a shared server must not answer questions about its file system); inside, a missing file
+    is named."""
+    try:
+        path = resolve_weights_path(location)
+    except TLError as exc:
+        return [] if any(str(p) == str(exc) for p in known) else [exc]
+    if path.is_file():
+        return []
+    return [ConfigError(
+        f"The weights file {location!r} does not exist.",
+        "Give the path of a .h5 or .weights.h5 file on the server, or choose imagenet / none.",
+    )]
 
 
 def spec_warnings(spec: RunSpec) -> list[str]:

@@ -217,7 +217,7 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
         The exit status: 0 when the run finished or stopped, :data:`EXIT_DISK_FULL` when a
         full disk kept the store from recording the run's end, 1 otherwise.
     """
-    from tlcore.runner import _as_storage_error, execute_run
+    from tlcore.runner import as_storage_error, execute_run
 
     store = store or RunStore()
     try:
@@ -225,7 +225,7 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
             return 1
         run = execute_run(store, run_id)
     except Exception as exc:
-        if _as_storage_error(exc) is None:
+        if as_storage_error(exc) is None:
             raise
         _leave_disk_full_marker(store, run_id)
         return EXIT_DISK_FULL

@@ -108,7 +108,7 @@ def execute_run(
         if result.status == "finished":  # after finish: a crash in between loses no work
             clear_checkpoint(checkpoint_dir)
     except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
-        error = exc if isinstance(exc, TLError) else _as_storage_error(exc)
+        error = exc if isinstance(exc, TLError) else as_storage_error(exc)
         if error is None:
             log.error("run %s failed:\n%s", run_id, traceback.format_exc())
             store.finish(run_id, "failed", f"Internal error ({type(exc).__name__}): {exc}")
@@ -121,7 +121,7 @@ def execute_run(
     return store.get(run_id)
 
 
-def _as_storage_error(exc: BaseException) -> StorageError | None:
+def as_storage_error(exc: BaseException) -> StorageError | None:
     """A friendly error for a full disk anywhere in ``exc``'s chain, else None.
 
     Keras, h5py and SQLite report a full disk differently (errno ENOSPC, "No space left on

@@ -100,6 +100,16 @@ def test_spec_problems_cover_validation_and_backbone_limits(tmp_path):
     assert "outside the folders weights may be read from" in outside.message
 
 
+@pytest.mark.parametrize("epochs", [1, 0])
+def test_a_weights_path_outside_the_allowed_folders_is_refused_without_saying_if_it_exists(epochs):
+    for location in ("/etc/passwd", "/no/such/file.h5"):
+        spec = RunSpec(backbone=BackboneSpec(weights=location), train=TrainSpec(epochs=epochs))
+        weights_problems = [p for p in spec_problems(spec) if "Epochs" not in p.message]
+        assert len(weights_problems) == 1, weights_problems
+        assert "outside the folders weights may be read from" in weights_problems[0].message
+        assert "does not exist" not in weights_problems[0].message
+
+
 def test_spec_warnings_say_when_imagenet_weights_are_missing():
     assert any("not on this server" in w for w in spec_warnings(RunSpec()))
     assert spec_warnings(tiny_spec("scratch")) == []
