@@ -80,15 +80,18 @@ class Samples:
 
     times: dict[str, list[float]] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    """The first failure of each label, said in one line."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, label: str, seconds: float) -> None:
         with self.lock:
             self.times.setdefault(label, []).append(seconds)
 
-    def fail(self, label: str) -> None:
+    def fail(self, label: str, error: BaseException) -> None:
         with self.lock:
             self.failures[label] = self.failures.get(label, 0) + 1
+            self.reasons.setdefault(label, f"{type(error).__name__}: {error}"[:200])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,13 +166,17 @@ def run_phases(args: argparse.Namespace, base: str, server: subprocess.Popen,
         thread.join(timeout=args.duration + WAIT_S)
     print(f"phase 1: {args.sessions} protocol sessions (server time until script_finished)")
     print(common.table(TABLE_HEADERS, table_rows(sessions, warm.times)))
+    print_reasons(sessions)
     print(cpu.summary())
     if args.browser_sessions:
         print(f"\nphase 2: {args.browser_sessions} Chromium contexts (until drawn in the browser)")
         print(common.table(TABLE_HEADERS, table_rows(browsers, {})))
+        print_reasons(browsers)
         print(browser_cpu.summary())
-    print(f"\nphase 3: {args.predict_sessions} threads calling LoadedRun.predict")
-    print(common.table(TABLE_HEADERS, table_rows(predictions, {}, labels=["predict"])))
+    if args.predict_sessions:
+        print(f"\nphase 3: {args.predict_sessions} threads calling LoadedRun.predict")
+        print(common.table(TABLE_HEADERS, table_rows(predictions, {}, labels=["predict"])))
+        print_reasons(predictions)
     print_footer(args, server, sessions, browsers, predictions)
 
 
@@ -301,8 +308,8 @@ def start_predictors(run_ids: list[str], count: int, deadline: float, samples: S
             try:
                 model.predict([images[(index + calls) % len(images)]])
                 samples.add("predict", time.perf_counter() - started)
-            except Exception:  # noqa: BLE001 - counted and reported, the test goes on
-                samples.fail("predict")
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the test goes on
+                samples.fail("predict", exc)
             calls += 1
 
     threads = [threading.Thread(target=classify, args=(i,), daemon=True) for i in range(count)]
@@ -360,8 +367,8 @@ async def visit(base: str, client: st_client.Session | None, path: str, new_tab:
         check_page(render, kind, text)
         samples.add(f"{how} {name}", render.seconds)
         return client
-    except Exception:  # noqa: BLE001 - a timeout or a broken page is a result, not a crash
-        samples.fail(f"{how} {name}")
+    except Exception as exc:  # noqa: BLE001 - a timeout or a broken page is a result, not a crash
+        samples.fail(f"{how} {name}", exc)
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.close()
@@ -383,8 +390,8 @@ async def classify(client: st_client.Session, image: bytes, samples: Samples) ->
         if render.errors or not render.count("plotly_chart"):
             raise st_client.ProtocolError(f"no predictions chart: {render.errors}")
         samples.add("classify upload", render.seconds)
-    except Exception:  # noqa: BLE001 - counted and reported, the session goes on
-        samples.fail("classify upload")
+    except Exception as exc:  # noqa: BLE001 - counted and reported, the session goes on
+        samples.fail("classify upload", exc)
 
 
 async def read_page(client: st_client.Session, seconds: float, samples: Samples) -> None:
@@ -392,8 +399,8 @@ async def read_page(client: st_client.Session, seconds: float, samples: Samples)
     try:
         for render in await client.idle(seconds):
             samples.add("sidebar refresh", render.seconds)
-    except Exception:  # noqa: BLE001
-        samples.fail("sidebar refresh")
+    except Exception as exc:  # noqa: BLE001
+        samples.fail("sidebar refresh", exc)
 
 
 async def browse(base: str, sessions: int, deadline: float, samples: Samples,
@@ -440,8 +447,8 @@ async def browser_session(browser, base: str, index: int, deadline: float, sampl
                 samples.add(f"{how} {name}", time.perf_counter() - started)
                 if name == "compare":
                     await classify_upload(page, images[(index + visits) % len(images)], samples)
-            except Exception:  # noqa: BLE001 - a timeout is a result, not a crash
-                samples.fail(f"{how} {name}")
+            except Exception as exc:  # noqa: BLE001 - a timeout is a result, not a crash
+                samples.fail(f"{how} {name}", exc)
                 with contextlib.suppress(Exception):  # start the next visit from a clean page
                     await page.goto(f"{base}/{path}", wait_until="commit", timeout=WAIT_S * 1000)
             visits += 1
@@ -458,8 +465,8 @@ async def classify_upload(page, image: bytes, samples: Samples) -> None:
         charts = page.locator('[data-testid="stPlotlyChart"]')
         await charts.nth(CHARTS_ON_COMPARE).wait_for(state="visible", timeout=WAIT_S * 1000)
         samples.add("classify upload", time.perf_counter() - started)
-    except Exception:  # noqa: BLE001
-        samples.fail("classify upload")
+    except Exception as exc:  # noqa: BLE001
+        samples.fail("classify upload", exc)
 
 
 async def _loopback_only(route) -> None:
@@ -577,6 +584,11 @@ def table_rows(samples: Samples, cold: dict[str, list[float]],
     return rows
 
 
+def print_reasons(samples: Samples) -> None:
+    for label, reason in sorted(samples.reasons.items()):
+        print(f"first failure of {label}: {reason}")
+
+
 def verdicts(checks: dict[str, Sequence[float]]) -> list[str]:
     """One line per check: its p95 against the target (nothing measured counts as not met)."""
     lines = []
@@ -603,8 +615,9 @@ def print_header(args: argparse.Namespace, port: int, run_ids: list[str], second
     if args.browser_sessions:
         print(f"phase 2         {args.browser_sessions} Chromium contexts for {args.duration:g} s, "
               "the same round in real pages")
-    print(f"phase 3         {args.predict_sessions} threads calling LoadedRun.predict (one JPEG, "
-          f"no pause) for {args.duration:g} s")
+    if args.predict_sessions:
+        print(f"phase 3         {args.predict_sessions} threads calling LoadedRun.predict "
+              f"(one JPEG, no pause) for {args.duration:g} s")
     print(f"load (1/5/15 m) {common.load_text()} before the test")
     print()
 
@@ -620,7 +633,8 @@ def print_footer(args: argparse.Namespace, server: subprocess.Popen, sessions: S
         checks["page render p95 (browser)"] = page_renders(browsers)
         checks["classify upload p95 (browser)"] = browsers.times.get("classify upload", [])
     predict = predictions.times.get("predict", [])
-    checks["predict p95"] = predict
+    if args.predict_sessions:
+        checks["predict p95"] = predict
     print("\n".join(verdicts(checks)))
     if predict:
         print(f"predict throughput               {len(predict) / args.duration:.1f} images/s "

@@ -304,7 +304,8 @@ class Session:
         if kind == "new_session":
             self.session_id = message.new_session.initialize.session_id or self.session_id
             self.page_hash = message.new_session.page_script_hash
-        elif kind == "navigation":
+        elif kind == "navigation":  # names the page st.navigation picked: a load by URL path
+            self.page_hash = message.navigation.page_script_hash  # only learns it here
             self.pages = {page.url_pathname: page.page_script_hash
                           for page in message.navigation.app_pages}
         elif kind == "auto_rerun":

@@ -20,15 +20,17 @@ def test_rows_add_all_page_renders_after_the_pages_with_their_failures():
     samples = load.Samples()
     samples.add("load home", 0.2)
     samples.add("switch compare", 0.4)
-    samples.fail("switch train")
+    samples.fail("switch train", TimeoutError("no answer in 60 s"))
+    samples.fail("switch train", ValueError("a later failure"))
     samples.add("classify upload", 0.3)
     rows = load.table_rows(samples, cold={"load home": [1.25]})
     by_label = {row[0]: row for row in rows}
     assert [row[0] for row in rows] == [*load.PAGE_LABELS, "all page renders", "classify upload",
                                        "sidebar refresh"]
     assert by_label["load home"][1:] == [1, 0, "0.20", "0.20", "0.20", "1.25"]
-    assert by_label["all page renders"][1:3] == [2, 1]
-    assert by_label["switch train"][1:] == [0, 1, "-", "-", "-", "-"]
+    assert by_label["switch train"][1:] == [0, 2, "-", "-", "-", "-"]
+    assert by_label["all page renders"][2] == 2
+    assert samples.reasons == {"switch train": "TimeoutError: no answer in 60 s"}
 
 
 def test_rows_for_other_labels_have_no_page_total():

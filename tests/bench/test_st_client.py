@@ -71,3 +71,23 @@ def test_a_render_keeps_elements_with_their_text_and_sets_errors_apart():
 def test_a_finished_run_ends_a_request_but_a_run_stopped_for_a_rerun_does_not():
     assert ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY in st_client.DONE
     assert ForwardMsg.FINISHED_EARLY_FOR_RERUN not in st_client.DONE
+
+
+def test_the_session_learns_the_pages_and_the_page_shown_from_the_navigation():
+    session = st_client.Session("http://127.0.0.1:1")
+    message = ForwardMsg()
+    message.navigation.page_script_hash = "hash-compare"
+    for path, page_hash in (("", "hash-home"), ("compare", "hash-compare")):
+        message.navigation.app_pages.add(url_pathname=path, page_script_hash=page_hash)
+    session._note(message, "navigation", st_client.Render())
+    assert session.page_hash == "hash-compare"
+    assert session.pages == {"": "hash-home", "compare": "hash-compare"}
+
+
+def test_the_session_remembers_the_uploader_and_its_fragment():
+    session, render = st_client.Session("http://127.0.0.1:1"), st_client.Render()
+    message = _element("file_uploader", id="uploader-id", label="Images")
+    message.delta.fragment_id = "fragment-1"
+    session._note(message, "delta", render)
+    assert session.uploader == ("uploader-id", "fragment-1")
+    assert render.shows("file_uploader", "Images")
