@@ -94,6 +94,26 @@ class Samples:
             self.reasons.setdefault(label, f"{type(error).__name__}: {error}"[:200])
 
 
+@dataclass
+class Phase:
+    """One phase's title, what it measured and, for the session phases, where the CPU went."""
+
+    kind: str
+    """"protocol", "browser" or "predict": which verdicts the phase gets."""
+    title: str
+    samples: Samples = field(default_factory=Samples)
+    cold: dict[str, list[float]] = field(default_factory=dict)
+    labels: Sequence[str] | None = None
+    cpu: CpuSplit | None = None
+
+    def report(self) -> str:
+        rows = table_rows(self.samples, self.cold, *([self.labels] if self.labels else []))
+        lines = [self.title, common.table(TABLE_HEADERS, rows)]
+        lines += [f"first failure of {label}: {reason}"
+                  for label, reason in sorted(self.samples.reasons.items())]
+        return "\n".join(lines + ([self.cpu.summary()] if self.cpu else []))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.browser_sessions and not Path(CHROMIUM).exists():
@@ -148,36 +168,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def run_phases(args: argparse.Namespace, base: str, server: subprocess.Popen,
                run_ids: list[str], images: list[bytes]) -> None:
-    """Warm the server with one session, then the timed phases, then the report."""
+    """Warm the server with one session, run the timed phases one after the other, report."""
     warm = Samples()
     asyncio.run(go_round(base, 1, time.monotonic() + 120, warm, images, think=0, rounds=1))
-    sessions = Samples()
-    with CpuSplit(server.pid) as cpu:
-        asyncio.run(go_round(base, args.sessions, time.monotonic() + args.duration, sessions,
-                             images, think=args.think))
-    browsers = Samples()
+    phases = [Phase("protocol", f"phase 1: {args.sessions} protocol sessions (server time until "
+                    "script_finished)", cold=warm.times)]
+    with CpuSplit(server.pid) as phases[0].cpu:
+        asyncio.run(go_round(base, args.sessions, time.monotonic() + args.duration,
+                             phases[0].samples, images, think=args.think))
     if args.browser_sessions:
-        with CpuSplit(server.pid) as browser_cpu:
+        phases.append(Phase("browser", f"phase 2: {args.browser_sessions} Chromium contexts (until drawn "
+                            "in the browser)"))
+        with CpuSplit(server.pid) as phases[-1].cpu:
             asyncio.run(browse(base, args.browser_sessions, time.monotonic() + args.duration,
-                               browsers, images, think=args.think))
-    predictions = Samples()
-    for thread in start_predictors(run_ids, args.predict_sessions,
-                                   time.monotonic() + args.duration, predictions, images):
-        thread.join(timeout=args.duration + WAIT_S)
-    print(f"phase 1: {args.sessions} protocol sessions (server time until script_finished)")
-    print(common.table(TABLE_HEADERS, table_rows(sessions, warm.times)))
-    print_reasons(sessions)
-    print(cpu.summary())
-    if args.browser_sessions:
-        print(f"\nphase 2: {args.browser_sessions} Chromium contexts (until drawn in the browser)")
-        print(common.table(TABLE_HEADERS, table_rows(browsers, {})))
-        print_reasons(browsers)
-        print(browser_cpu.summary())
+                               phases[-1].samples, images, think=args.think))
     if args.predict_sessions:
-        print(f"\nphase 3: {args.predict_sessions} threads calling LoadedRun.predict")
-        print(common.table(TABLE_HEADERS, table_rows(predictions, {}, labels=["predict"])))
-        print_reasons(predictions)
-    print_footer(args, server, sessions, browsers, predictions)
+        phases.append(Phase("predict", f"phase 3: {args.predict_sessions} threads calling "
+                            "LoadedRun.predict", labels=["predict"]))
+        for thread in start_predictors(run_ids, args.predict_sessions,
+                                       time.monotonic() + args.duration, phases[-1].samples, images):
+            thread.join(timeout=args.duration + WAIT_S)
+    print("\n\n".join(phase.report() for phase in phases))
+    print_footer(args, server, phases)
 
 
 # ---- the store: finished runs and one job training -------------------------------------------
@@ -584,11 +596,6 @@ def table_rows(samples: Samples, cold: dict[str, list[float]],
     return rows
 
 
-def print_reasons(samples: Samples) -> None:
-    for label, reason in sorted(samples.reasons.items()):
-        print(f"first failure of {label}: {reason}")
-
-
 def verdicts(checks: dict[str, Sequence[float]]) -> list[str]:
     """One line per check: its p95 against the target (nothing measured counts as not met)."""
     lines = []
@@ -622,23 +629,21 @@ def print_header(args: argparse.Namespace, port: int, run_ids: list[str], second
     print()
 
 
-def print_footer(args: argparse.Namespace, server: subprocess.Popen, sessions: Samples,
-                 browsers: Samples, predictions: Samples) -> None:
+def print_footer(args: argparse.Namespace, server: subprocess.Popen, phases: list[Phase]) -> None:
     tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
     print(f"\nserver RSS at the end {sum(p.memory_info().rss for p in tree) / 2**20:.0f} MB; "
           f"load (1/5/15 m) {common.load_text()}")
-    checks = {"page render p95 (protocol)": page_renders(sessions),
-              "classify upload p95 (protocol)": sessions.times.get("classify upload", [])}
-    if args.browser_sessions:
-        checks["page render p95 (browser)"] = page_renders(browsers)
-        checks["classify upload p95 (browser)"] = browsers.times.get("classify upload", [])
-    predict = predictions.times.get("predict", [])
-    if args.predict_sessions:
-        checks["predict p95"] = predict
+    checks: dict[str, Sequence[float]] = {}
+    for phase in phases:
+        if phase.kind == "predict":
+            checks["predict p95"] = phase.samples.times.get("predict", [])
+        else:
+            checks[f"page render p95 ({phase.kind})"] = page_renders(phase.samples)
+            checks[f"classify upload p95 ({phase.kind})"] = phase.samples.times.get("classify upload", [])
     print("\n".join(verdicts(checks)))
-    if predict:
-        print(f"predict throughput               {len(predict) / args.duration:.1f} images/s "
-              f"over {args.predict_sessions} threads")
+    if checks.get("predict p95"):
+        print(f"predict throughput               {len(checks['predict p95']) / args.duration:.1f} "
+              f"images/s over {args.predict_sessions} threads")
 
 
 if __name__ == "__main__":

@@ -44,3 +44,13 @@ def test_verdicts_compare_p95_with_the_target_and_nothing_measured_is_not_met():
     assert lines[0].startswith("fast") and lines[0].endswith(": MET")
     assert lines[1].endswith("NOT MET") and "3.00 s" in lines[1]
     assert lines[2].endswith("NOT MET") and "inf" in lines[2]
+
+
+def test_a_phase_report_is_its_title_table_and_first_failures():
+    phase = load.Phase("predict", "phase 3: 2 threads", labels=["predict"])
+    phase.samples.add("predict", 0.02)
+    phase.samples.fail("predict", RuntimeError("model gone"))
+    lines = phase.report().splitlines()
+    assert lines[0] == "phase 3: 2 threads"
+    assert lines[1].startswith("| what") and lines[3].startswith("| predict | 1 ")
+    assert lines[-1] == "first failure of predict: RuntimeError: model gone"
