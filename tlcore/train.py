@@ -269,18 +269,19 @@ def train(
     status = "finished"
     stage_end = 0
     test_probabilities = None
-    for stage in plan_stages(spec.train, backbone):
+    stages = plan_stages(spec.train, backbone)
+    for stage in stages:
         first_epoch, stage_end = max(stage_end, done), stage_end + stage.epochs
         if first_epoch >= stage_end:
             continue
         stage.policy.apply(backbone)
-        fit_model, train_data, val_data, steps = model, None, None, None
-        test_probabilities = None
+        fit_model, train_data, val_data, steps, test_features = model, None, None, None, None
         plan = plan_cut(model, stage.policy) if can_cache(spec, stage.policy) else None
         if plan is not None:
             features = StageFeatures(spec, plan, weights_identity(resolved), cache, note)
             views = features.training_views(bundle.train)
-            test_features = features.compute("test", bundle.test)
+            if stage is stages[-1]:  # the test split is evaluated after the last stage only
+                test_features = features.compute("test", bundle.test)
             val_data = as_tf_dataset(features.compute("val", bundle.val), val_targets,
                                      spec.train.batch_size, shuffle_seed=None)
             if len(views) == 1:
@@ -320,7 +321,7 @@ def train(
             verbose=0,
         )
         history.extend(reporter.history)
-        if plan is not None:
+        if test_features is not None:
             test_probabilities = predict_probabilities(plan.upper, test_features)
         if reporter.stopped:
             status = "stopped"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 
 import keras
@@ -79,6 +80,10 @@ def test_cached_path_trains_the_same_model_as_the_image_path(bundle, weights, st
     np.testing.assert_allclose(cached.test_probabilities,
                                predict_probabilities(cached.model, bundle.test.images), atol=1e-4)
     assert cached.test_report().accuracy == uncached.test_report().accuracy
+    # Train and val per stage; test only in the last stage, whose features it is evaluated on.
+    computed = [int(m.group(1)) for n in cached.notes
+                if (m := re.search(r"(\d+) feature set\(s\) computed", n))]
+    assert computed == {"frozen": [3], "finetune": [3], "frozen_then_finetune": [2, 3]}[strategy]
 
 
 def test_a_second_run_reuses_the_features(bundle, weights):
