@@ -412,13 +412,18 @@ class StudioResult:
     evaluate_seconds: float
     epoch_seconds: list[float]
     feature_seconds: float | None
+    beside_training_seconds: float | None
+    """The part of ``feature_seconds`` that ran while the head trained (the test split)."""
     notes: list[str]
     trainable_params: int
     train_images: int
     val_images: int
+    test_images: int
 
 
-_FEATURE_NOTE = re.compile(r"Frozen part up to .* ([0-9.]+) s\.$")
+_FEATURE_NOTE = re.compile(
+    r"Frozen part up to .* cache, ([0-9.]+) s(?:, ([0-9.]+) s of it while the head trained)?\.$"
+)
 
 
 def run_studio(spec) -> StudioResult:  # spec: tlcore.config.RunSpec
@@ -429,19 +434,22 @@ def run_studio(spec) -> StudioResult:  # spec: tlcore.config.RunSpec
     result = train(spec)
     trained = time.perf_counter()
     report = result.test_report()
-    feature_seconds = None
+    feature_seconds = beside_seconds = None
     for note in result.notes:
         match = _FEATURE_NOTE.search(note)
         if match:
             feature_seconds = (feature_seconds or 0.0) + float(match.group(1))
+            beside_seconds = (beside_seconds or 0.0) + float(match.group(2) or 0.0)
     return StudioResult(
         accuracy=report.accuracy,
         train_seconds=trained - started,
         evaluate_seconds=time.perf_counter() - trained,
         epoch_seconds=[e.seconds for e in result.history],
         feature_seconds=feature_seconds,
+        beside_training_seconds=beside_seconds,
         notes=result.notes,
         trainable_params=result.trainable_params,
         train_images=len(result.bundle.train),
         val_images=len(result.bundle.val),
+        test_images=len(result.bundle.test),
     )

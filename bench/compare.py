@@ -187,7 +187,7 @@ def report(
     print()
     print(common.table(common.PHASE_HEADERS, common.phase_rows(phases)))
     print()
-    print(common.table(("run", "epochs s", "evaluate s", "train+val images/s through the base"),
+    print(common.table(("run", "epochs s", "evaluate s", "images/s through the base"),
                        breakdown(recipe, cold, warm, decode)))
     for note in cold.notes:
         if note.startswith(("Frozen part", "Stage")):
@@ -227,14 +227,18 @@ def breakdown(recipe, cold, warm, decode: float) -> list[list[object]]:
     rows: list[list[object]] = [[
         "recipe", f"first {recipe.epoch_seconds[0]:.1f}, then {per_epoch:.1f} each",
         f"{recipe.evaluate_seconds:.1f}",
-        f"{images / per_epoch:.1f} (fit; decode alone {decode:.1f} s per pass)",
+        f"{images / per_epoch:.1f} (fit, train+val; decode alone {decode:.1f} s per pass)",
     ]]
     for name, res in (("studio cold", cold), ("studio warm", warm)):
         epochs = sum(res.epoch_seconds)
         features = res.feature_seconds or 0.0
-        rate = f"{images / features:.1f} (feature pass)" if name.endswith("cold") and features else "-"
-        rows.append([name, f"all {len(res.epoch_seconds)}: {epochs:.1f}; features {features:.1f}; "
-                           f"load+build {res.train_seconds - epochs - features:.1f}",
+        beside = res.beside_training_seconds or 0.0
+        passed = images + res.test_images
+        rate = (f"{passed / features:.1f} (feature pass, train+val+test)"
+                if name.endswith("cold") and features else "-")
+        rows.append([name, f"all {len(res.epoch_seconds)}: {epochs:.1f}; features {features:.1f}"
+                           f" ({beside:.1f} of it beside the epochs); "
+                           f"load+build {res.train_seconds - epochs - features + beside:.1f}",
                      f"{res.evaluate_seconds:.1f}", rate])
     return rows
 

@@ -67,7 +67,7 @@ def test_two_stage_numbers_epochs_on_and_lowers_the_learning_rate(bundle):
 
 
 def test_stop_request_ends_at_the_next_batch_keeping_finished_epochs(bundle):
-    spec = tiny_spec("frozen", epochs=5)
+    spec = tiny_spec("frozen", epochs=5, feature_cache=False)
     batches = []
 
     def should_stop():
@@ -80,6 +80,19 @@ def test_stop_request_ends_at_the_next_batch_keeping_finished_epochs(bundle):
     assert [e.epoch for e in result.history] == [1]
     steps = -(-len(bundle.train) // spec.train.batch_size)
     assert len(batches) == steps + 1
+
+
+def test_a_head_on_cached_features_reports_and_stops_once_per_epoch(bundle):
+    spec = tiny_spec("frozen", epochs=5)
+    steps = -(-len(bundle.train) // spec.train.batch_size)
+    assert steps > 1
+    batches, epochs = [], []
+    result = train(spec, bundle=bundle, on_epoch=epochs.append,
+                   on_batch=lambda b, s: batches.append((b, s)),
+                   should_stop=lambda: bool(epochs))
+    assert result.status == "stopped"
+    assert [e.epoch for e in result.history] == [1]
+    assert batches == [(steps, steps)] * 2
 
 
 def test_same_seed_same_metrics(bundle):
