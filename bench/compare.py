@@ -246,9 +246,9 @@ def breakdown(recipe, cold, warm, decode: float) -> list[list[object]]:
 def forward_rates(
     env: common.BenchEnv, args: argparse.Namespace, fraction: float | None
 ) -> list[list[object]]:
-    """The studio's frozen lower model on the same images, ``FEATURE_BATCH`` at a time, called
-    the way ``tlcore.cached_stage._batched`` calls it (``predict_on_batch`` since commit
-    243472c, an eager call before it) and two other ways: what each way costs."""
+    """The studio's frozen lower model on the same images, called the way
+    ``tlcore.cached_stage._batched`` calls it (``predict_on_batch``, ``FEATURE_BATCH`` images
+    per call) and other ways: other batch sizes, an eager call, ``model.predict``."""
     import numpy as np
     import tensorflow as tf
 
@@ -267,22 +267,20 @@ def forward_rates(
     lower = plan_cut(model, policy).lower
     compiled = tf.function(lambda x: lower(x, training=False))
 
-    def batched(call):
-        return lambda: [np.asarray(call(images[i:i + FEATURE_BATCH]))
-                        for i in range(0, len(images), FEATURE_BATCH)]
+    def batched(call, size: int = FEATURE_BATCH):
+        return lambda: [np.asarray(call(images[i:i + size])) for i in range(0, len(images), size)]
 
     ways = {
-        "predict_on_batch per batch (tlcore now)": batched(lower.predict_on_batch),
-        "eager call per batch (tlcore before 243472c)": batched(
-            lambda x: lower(x, training=False)),
-        "tf.function per batch": batched(compiled),
+        f"predict_on_batch, {FEATURE_BATCH} per call (tlcore now)": batched(lower.predict_on_batch),
+        **{f"predict_on_batch, {size} per call": batched(lower.predict_on_batch, size)
+           for size in (32, 64) if size != FEATURE_BATCH},
+        f"tf.function, {FEATURE_BATCH} per call": batched(compiled),
+        f"eager call, {FEATURE_BATCH} per call": batched(lambda x: lower(x, training=False)),
         "model.predict, all at once": lambda: lower.predict(images, batch_size=FEATURE_BATCH,
                                                             verbose=0),
     }
-    first = images[:FEATURE_BATCH]
-    for warm in (lower.predict_on_batch, lambda x: lower(x, training=False), compiled,
-                 lambda x: lower.predict(x, verbose=0)):
-        warm(first)  # every way runs warm (traced, kernels ready) when timed
+    for call in ways.values():
+        call()  # every way runs warm (traced for its shapes, kernels ready) when timed
     best: dict[str, tuple[float, float]] = {}
     with common.RssSampler() as rss:
         for _ in range(2):  # interleaved rounds, best of each: other processes come and go

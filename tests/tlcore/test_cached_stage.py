@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import threading
 import time
 
 import keras
@@ -13,7 +14,13 @@ import pytest
 from calibrated import calibrated_weights
 from specs import tiny_spec
 
-from tlcore.cached_stage import FEATURE_BATCH, _batched, last_single_tensor_cut, views_dataset
+from tlcore.cached_stage import (
+    FEATURE_BATCH,
+    StageFeatures,
+    _batched,
+    last_single_tensor_cut,
+    views_dataset,
+)
 from tlcore.config import BackboneSpec
 from tlcore.data import load_dataset
 from tlcore.evaluate import predict_probabilities
@@ -84,6 +91,23 @@ def test_cached_path_trains_the_same_model_as_the_image_path(bundle, weights, st
     computed = [int(m.group(1)) for n in cached.notes
                 if (m := re.search(r"(\d+) feature set\(s\) computed", n))]
     assert computed == {"frozen": [3], "finetune": [3], "frozen_then_finetune": [2, 3]}[strategy]
+
+
+def test_the_test_split_is_computed_on_another_thread_while_the_head_trains(
+    bundle, weights, monkeypatch
+):
+    on_main_thread = {}
+    compute = StageFeatures.compute
+
+    def recording(self, split_name, split, view=None):
+        on_main_thread[split_name] = threading.current_thread() is threading.main_thread()
+        return compute(self, split_name, split, view)
+
+    monkeypatch.setattr(StageFeatures, "compute", recording)
+    result = train(spec_for(weights, "frozen", True, epochs=1), bundle=bundle)
+    assert on_main_thread == {"train": True, "val": True, "test": False}
+    assert any(re.search(r"3 feature set\(s\) computed.*s of it while the head trained", n)
+               for n in result.notes), result.notes
 
 
 def test_a_second_run_reuses_the_features(bundle, weights):
