@@ -32,7 +32,7 @@ from tlcore.model import BACKBONE_LAYER, FreezePolicy, build_augmentation, prepr
 
 FEATURE_BATCH = 16
 """Images per call of the frozen part. Small batches keep a depthwise network's activations in
-the CPU's caches: MobileNetV2 ran at 350-380 images/s with 16, against 245-255 with 64
+the CPU's caches: MobileNetV2 ran at 345-390 images/s with 16, against 240-260 with 64
 (``bench/frozen_vs_recipe.py``'s diagnostic table), and pad at most 15 images per split."""
 
 
