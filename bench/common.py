@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import sys
 import tempfile
@@ -193,7 +194,8 @@ def print_header(title: str, args: argparse.Namespace, extra: dict[str, object] 
 @dataclass
 class Phase:
     """One timed part of a benchmark: wall and CPU seconds (all threads of this process, so
-    less sensitive than wall time to other processes taking the cores), RSS in bytes."""
+    less sensitive than wall time to other processes taking the cores), RSS in bytes, and the
+    minor page faults (memory the system had to map in, see ``tlcore.allocator``)."""
 
     name: str
     seconds: float = 0.0
@@ -201,6 +203,7 @@ class Phase:
     rss_start: int = 0
     rss_peak: int = 0
     load_end: float = 0.0
+    page_faults: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -254,15 +257,21 @@ class RssSampler:
         with self._lock:
             self._peak = record.rss_start
         started, cpu_started = time.perf_counter(), time.process_time()
+        faults_started = _page_faults()
         try:
             yield record
         finally:
             record.seconds = time.perf_counter() - started
             record.cpu_seconds = time.process_time() - cpu_started
+            record.page_faults = _page_faults() - faults_started
             with self._lock:
                 record.rss_peak = max(self._peak, self._rss())
             record.load_end = os.getloadavg()[0]
             self.phases.append(record)
+
+
+def _page_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def reset_keras(seed: int) -> None:
@@ -375,15 +384,16 @@ def _cell(value: object) -> str:
 
 
 def phase_rows(phases: Sequence[Phase]) -> list[list[object]]:
-    """Wall and CPU time, RSS and load of each phase."""
+    """Wall and CPU time, page faults, RSS and load of each phase."""
     return [
-        [p.name, f"{p.seconds:.1f}", f"{p.cpu_seconds:.1f}", f"{p.peak_mb:.0f}",
-         f"{p.growth_mb:+.0f}", f"{p.load_end:.2f}"]
+        [p.name, f"{p.seconds:.1f}", f"{p.cpu_seconds:.1f}", f"{p.page_faults:,}",
+         f"{p.peak_mb:.0f}", f"{p.growth_mb:+.0f}", f"{p.load_end:.2f}"]
         for p in phases
     ]
 
 
-PHASE_HEADERS = ("phase", "wall s", "CPU s", "peak RSS MB", "peak - start MB", "load 1m at end")
+PHASE_HEADERS = ("phase", "wall s", "CPU s", "page faults", "peak RSS MB", "peak - start MB",
+                 "load 1m at end")
 
 
 def verdict(met: bool) -> str:

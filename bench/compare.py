@@ -4,19 +4,23 @@ Shared by ``frozen_vs_recipe.py`` and ``finetune_vs_recipe.py``. Phases run in o
 this order, each after a clean Keras session and a reseed:
 
 1. recipe: tf.data over the JPEG files, decoded and pushed through the whole base every epoch.
+   (optional) recipe + .cache(): the Keras guide's ``.cache()`` after batching.
 2. studio cold: ``tlcore.train.train`` with an empty feature cache, then
    ``tlcore.evaluate.evaluate`` on the test split (data loading included, as in a worker).
 3. studio warm: the same spec at half the learning rate; the feature key does not include the
    learning rate, so the cached features are reused.
 4. (optional) studio uncached: phase 2 with the feature cache off, trained on images.
-   (optional) recipe + .cache(): the Keras guide's ``.cache()`` after batching.
-With ``--repeat N`` phases 1-4 run N times in turn and the fastest of each is compared.
+With ``--repeat N`` the recipe's phases run N times, then the studio's phases N times in turn,
+and the fastest of each is compared.
 
 5. (optional) diagnostic: the studio's frozen lower model run four ways on the same images.
 
 The recipe goes first: it then runs in the leanest process (no decoded dataset or cached
 features left over from the studio), and the warm-up before it pays TensorFlow's one-time
-start-up, so going first costs it nothing.
+start-up, so going first costs it nothing. All its repetitions come before the studio's
+because ``tlcore.train.train`` raises glibc's allocator thresholds for the rest of the process
+(``tlcore.allocator``): the recipe runs with glibc's defaults, as a Keras script does, unless
+``--same-allocator`` raises them for both sides before the warm-up.
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ def main(cmp: Comparison, description: str, argv: Sequence[str] | None = None) -
     p.add_argument("--repeat", type=int, default=1,
                    help="run recipe, studio cold and studio warm this many times in turn and "
                         "compare the fastest of each (other processes come and go)")
+    p.add_argument("--same-allocator", action="store_true",
+                   help="raise glibc's allocator thresholds (tlcore.allocator) before the "
+                        "recipe too; by default the recipe runs with glibc's defaults, as a "
+                        "plain Keras script does")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip the forward-pass rate check of the studio's feature extraction")
     common.main(p, lambda args, env: run(args, env, cmp), argv)
@@ -83,9 +91,15 @@ def run(args: argparse.Namespace, env: common.BenchEnv, cmp: Comparison) -> None
         "backbone": f"MobileNetV2 alpha {common.ALPHA}, {what}; ImageNet no-top 224 px file "
                     f"loaded into a {args.image_size} px model (studio and recipe alike)",
         "learning rate": f"{args.learning_rate:g} (Adam), warm studio run {args.learning_rate / 2:g}",
-        "order": "warm-up, then recipe, studio cold, studio warm (recipe first: leanest "
-                 f"process), {args.repeat} time(s); the fastest of each is compared",
+        "order": f"warm-up, then the recipe {args.repeat} time(s) (first: leanest process, "
+                 f"glibc's defaults), then studio cold and warm {args.repeat} time(s) in turn; "
+                 "the fastest of each is compared",
+        "allocator": allocator_text(args.same_allocator),
     })
+    if args.same_allocator:
+        from tlcore.allocator import keep_freed_memory
+
+        keep_freed_memory()
     split = common.studio_split(env, args)
     print(f"split           {split.counts()} images, {len(split.class_names)} classes "
           f"(written to split.json)")
@@ -117,29 +131,33 @@ def measure(
         fields = {**studio_fields, **_rate_fields(fraction, rate), **extra}
         return lambda: common.run_studio(common.studio_spec(env, args, **fields))
 
-    runs: list[tuple[str, Callable[[], object]]] = [
+    recipe_runs: list[tuple[str, Callable[[], object]]] = [
         ("recipe", lambda: keras_recipe.run(split, **recipe_kwargs)),
+    ]
+    if args.recipe_cache:
+        recipe_runs.append(("recipe + .cache()", lambda: keras_recipe.run(split, cache=True,
+                                                                           **recipe_kwargs)))
+    studio_runs: list[tuple[str, Callable[[], object]]] = [
         ("studio cold", studio(args.learning_rate)),
         ("studio warm", studio(args.learning_rate / 2)),
     ]
     if args.uncached:
-        runs.append(("studio uncached", studio(args.learning_rate, feature_cache=False)))
-    if args.recipe_cache:
-        runs.append(("recipe + .cache()", lambda: keras_recipe.run(split, cache=True,
-                                                                    **recipe_kwargs)))
+        studio_runs.append(("studio uncached", studio(args.learning_rate, feature_cache=False)))
     best: dict[str, Best] = {}
     rates = None
     with common.RssSampler() as rss:
-        for repeat in range(args.repeat):
-            for name, call in runs:
-                if name == "studio cold":
-                    for entry in FeatureCache().entries():  # cold means an empty cache
-                        entry.unlink()
-                common.reset_keras(args.seed)
-                with rss.phase(name if args.repeat == 1 else f"{name} #{repeat + 1}") as phase:
-                    result = call()
-                best.setdefault(name, Best(result, phase.seconds, phase.cpu_seconds))
-                best[name] = best[name].update(result, phase)
+        for runs in (recipe_runs, studio_runs):  # see the module docstring for this order
+            for repeat in range(args.repeat):
+                for name, call in runs:
+                    if name == "studio cold":
+                        for entry in FeatureCache().entries():  # cold means an empty cache
+                            entry.unlink()
+                    common.reset_keras(args.seed)
+                    label = name if args.repeat == 1 else f"{name} #{repeat + 1}"
+                    with rss.phase(label) as phase:
+                        result = call()
+                    best.setdefault(name, Best(result, phase.seconds, phase.cpu_seconds))
+                    best[name] = best[name].update(result, phase)
         if not args.no_diagnostics:
             common.reset_keras(args.seed)
             with rss.phase("diagnostic"):
@@ -212,6 +230,13 @@ def report(
     print(f"        warm cache: {walls['recipe'] / walls['studio warm']:.2f}x; "
           f"1 test image = {100 / len(split.paths['test']):.2f} points")
     print(f"load at end     {common.load_text()}")
+
+
+def allocator_text(same: bool) -> str:
+    if same:
+        return "glibc's thresholds raised for both sides before the warm-up (--same-allocator)"
+    return ("recipe with glibc's defaults (a plain Keras script); the studio raises glibc's "
+            "thresholds when it starts training (tlcore.allocator)")
 
 
 def _rate_fields(fraction: float | None, rate: float) -> dict[str, float]:

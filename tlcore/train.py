@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tlcore.allocator import keep_freed_memory
 from tlcore.backbones import ResolvedBackbone, build_backbone
 from tlcore.cached_stage import StageFeatures, can_cache, plan_cut, views_dataset
 from tlcore.checkpoint import Checkpoint, save_checkpoint
@@ -245,6 +246,7 @@ def train(
     """
     spec.validate()
     started = time.perf_counter()
+    keep_freed_memory()
     keras.utils.set_random_seed(spec.train.seed)
     notes: list[str] = []
 
