@@ -28,6 +28,7 @@ import tensorflow as tf
 from tlcore.config import RunSpec
 from tlcore.data import Split
 from tlcore.features import FeatureCache, feature_key, ids_fingerprint
+from tlcore.folding import FrozenForward
 from tlcore.model import BACKBONE_LAYER, FreezePolicy, build_augmentation, preprocess_of
 
 FEATURE_BATCH = 16
@@ -38,11 +39,20 @@ the CPU's caches: MobileNetV2 ran at 345-390 images/s with 16, against 240-260 w
 
 @dataclass
 class CutPlan:
-    """Where a stage's network is split, and the two halves."""
+    """Where a stage's network is split, and the two halves.
+
+    ``fold_batchnorm`` says whether the lower half runs with BatchNorm folded into its
+    convolutions (:mod:`tlcore.folding`). Only below the head: folding moves outputs in the
+    last bits, which a dense head does not notice, but training backbone layers on such
+    features amplifies it (one of eleven validation images flipped after two epochs in
+    ``test_cached_path_trains_the_same_model_as_the_image_path``), and a cached stage must
+    train like the image path.
+    """
 
     cut_name: str
     lower: keras.Model
     upper: keras.Model
+    fold_batchnorm: bool = False
 
 
 def last_single_tensor_cut(backbone: keras.Model, first_trainable: int) -> int | None:
@@ -73,7 +83,7 @@ def plan_cut(model: keras.Model, policy: FreezePolicy) -> CutPlan | None:
         lower = keras.Model(images, features, name="frozen_lower")
         upper_input = keras.Input(features.shape[1:], name="features")
         upper = keras.Model(upper_input, _head(model, upper_input), name="trainable_upper")
-        return CutPlan("pool", lower, upper)
+        return CutPlan("pool", lower, upper, fold_batchnorm=True)
     if policy.trainable_top is None:
         return None
     first_trainable = len(backbone.layers) - policy.trainable_top
@@ -124,6 +134,8 @@ class StageFeatures:
         self.beside_training_seconds = 0.0
         self.reused = 0
         self.computed = 0
+        self._forward: Callable[[np.ndarray], object] | None = None
+        self.folded = 0
 
     def _key(self, split_name: str, split: Split, view: int | None) -> str:
         return feature_key({
@@ -137,6 +149,7 @@ class StageFeatures:
             "augment": list(self.spec.train.augmentations) if view is not None else [],
             "seed": self.spec.train.seed,
             "keras": keras.__version__,
+            "forward": "bn-folded" if self.plan.fold_batchnorm else "keras",
         })
 
     def compute(self, split_name: str, split: Split, view: int | None = None) -> np.ndarray:
@@ -146,7 +159,7 @@ class StageFeatures:
                 augment = build_augmentation(self.spec.train.augmentations,
                                              self.spec.train.seed + 1000 * (view + 1))
                 images = _batched(lambda x: augment(x, training=True), images)
-            return _batched(self.plan.lower.predict_on_batch, images)
+            return _batched(self._frozen_forward(), images)
 
         started = time.perf_counter()
         array, hit = self.cache.get_or_compute(self._key(split_name, split, view), run)
@@ -156,6 +169,17 @@ class StageFeatures:
         else:
             self.computed += 1
         return array
+
+    def _frozen_forward(self) -> Callable[[np.ndarray], object]:
+        """Built on first need: a run whose features are all cached never pays for it."""
+        if self._forward is None:
+            if self.plan.fold_batchnorm:
+                forward = FrozenForward(self.plan.lower)
+                self.folded = forward.folded
+                self._forward = forward
+            else:
+                self._forward = self.plan.lower.predict_on_batch
+        return self._forward
 
     def compute_beside_training(self, split_name: str, split: Split) -> Future[np.ndarray]:
         """``compute`` on a thread of its own, for a split that is needed only after ``fit``.
@@ -184,8 +208,9 @@ class StageFeatures:
 
     def summary(self) -> str:
         return (
-            f"Frozen part up to {self.plan.cut_name} run once per image: "
-            f"{self.computed} feature set(s) computed, {self.reused} reused from the cache, "
+            f"Frozen part up to {self.plan.cut_name} run once per image"
+            + (f" (BatchNorm folded into {self.folded} convolutions)" if self.folded else "")
+            + f": {self.computed} feature set(s) computed, {self.reused} reused from the cache, "
             f"{self.seconds:.1f} s"
             + (f", {self.beside_training_seconds:.1f} s of it while the head trained."
                if self.beside_training_seconds else ".")
@@ -193,9 +218,9 @@ class StageFeatures:
 
 
 def _batched(fn: Callable[[np.ndarray], object], images: np.ndarray) -> np.ndarray:
-    """``fn`` over chunks of images. For the frozen part, ``fn`` is the compiled
-    ``predict_on_batch``: twice the throughput of eager calls, at a seventh of the memory
-    (measured by bench/frozen_vs_recipe.py).
+    """``fn`` over chunks of images. For the frozen part, ``fn`` is traced (a
+    :class:`~tlcore.folding.FrozenForward` or ``predict_on_batch``): twice the throughput of
+    eager calls, at a seventh of the memory (measured by bench/frozen_vs_recipe.py).
 
     Every chunk is padded to ``FEATURE_BATCH`` images: each row's output depends on that row
     alone, and one input shape means one trace of the network instead of two.
