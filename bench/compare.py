@@ -272,14 +272,16 @@ def forward_rates(
     env: common.BenchEnv, args: argparse.Namespace, fraction: float | None
 ) -> list[list[object]]:
     """The studio's frozen lower model on the same images, called the way
-    ``tlcore.cached_stage._batched`` calls it (``predict_on_batch``, ``FEATURE_BATCH`` images
-    per call) and other ways: other batch sizes, an eager call, ``model.predict``."""
+    ``tlcore.cached_stage._batched`` calls it (``FEATURE_BATCH`` images per call, BatchNorm
+    folded below the head, ``predict_on_batch`` above) and other ways: unfolded, other batch
+    sizes, an eager call, ``model.predict``."""
     import numpy as np
     import tensorflow as tf
 
     from tlcore.backbones import build_backbone
     from tlcore.cached_stage import FEATURE_BATCH, plan_cut
     from tlcore.data import load_dataset
+    from tlcore.folding import FrozenForward
     from tlcore.model import FreezePolicy, build_classifier
 
     spec = common.studio_spec(env, args, strategy="frozen")
@@ -289,14 +291,19 @@ def forward_rates(
     policy = (FreezePolicy.for_finetune(resolved.model, None, fraction) if fraction
               else FreezePolicy(0))
     policy.apply(resolved.model)
-    lower = plan_cut(model, policy).lower
+    plan = plan_cut(model, policy)
+    lower = plan.lower
     compiled = tf.function(lambda x: lower(x, training=False))
 
     def batched(call, size: int = FEATURE_BATCH):
         return lambda: [np.asarray(call(images[i:i + size])) for i in range(0, len(images), size)]
 
+    folded = {f"BatchNorm folded, {FEATURE_BATCH} per call (tlcore now)":
+              batched(FrozenForward(lower))} if plan.fold_batchnorm else {}
     ways = {
-        f"predict_on_batch, {FEATURE_BATCH} per call (tlcore now)": batched(lower.predict_on_batch),
+        **folded,
+        f"predict_on_batch, {FEATURE_BATCH} per call"
+        + ("" if folded else " (tlcore now)"): batched(lower.predict_on_batch),
         **{f"predict_on_batch, {size} per call": batched(lower.predict_on_batch, size)
            for size in (32, 64) if size != FEATURE_BATCH},
         f"tf.function, {FEATURE_BATCH} per call": batched(compiled),
