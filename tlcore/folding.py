@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+
 @dataclass(frozen=True)
 class _FoldedConvolution:
     """A convolution whose kernel and bias already include the BatchNorm that followed it."""
