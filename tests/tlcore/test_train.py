@@ -7,7 +7,8 @@ from specs import tiny_spec
 
 from tlcore.data import load_dataset
 from tlcore.model import backbone_of
-from tlcore.train import plan_stages, train
+from tlcore.config import TrainSpec
+from tlcore.train import OPTIMIZER_FACTORIES, compile_for_stage, plan_stages, train
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +126,58 @@ def test_a_run_resumes_after_its_last_checkpoint(bundle, tmp_path):
     assert [(e.epoch, e.stage) for e in resumed.history] == [(2, "frozen"), (3, "finetune")]
     assert any("Resumed after epoch 1" in n for n in resumed.notes)
     assert resumed.history[0].loss == pytest.approx(full.history[1].loss, rel=0.05)
+
+
+def small_compiled_model(optimizer: str, build_state_first: bool) -> keras.Model:
+    """A dropout + dense classifier on 8 features, compiled as a stage (or by Keras alone)."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.Dropout(0.2)(inputs)))
+    spec = TrainSpec(optimizer=optimizer, label_smoothing=0.1)
+    if build_state_first:
+        compile_for_stage(model, spec, learning_rate=1e-2)
+    else:
+        model.compile(optimizer=OPTIMIZER_FACTORIES[optimizer](1e-2),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+                      metrics=["accuracy"])
+    return model
+
+
+def fit_small(model: keras.Model) -> keras.callbacks.History:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 40)]
+    return model.fit(x, y, batch_size=16, epochs=2, validation_data=(x[:8], y[:8]), verbose=0)
+
+
+def traces_of_train_step(model: keras.Model) -> int:
+    """Fit the model and count how often TensorFlow ran the Python train step (= traced it)."""
+    traces = []
+    step = model.train_step
+
+    def counted(data):
+        traces.append(1)
+        return step(data)
+
+    model.train_step = counted
+    fit_small(model)
+    return len(traces)
+
+
+def test_a_stage_traces_its_training_step_once_where_keras_alone_traces_it_twice():
+    assert traces_of_train_step(small_compiled_model("adam", build_state_first=False)) == 2
+    assert traces_of_train_step(small_compiled_model("adam", build_state_first=True)) == 1
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZER_FACTORIES))
+def test_building_the_training_state_first_trains_bit_for_bit_the_same(optimizer):
+    plain = small_compiled_model(optimizer, build_state_first=False)
+    plain_history = fit_small(plain).history
+    built = small_compiled_model(optimizer, build_state_first=True)
+    built_history = fit_small(built).history
+    assert built_history == plain_history
+    assert len(plain.weights) == len(built.weights)
+    for a, b in zip(plain.weights, built.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert plain.optimizer.iterations.numpy() == built.optimizer.iterations.numpy() == 6
