@@ -15,9 +15,10 @@ from typing import Any, Callable, Sequence
 from tqdm import tqdm
 
 from tlcore.config import STRATEGIES, BackboneSpec, DatasetSpec, RunSpec, TrainSpec
-from tlcore.errors import TLError
+from tlcore.errors import RunStateError, TLError
 from tlcore.jobs import check_spec
 from tlcore.store import EpochRecord, RunRecord, RunStore
+from tlcore.summaries import comparison_rows, rows_to_csv
 
 EXIT_USER_ERROR = 2
 FOLLOW_POLL_S = 1.0
@@ -225,6 +226,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """The Compare page's test-metrics table (and its CSV download) for the runs named."""
+    store = RunStore()
+    runs = [store.get(run_id) for run_id in args.run_ids]
+    unfinished = [run for run in runs if run.status != "finished"]
+    if unfinished:
+        raise RunStateError(
+            "Only finished runs have test metrics to compare: "
+            + ", ".join(f"{run.id} is {run.status}" for run in unfinished) + ".",
+            "Wait for them to finish (`python -m tlcore show RUN`) or leave them out.",
+        )
+    rows = comparison_rows(runs)
+    if args.csv:
+        print(rows_to_csv(rows), end="")
+    else:
+        _emit(args, rows, _describe_table)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tlcore.serving import load_run
 
@@ -321,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("run_id")
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(handler=handler)
+    compare = verbs.add_parser("compare", help="finished runs' test metrics side by side")
+    compare.add_argument("run_ids", nargs="+", metavar="run_id")
+    output = compare.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true")
+    output.add_argument("--csv", action="store_true", help="the table as CSV, as the app's download")
+    compare.set_defaults(handler=cmd_compare)
     predict = verbs.add_parser("predict", help="classify images with a finished run")
     predict.add_argument("run_id")
     predict.add_argument("images", nargs="+")
@@ -369,6 +395,13 @@ def _describe_rows(rows: list[dict[str, Any]]) -> str:
         return "(none)"
     keys = list(rows[0])
     return "\n".join("  ".join(f"{k}={r.get(k)}" for k in keys) for r in rows)
+
+
+def _describe_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as aligned columns: a comparison is read across, unlike the ``key=value`` lists."""
+    import pandas as pd
+
+    return pd.DataFrame(rows).to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4g}")
 
 
 def _describe_predictions(results: list[dict[str, Any]]) -> str:

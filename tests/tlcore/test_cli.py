@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,8 @@ from PIL import Image
 from specs import TINY_SIZE
 
 from tlcore.cli import main
+from tlcore.config import RunSpec, TrainSpec
+from tlcore.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "builtin:shapes", "--backbone", "mobilenet_v2", "--alpha", "0.35",
@@ -76,3 +80,48 @@ def test_module_entry_point_and_catalogue_listing():
     assert result.returncode == 0, result.stderr
     names = {row["name"] for row in json.loads(result.stdout)}
     assert {"mobilenet_v2", "resnet50", "efficientnet_b0"} <= names and len(names) >= 10
+
+
+def finished_run(store, learning_rate: float, test_accuracy: float) -> str:
+    spec = RunSpec(name=f"lr {learning_rate:g}", train=TrainSpec(strategy="frozen", learning_rate=learning_rate))
+    run, _ = store.create_run(spec)
+    store.update(run.id, summary={"test_accuracy": test_accuracy, "macro_f1": test_accuracy - 0.01,
+                                  "best_val_accuracy": 0.7, "train_seconds": 3.5,
+                                  "trainable_params": 6405, "epochs": 2})
+    store.finish(run.id, "finished")
+    return run.id
+
+
+def test_compare_prints_the_apps_metrics_table_as_text_json_and_csv(capsys):
+    store = RunStore()
+    first, second = finished_run(store, 1e-3, 0.8), finished_run(store, 3e-3, 0.945)
+
+    code, out, _ = run_cli(capsys, "compare", first, second, "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["test accuracy"] for r in rows] == [0.8, 0.945]
+    assert rows[0]["run"].startswith("lr 0.001 · ") and rows[0]["run"].endswith(first)
+
+    code, out, _ = run_cli(capsys, "compare", first, second, "--csv")
+    assert code == 0
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert [r["test accuracy"] for r in parsed] == ["0.8", "0.945"]
+    assert parsed[1]["trainable params"] == "6405"
+
+    code, out, _ = run_cli(capsys, "compare", first, second)
+    header, *lines = out.strip().splitlines()
+    assert "test accuracy" in header and "macro F1" in header
+    assert len(lines) == 2 and second in lines[1] and "0.945" in lines[1]
+
+
+def test_compare_refuses_unfinished_and_unknown_runs_with_one_line(capsys):
+    store = RunStore()
+    done = finished_run(store, 1e-3, 0.8)
+    queued, _ = store.create_run(RunSpec(train=TrainSpec(strategy="finetune")))
+
+    code, out, err = run_cli(capsys, "compare", done, queued.id)
+    assert code == 2 and out == ""
+    assert err.startswith("error:") and f"{queued.id} is queued" in err and err.count("\n") == 1
+
+    code, _, err = run_cli(capsys, "compare", done, "nosuchrun")
+    assert code == 2 and "nosuchrun" in err
