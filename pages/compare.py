@@ -22,8 +22,9 @@ if not finished:
     st.stop()
 
 by_id = {run.id: run for run in finished}
+requested = [run_id for run_id in st.query_params.get(glue.COMPARE_PARAM, "").split(",") if run_id in by_id]
 chosen = st.multiselect("Finished runs (pick two or more to compare)", list(by_id),
-                        default=list(by_id)[:2], format_func=lambda i: run_label(by_id[i]), key="compare.runs")
+                        default=requested or list(by_id)[:2], format_func=lambda i: run_label(by_id[i]), key="compare.runs")
 runs = [by_id[i] for i in chosen]
 if not runs:
     st.stop()

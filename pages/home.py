@@ -4,8 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import jobs
-from tlcore.experiments import classic_experiment, spec_problems, spec_warnings
-from tlcore.summaries import run_label
+from tlcore.config import RunSpec
+from tlcore.experiments import classic_experiment, classic_runs, spec_problems, spec_warnings
+from tlcore.store import RunRecord
+from tlcore.summaries import run_label, short_label
 from ui import auth, glue, widgets
 
 glue.require_frame(__file__)
@@ -52,16 +54,52 @@ if st.button("Run the classic experiment", type="primary", key="home.classic",
     with glue.friendly("queuing the classic experiment"):
         store = glue.store()
         submissions = [jobs.submit(r, store, owner=auth.current_user().name) for r in runs]
-        st.session_state["home.classic_runs"] = [s.run.id for s in submissions]
         glue.watch(submissions[0].run.id, in_url=False)
         st.rerun()  # so the sidebar lists the new jobs and starts following them
 
-queued = st.session_state.get("home.classic_runs") or []
-if queued:
-    st.success("The classic experiment is queued: the runs train one after another. "
-               "Follow them in the sidebar, then compare them on the Compare page.")
-    for run_id in queued:
-        run = glue.attempt(glue.store().get, run_id)
-        if run is not None:
-            st.page_link(widgets.TRAIN_PAGE, label=f"{run_label(run)} — {run.status}",
-                         icon=":material/monitoring:", query_params={glue.RUN_PARAM: run.id})
+
+def stored_classic_runs(spec: RunSpec) -> list[RunRecord]:
+    """The newest stored attempt of each classic run that was ever queued."""
+    pairs = glue.attempt(classic_runs, spec, glue.store(), doing="looking up the classic runs") or []
+    return [run for _, run in pairs if run is not None]
+
+
+def classic_results(spec: RunSpec, live: bool) -> None:
+    """Where the classic runs stand and, once some have finished, how they compare.
+
+    Read from the store by spec key, so the answer to "does pretraining help?" is still here
+    after a reload, in a new session, or when the runs were queued from the command line.
+    """
+    found = stored_classic_runs(spec)
+    if not found:
+        return
+    active = any(run.is_active for run in found)
+    if active:
+        st.success("The classic experiment is queued: the runs train one after another. "
+                   "This section and the sidebar follow them.")
+    for run in found:
+        st.page_link(widgets.TRAIN_PAGE, label=f"{run_label(run)} — {run.status}",
+                     icon=":material/monitoring:", query_params={glue.RUN_PARAM: run.id})
+    finished = [run for run in found if run.status == "finished"]
+    if finished:
+        st.markdown("**Results**")
+        curves, scores = st.columns([3, 2])
+        labels = {run.id: run.name or short_label(run) for run in finished}
+        curves.plotly_chart(glue.comparison_chart(finished, labels, "val_accuracy"), key="home.curves")
+        baseline = next((run for run in finished if run.spec.train.strategy == "scratch"), None)
+        for run in finished:
+            accuracy = (run.summary or {}).get("test_accuracy", 0)
+            gain = None
+            if baseline is not None and run is not baseline:
+                gain = f"{accuracy - (baseline.summary or {}).get('test_accuracy', 0):+.1%} vs scratch"
+            scores.metric(f"{labels[run.id]}: test accuracy", f"{accuracy:.1%}", delta=gain,
+                          help="Accuracy on the held-out test split")
+        st.page_link(widgets.COMPARE_PAGE, icon=":material/compare:",
+                     label="Compare them in detail: confusion matrices, mistakes, your own images",
+                     query_params={glue.COMPARE_PARAM: ",".join(run.id for run in finished)})
+    if live and not active:
+        st.rerun()  # the last run ended: stop polling and draw the final state once
+
+
+following = any(run.is_active for run in stored_classic_runs(spec))
+st.fragment(run_every=glue.POLL_ACTIVE_S if following else None)(classic_results)(spec, following)

@@ -28,6 +28,7 @@ from tlcore.backbones.catalogue import (
 )
 from tlcore.config import RunSpec
 from tlcore.errors import ConfigError, TLError
+from tlcore.store import RunRecord, RunStore
 from tlcore.paths import resolve_weights_path, subdir
 
 MAX_NAME_LENGTH = 80
@@ -139,6 +140,15 @@ def classic_experiment(spec: RunSpec) -> list[RunSpec]:
         )
         runs.append(dataclasses.replace(base, train=train, name=f"classic · {strategy}"))
     return runs
+
+
+def classic_runs(spec: RunSpec, store: RunStore) -> list[tuple[RunSpec, RunRecord | None]]:
+    """The classic experiment for ``spec``, each run paired with its newest stored attempt.
+
+    Runs are found by spec key, so the results survive a page reload or a new session, and a
+    classic experiment queued from the command line shows up too.
+    """
+    return [(run, store.latest_with_key(run.key())) for run in classic_experiment(spec)]
 
 
 def spec_problems(spec: RunSpec) -> list[TLError]:

@@ -198,6 +198,14 @@ class RunStore:
             )
         return _to_record(row)
 
+    def latest_with_key(self, key: str) -> RunRecord | None:
+        """The newest run of a spec key in any status: what became of the last attempt."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM runs WHERE key = ? ORDER BY created_at DESC LIMIT 1", (key,)
+            ).fetchone()
+        return None if row is None else _to_record(row)
+
     def list_runs(
         self, statuses: tuple[str, ...] | None = None, owner: str | None = None
     ) -> list[RunRecord]:

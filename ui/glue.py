@@ -42,6 +42,8 @@ CURRENT_EXPERIMENT = "current_experiment"
 WATCHED_RUN = "watched_run"
 """Id of the run the Train page shows; mirrored in the URL as ?run=ID."""
 RUN_PARAM = "run"
+COMPARE_PARAM = "runs"
+"""``?runs=ID,ID`` on the Compare page: the runs to show first (e.g. from the Home page)."""
 
 SESSION_DEFAULTS: dict[str, object] = {CURRENT_EXPERIMENT: None, WATCHED_RUN: None}
 POLL_ACTIVE_S = 1.5

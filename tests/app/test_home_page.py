@@ -4,8 +4,8 @@ import psutil
 from apptools import open_app, texts
 from specs import tiny_spec
 
-from tlcore.experiments import save_experiment
-from tlcore.store import RunStore
+from tlcore.experiments import classic_experiment, save_experiment
+from tlcore.store import EpochRecord, RunStore
 
 
 def occupy_the_only_job_slot(store: RunStore, monkeypatch) -> str:
@@ -51,3 +51,52 @@ def test_classic_experiment_queues_three_runs_from_the_current_experiment(monkey
     for run in runs:
         store.request_stop(run.id)
     store.finish(blocker, "stopped")
+
+
+def record_finished_classic(store: RunStore, spec, accuracies: dict[str, float]) -> list[str]:
+    """The classic runs as a finished experiment leaves them: epochs, summary, status."""
+    ids = []
+    for run_spec in classic_experiment(spec):
+        run, _ = store.create_run(run_spec)
+        accuracy = accuracies[run_spec.train.strategy]
+        for n in (1, 2, 3):
+            store.add_epoch(run.id, EpochRecord(n, run_spec.train.strategy, 1.0 / n, accuracy * n / 3,
+                                                1.2 / n, accuracy * n / 3, 1e-3, 1.0, 50.0))
+        store.update(run.id, summary={"test_accuracy": accuracy, "macro_f1": accuracy,
+                                      "best_val_accuracy": accuracy, "train_seconds": 2.0,
+                                      "trainable_params": 6405, "epochs": 3})
+        store.finish(run.id, "finished")
+        ids.append(run.id)
+    return ids
+
+
+def test_classic_results_come_back_in_a_new_session_with_gains_over_scratch():
+    store = RunStore()
+    spec = tiny_spec(epochs=3)
+    save_experiment("tiny", spec)
+    ids = record_finished_classic(store, spec, {"scratch": 0.2, "frozen": 0.8, "frozen_then_finetune": 0.85})
+
+    at = open_app()
+    assert not at.exception and not at.error
+    assert "The classic experiment is queued" not in texts(at), "nothing is active any more"
+    assert [c for c in at.get("plotly_chart") if c.proto.id and "home.curves" in c.proto.id]
+    scores = {m.label: (m.value, m.delta) for m in at.metric}
+    assert scores["classic · frozen: test accuracy"][0] == "80.0%"
+    assert "+60.0% vs scratch" in scores["classic · frozen: test accuracy"][1]
+    assert "+65.0% vs scratch" in scores["classic · frozen_then_finetune: test accuracy"][1]
+    assert not scores["classic · scratch: test accuracy"][1], "scratch is the baseline itself"
+    links = {link.proto.label: link.proto.page for link in at.get("page_link")}
+    assert any(f"{run_id} — finished" in label for label in links for run_id in ids)
+    compare_link = next(link for link in at.get("page_link") if link.proto.label.startswith("Compare them"))
+    assert compare_link.proto.query_string == "runs=" + "%2C".join(ids)
+
+
+def test_the_compare_page_opens_on_the_runs_named_in_its_link():
+    store = RunStore()
+    ids = record_finished_classic(store, tiny_spec(epochs=3),
+                                  {"scratch": 0.2, "frozen": 0.8, "frozen_then_finetune": 0.85})
+    at = open_app()
+    at.query_params["runs"] = ",".join([ids[2], ids[0], "not-a-run"])
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert at.multiselect(key="compare.runs").value == [ids[2], ids[0]]
