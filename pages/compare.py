@@ -7,7 +7,7 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 from tlcore.images import MAX_UPLOAD_BYTES, check_upload_size, load_image
 from tlcore.plots import predictions_figure
 from tlcore.store import RunRecord
-from tlcore.summaries import comparison_rows, rows_to_csv, run_label, short_label
+from tlcore.summaries import accuracy_gain, comparison_rows, rows_to_csv, run_label, short_label
 from ui import glue, widgets
 
 glue.require_frame(__file__)
@@ -37,8 +37,11 @@ for col, metric in ((left, "val_accuracy"), (right, "val_loss")):
 
 st.header("Test metrics")
 rows = comparison_rows(runs)
-percent = st.column_config.NumberColumn(format="percent")
-st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+table = pd.DataFrame(rows)
+accuracies = ["test accuracy", "best val accuracy"]
+table[accuracies] = table[accuracies].astype(float) * 100  # shown with one decimal everywhere
+percent = st.column_config.NumberColumn(format="%.1f%%")
+st.dataframe(table, hide_index=True, column_config={
     "test accuracy": percent, "best val accuracy": percent,
     "macro F1": st.column_config.NumberColumn(format="%.3f"),
     "train time (s)": st.column_config.NumberColumn(format="%.1f")})
@@ -46,7 +49,7 @@ baseline = (runs[0].summary or {}).get("test_accuracy", 0)
 for col, run in zip(st.columns(min(len(runs), 4)), runs[:4]):
     accuracy = (run.summary or {}).get("test_accuracy", 0)
     col.metric(labels[run.id], f"{accuracy:.1%}", help="Accuracy on the held-out test split",
-               delta=f"{accuracy - baseline:+.1%} vs {runs[0].id}" if run is not runs[0] else None,
+               delta=accuracy_gain(accuracy, baseline, runs[0].id) if run is not runs[0] else None,
                delta_color="off" if round(accuracy - baseline, 3) == 0 else "normal")
 downloads = st.columns(1 + len(runs))
 downloads[0].download_button("Table as CSV", rows_to_csv(rows), "comparison.csv", "text/csv",

@@ -7,7 +7,7 @@ from tlcore import jobs
 from tlcore.config import RunSpec
 from tlcore.experiments import classic_experiment, classic_runs, spec_problems, spec_warnings
 from tlcore.store import RunRecord
-from tlcore.summaries import run_label, short_label
+from tlcore.summaries import accuracy_gain, run_label, short_label
 from ui import auth, glue, widgets
 
 glue.require_frame(__file__)
@@ -91,7 +91,7 @@ def classic_results(spec: RunSpec, live: bool) -> None:
             accuracy = (run.summary or {}).get("test_accuracy", 0)
             gain = None
             if baseline is not None and run is not baseline:
-                gain = f"{accuracy - (baseline.summary or {}).get('test_accuracy', 0):+.1%} vs scratch"
+                gain = accuracy_gain(accuracy, (baseline.summary or {}).get("test_accuracy", 0), "scratch")
             scores.metric(f"{labels[run.id]}: test accuracy", f"{accuracy:.1%}", delta=gain,
                           help="Accuracy on the held-out test split")
         st.page_link(widgets.COMPARE_PAGE, icon=":material/compare:",

@@ -60,7 +60,7 @@ def comparison_figure(histories: Mapping[str, Sequence[EpochRecord]], metric: st
     for label, records in histories.items():
         frame = history_frame(records)
         fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[metric], mode="lines+markers", name=label))
-    fig.update_layout(title=METRIC_TITLES.get(metric, metric), xaxis_title="epoch", yaxis_title=metric,
+    fig.update_layout(title=METRIC_TITLES.get(metric, metric), xaxis_title="epoch", yaxis_title=metric.removeprefix("val_"),
                       height=380, margin={"t": 50, "b": 40, "l": 40, "r": 10},
                       legend={"orientation": "h", "y": -0.25})
     if "accuracy" in metric:

@@ -64,6 +64,11 @@ def comparison_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     ]
 
 
+def accuracy_gain(accuracy: float, baseline: float, against: str) -> str:
+    """The difference of two accuracies in percentage points: "+46.7%" would read as relative."""
+    return f"{100 * (accuracy - baseline):+.1f} points vs {against}"
+
+
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     """CSV text with a header from the first row's keys (empty string for no rows)."""
     if not rows:

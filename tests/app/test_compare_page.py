@@ -1,4 +1,7 @@
+import pytest
 from apptools import open_app, png_bytes, texts
+
+from tlcore.store import RunStore
 
 
 def test_without_finished_runs_the_page_says_what_to_do():
@@ -15,6 +18,10 @@ def test_two_runs_side_by_side_with_metrics_downloads_and_mistakes(with_trained_
     assert len(table) == 2 and {"test accuracy", "macro F1", "train time (s)", "trainable params", "epochs"} <= set(table.columns)
     assert sorted(m.label.split(" · ")[-1] for m in at.metric) == sorted(with_trained_runs.run_ids)
     assert all(m.value.endswith("%") for m in at.metric)
+    shown = dict(zip(table["run"].str.split(" · ").str[-1], table["test accuracy"]))
+    store = RunStore()
+    for run_id, percent in shown.items():
+        assert percent == pytest.approx(100 * store.get(run_id).summary["test_accuracy"])
     assert len(at.get("plotly_chart")) >= 5  # 2 curves, 2 confusion matrices, per-class F1
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Table as CSV" in labels and sum(label.startswith("Model ") for label in labels) == 2

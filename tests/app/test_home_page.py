@@ -82,8 +82,8 @@ def test_classic_results_come_back_in_a_new_session_with_gains_over_scratch():
     assert [c for c in at.get("plotly_chart") if c.proto.id and "home.curves" in c.proto.id]
     scores = {m.label: (m.value, m.delta) for m in at.metric}
     assert scores["classic · frozen: test accuracy"][0] == "80.0%"
-    assert "+60.0% vs scratch" in scores["classic · frozen: test accuracy"][1]
-    assert "+65.0% vs scratch" in scores["classic · frozen_then_finetune: test accuracy"][1]
+    assert "+60.0 points vs scratch" in scores["classic · frozen: test accuracy"][1]
+    assert "+65.0 points vs scratch" in scores["classic · frozen_then_finetune: test accuracy"][1]
     assert not scores["classic · scratch: test accuracy"][1], "scratch is the baseline itself"
     links = {link.proto.label: link.proto.page for link in at.get("page_link")}
     assert any(f"{run_id} — finished" in label for label in links for run_id in ids)

@@ -39,6 +39,7 @@ def test_accuracy_comparisons_use_the_whole_0_to_1_scale():
     histories = {"x": records(["frozen"])}
     assert tuple(comparison_figure(histories, "val_accuracy").layout.yaxis.range) == (0, 1.02)
     assert comparison_figure(histories, "val_loss").layout.yaxis.range is None
+    assert comparison_figure(histories, "val_loss").layout.yaxis.title.text == "loss"
 
 
 def test_other_figures_have_one_trace_per_run_or_split():

@@ -4,7 +4,7 @@ import io
 from specs import tiny_spec
 
 from tlcore.store import RunStore
-from tlcore.summaries import comparison_rows, history_rows, rows_to_csv, run_label, short_label
+from tlcore.summaries import accuracy_gain, comparison_rows, history_rows, rows_to_csv, run_label, short_label
 
 
 def test_rows_label_and_csv():
@@ -22,3 +22,9 @@ def test_rows_label_and_csv():
     parsed = list(csv.DictReader(io.StringIO(rows_to_csv([compared]))))
     assert parsed[0]["test accuracy"] == "0.5"
     assert rows_to_csv([]) == ""
+
+
+def test_accuracy_gains_are_percentage_points_with_a_sign():
+    assert accuracy_gain(0.667, 0.2, "scratch") == "+46.7 points vs scratch"
+    assert accuracy_gain(0.8, 0.945, "abc") == "-14.5 points vs abc"
+    assert accuracy_gain(0.5, 0.5, "x") == "+0.0 points vs x"
