@@ -8,7 +8,7 @@ from tlcore.images import MAX_UPLOAD_BYTES, check_upload_size, load_image
 from tlcore.plots import predictions_figure
 from tlcore.store import RunRecord
 from tlcore.summaries import accuracy_gain, comparison_rows, rows_to_csv, run_label, short_label
-from ui import glue, widgets
+from ui import exports, glue, widgets
 
 glue.require_frame(__file__)
 
@@ -58,6 +58,7 @@ for col, run in zip(downloads[1:], runs):
     col.download_button(f"Model {run.id} (.keras)", store.model_path(run.id).read_bytes,
                         f"{run.id}.keras", "application/octet-stream", key=f"compare.model.{run.id}",
                         on_click="ignore", icon=":material/download:")
+exports.export_section(runs, labels)
 
 reports = {}
 for run in runs:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
 from tlcore.config import STRATEGIES, BackboneSpec, DatasetSpec, RunSpec, TrainSpec
-from tlcore.errors import RunStateError, TLError
+from tlcore.errors import RunStateError, StorageError, TLError
+from tlcore.export import EXPORT_FORMATS, export_run
 from tlcore.jobs import check_spec
 from tlcore.store import EpochRecord, RunRecord, RunStore
 from tlcore.summaries import comparison_rows, rows_to_csv
@@ -245,6 +248,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the run's deployable zip (model, labels.txt, metadata.json) to ``--out``."""
+    built = export_run(args.run_id, args.format)
+    out = Path(args.out) if args.out else Path.cwd() / built.name
+    if out.is_dir():
+        out = out / built.name
+    try:
+        shutil.copyfile(built, out)
+    except OSError as exc:
+        raise StorageError(f"Could not write {out} ({exc.strerror or exc}).",
+                           "Pass --out with a folder or file you can write to.") from exc
+    print(out)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tlcore.serving import load_run
 
@@ -347,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true")
     output.add_argument("--csv", action="store_true", help="the table as CSV, as the app's download")
     compare.set_defaults(handler=cmd_compare)
+    export = verbs.add_parser("export", help="package a finished run for phones, edge devices or servers")
+    export.add_argument("run_id")
+    export.add_argument("--format", default="tflite", choices=list(EXPORT_FORMATS),
+                        help="tflite (float32), tflite_quantized (8-bit weights) or saved_model")
+    export.add_argument("--out", help="file or folder for the zip (default: the current folder)")
+    export.set_defaults(handler=cmd_export)
     predict = verbs.add_parser("predict", help="classify images with a finished run")
     predict.add_argument("run_id")
     predict.add_argument("images", nargs="+")

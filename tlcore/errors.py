@@ -66,3 +66,7 @@ class ArtifactError(TLError):
 
 class StorageError(TLError):
     """The server could not write a run's files (disk full, quota exceeded)."""
+
+
+class ExportError(TLError):
+    """A model cannot be converted to the requested deployment format."""

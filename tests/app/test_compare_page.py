@@ -1,3 +1,8 @@
+import shutil
+import zipfile
+from pathlib import Path
+
+import keras
 import pytest
 from apptools import open_app, png_bytes, texts
 
@@ -41,3 +46,56 @@ def test_uploaded_images_are_classified_by_every_run_and_bad_ones_explained(with
     result = texts(at)
     assert all(run_id in result for run_id in with_trained_runs.run_ids)
     assert "**broken.png**" in [m.value for m in at.markdown]
+
+
+@pytest.fixture
+def writable_trained_home(with_trained_runs, tmp_path, monkeypatch):
+    """A copy of the shared finished runs that a test may write exports into."""
+    home = tmp_path / "tlhome"
+    shutil.copytree(with_trained_runs.root, home)
+    monkeypatch.setenv("TL_HOME", str(home))
+    return with_trained_runs.run_ids
+
+
+def fake_conversion(monkeypatch) -> list[str]:
+    """Keras' converter replaced by one that writes a marker: tests/tlcore/test_export.py runs the real one."""
+    formats = []
+
+    def convert(self, path, **kwargs):
+        formats.append(kwargs["format"])
+        Path(path).write_bytes(b"TFL3")
+
+    monkeypatch.setattr(keras.Model, "export", convert)
+    return formats
+
+
+def test_export_panel_builds_a_zip_once_then_offers_it_for_download(writable_trained_home, monkeypatch):
+    formats = fake_conversion(monkeypatch)
+    second = writable_trained_home[1]
+    at = open_app("pages/compare.py")
+    at.selectbox(key="compare.export_run").set_value(second).run()
+    at.selectbox(key="compare.export_format").set_value("tflite_quantized").run()
+    assert not [b for b in at.get("download_button") if b.proto.label.startswith("Download ")]
+    at.button(key="compare.export").click().run()
+
+    assert not at.exception and not at.error
+    assert formats == ["litert"]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any(label.startswith(f"Download {second}-tflite_quantized.zip") for label in labels)
+    assert not any(b.key == "compare.export" for b in at.button), "the button gives way to the download"
+    zipped = RunStore().artifact_dir(second) / "exports" / f"{second}-tflite_quantized.zip"
+    with zipfile.ZipFile(zipped) as archive:
+        assert sorted(archive.namelist()) == ["labels.txt", "metadata.json", "model.tflite"]
+    open_app("pages/compare.py")
+    assert formats == ["litert"], "a new session reuses the export"
+
+
+def test_export_of_a_damaged_model_is_a_friendly_error(writable_trained_home, monkeypatch):
+    fake_conversion(monkeypatch)
+    first = writable_trained_home[0]
+    RunStore().model_path(first).write_bytes(b"not a keras file")
+    at = open_app("pages/compare.py")
+    at.selectbox(key="compare.export_run").set_value(first).run()
+    at.button(key="compare.export").click().run()
+    assert not at.exception
+    assert any("could not be loaded" in e.value for e in at.error)

@@ -1,0 +1,36 @@
+"""The Compare page's export panel: package a run for phones, edge devices or servers."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from tlcore.export import EXPORT_FORMATS, export_run, ready_export
+from tlcore.store import RunRecord
+from ui import glue
+
+
+@st.fragment
+def export_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
+    """A fragment, so choosing and converting reruns this panel only, not the charts above."""
+    with st.expander("Export for phones, edge devices and servers", icon=":material/ios_share:"):
+        st.caption("A zip with the model, `labels.txt` and `metadata.json`. The model takes float32 RGB "
+                   "pixels in 0-255 at the run's image size and returns class probabilities; "
+                   "it normalises its input itself.")
+        run_col, format_col = st.columns(2)
+        run_id = run_col.selectbox("Run", [run.id for run in runs], format_func=labels.get,
+                                   key="compare.export_run")
+        format_name = format_col.selectbox("Format", list(EXPORT_FORMATS),
+                                           format_func=lambda name: EXPORT_FORMATS[name].label,
+                                           key="compare.export_format")
+        st.caption(EXPORT_FORMATS[format_name].purpose)
+        store = glue.store()
+        built = glue.attempt(ready_export, run_id, format_name, store, doing="looking for the export")
+        action = st.empty()
+        if built is None and action.button("Build the export", key="compare.export", icon=":material/build:"):
+            with st.spinner("Converting the model: 10-30 s on two cores…"), glue.friendly(f"exporting run {run_id}"):
+                built = export_run(run_id, format_name, store)
+                action.empty()  # the download takes the button's place
+        if built is not None:
+            st.download_button(f"Download {built.name} ({built.stat().st_size / 2**20:.1f} MB)",
+                               built.read_bytes, built.name, "application/zip", key="compare.export_download",
+                               on_click="ignore", icon=":material/download:")
