@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from tlcore.config import STRATEGIES, BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 from tlcore.errors import RunStateError, StorageError, TLError
-from tlcore.export import EXPORT_FORMATS, export_run
+from tlcore.export import EXPORT_FORMATS, export_metadata, export_run
+from tlcore.export_check import ExportCheck
 from tlcore.jobs import check_spec
 from tlcore.store import EpochRecord, RunRecord, RunStore
 from tlcore.summaries import comparison_rows, rows_to_csv
@@ -260,6 +261,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise StorageError(f"Could not write {out} ({exc.strerror or exc}).",
                            "Pass --out with a folder or file you can write to.") from exc
     print(out)
+    metadata = export_metadata(built) or {}
+    if "check" in metadata:
+        print(ExportCheck(**metadata["check"]).describe(), file=sys.stderr)
+    elif "check_skipped" in metadata:
+        print(f"not checked on test images: {metadata['check_skipped']}", file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tlcore.errors import ConfigError, ExportError, StorageError
+from tlcore.config import DatasetSpec
+from tlcore.errors import ConfigError, ExportError, StorageError, TLError
+from tlcore.export_check import check_export
 from tlcore.serving import LoadedRun, load_run
 from tlcore.store import RunStore
 
@@ -51,7 +53,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
     ),
     "tflite_quantized": ExportFormat(
         "LiteRT / TFLite, 8-bit weights",
-        "About 4x smaller and faster on phones; probabilities can move by a few points.",
+        "About 3x smaller and faster on phones; probabilities can move by a few points.",
         "litert",
         (("optimizations", (tf.lite.Optimize.DEFAULT,)),),
     ),
@@ -67,6 +69,18 @@ def export_path(run_id: str, format_name: str, store: RunStore) -> Path:
     return store.artifact_dir(run_id) / EXPORTS_FOLDER / f"{run_id}-{format_name}.zip"
 
 
+def metadata_path(export: Path) -> Path:
+    return export.with_suffix(".json")
+
+
+def export_metadata(export: Path) -> dict[str, Any] | None:
+    """What ``metadata.json`` in the zip says (input, labels, the check on test images)."""
+    try:
+        return json.loads(metadata_path(export).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def ready_export(run_id: str, format_name: str, store: RunStore) -> Path | None:
     """The export built from the run's current model, if there is one (a resumed run's is stale)."""
     target, model = export_path(run_id, format_name, store), store.model_path(run_id)
@@ -78,10 +92,15 @@ def ready_export(run_id: str, format_name: str, store: RunStore) -> Path | None:
 def export_run(run_id: str, format_name: str, store: RunStore | None = None) -> Path:
     """The run's model as a deployable zip: the model, ``labels.txt`` and ``metadata.json``.
 
+    The metadata holds how the exported file did on the run's test images next to the studio's
+    model (``check``, see :func:`tlcore.export_check.check_export`), or why it could not be
+    checked (``check_skipped``); :func:`export_metadata` reads it without opening the zip.
+
     Raises:
         ConfigError: ``format_name`` is not one of :data:`EXPORT_FORMATS`.
         RunNotFoundError, RunStateError, ArtifactError: As :func:`tlcore.serving.load_run`.
-        ExportError: The converter refused the model (nothing is left behind).
+        ExportError: The converter refused the model, or the file it wrote does not run
+            (nothing is left behind).
         StorageError: The zip could not be written (disk full).
     """
     export_format = EXPORT_FORMATS.get(format_name)
@@ -96,23 +115,54 @@ def export_run(run_id: str, format_name: str, store: RunStore | None = None) -> 
     if ready is not None:
         return ready
     target = export_path(run_id, format_name, store)
+    dataset = store.get(run_id).spec.dataset
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as work:
-            package = Path(work) / "package"
-            package.mkdir()
-            _write_model(loaded, export_format, package / export_format.model_name)
-            (package / "labels.txt").write_text("\n".join(loaded.class_names) + "\n")
-            (package / "metadata.json").write_text(json.dumps(_metadata(loaded, format_name), indent=1))
-            partial = Path(work) / "export.zip"
-            _zip_folder(package, partial)
-            os.replace(partial, target)
+            metadata = _build_package(loaded, format_name, dataset, Path(work) / "package")
+            _publish(Path(work), metadata, target)
     except OSError as exc:
         raise StorageError(
             f"The export of run {run_id} could not be written ({exc.strerror or exc}).",
             "Free some disk space and try again.",
         ) from exc
     return target
+
+
+def _build_package(loaded: LoadedRun, format_name: str, dataset: DatasetSpec, package: Path) -> dict[str, Any]:
+    """The model, checked on the test images, with its labels and metadata in ``package``."""
+    export_format = EXPORT_FORMATS[format_name]
+    package.mkdir()
+    model_file = package / export_format.model_name
+    _write_model(loaded, export_format, model_file)
+    metadata = {**_metadata(loaded, format_name), **_checked(model_file, export_format, loaded, dataset)}
+    (package / "labels.txt").write_text("\n".join(loaded.class_names) + "\n")
+    (package / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    return metadata
+
+
+def _checked(model_file: Path, export_format: ExportFormat, loaded: LoadedRun,
+             dataset: DatasetSpec) -> dict[str, Any]:
+    """``check``, or ``check_skipped`` when the test images are gone; a file that does not run fails."""
+    try:
+        return {"check": check_export(model_file, export_format.keras_format, loaded, dataset).to_dict()}
+    except TLError as exc:
+        return {"check_skipped": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - a file that does not run must not ship
+        raise ExportError(
+            f"The {export_format.label} file of run {loaded.run_id} was written but does not run "
+            f"({type(exc).__name__}: {_first_line(exc)}).",
+            "The .keras download still works; another export format may too.",
+        ) from exc
+
+
+def _publish(work: Path, metadata: dict[str, Any], target: Path) -> None:
+    """Zip the package and move it into place, metadata first: a reader never sees half an export."""
+    sidecar, partial = work / "metadata.json", work / "export.zip"
+    sidecar.write_text(json.dumps(metadata, indent=1))
+    _zip_folder(work / "package", partial)
+    os.replace(sidecar, metadata_path(target))
+    os.replace(partial, target)
 
 
 def _write_model(loaded: LoadedRun, export_format: ExportFormat, path: Path) -> None:
@@ -128,9 +178,14 @@ def _write_model(loaded: LoadedRun, export_format: ExportFormat, path: Path) -> 
     except Exception as exc:  # noqa: BLE001 - the converters report refusals with many types
         raise ExportError(
             f"Run {loaded.run_id}'s model could not be converted to {export_format.label} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}).",
+            f"({type(exc).__name__}: {_first_line(exc)}).",
             "The .keras download still works; another export format may too.",
         ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """Converters print whole logs into their errors; the first line says what went wrong."""
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _metadata(loaded: LoadedRun, format_name: str) -> dict[str, Any]:

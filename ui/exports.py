@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tlcore.export import EXPORT_FORMATS, export_run, ready_export
+from tlcore.export import EXPORT_FORMATS, export_metadata, export_run, ready_export
+from tlcore.export_check import ExportCheck
 from tlcore.store import RunRecord
 from ui import glue
 
@@ -31,6 +32,17 @@ def export_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
                 built = export_run(run_id, format_name, store)
                 action.empty()  # the download takes the button's place
         if built is not None:
+            describe_check(export_metadata(built) or {})
             st.download_button(f"Download {built.name} ({built.stat().st_size / 2**20:.1f} MB)",
                                built.read_bytes, built.name, "application/zip", key="compare.export_download",
                                on_click="ignore", icon=":material/download:")
+
+
+def describe_check(metadata: dict) -> None:
+    """How the exported file did on the test images, so nobody deploys a conversion untried."""
+    if "check" in metadata:
+        check = ExportCheck(**metadata["check"])
+        show = st.success if check.agreement >= 0.98 else st.warning
+        show(check.describe(), icon=":material/fact_check:")
+    elif "check_skipped" in metadata:
+        st.caption(f"Not checked on test images: {metadata['check_skipped']}")

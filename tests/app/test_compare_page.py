@@ -6,6 +6,7 @@ import keras
 import pytest
 from apptools import open_app, png_bytes, texts
 
+from tlcore.export_check import ExportCheck
 from tlcore.store import RunStore
 
 
@@ -58,7 +59,8 @@ def writable_trained_home(with_trained_runs, tmp_path, monkeypatch):
 
 
 def fake_conversion(monkeypatch) -> list[str]:
-    """Keras' converter replaced by one that writes a marker: tests/tlcore/test_export.py runs the real one."""
+    """Keras' converter and the check on test images replaced by fast doubles that record
+    their use: tests/tlcore/test_export.py runs the real ones."""
     formats = []
 
     def convert(self, path, **kwargs):
@@ -66,6 +68,7 @@ def fake_conversion(monkeypatch) -> list[str]:
         Path(path).write_bytes(b"TFL3")
 
     monkeypatch.setattr(keras.Model, "export", convert)
+    monkeypatch.setattr("tlcore.export.check_export", lambda *args: ExportCheck(75, 150, 0.68, 0.68, 0.96))
     return formats
 
 
@@ -83,6 +86,9 @@ def test_export_panel_builds_a_zip_once_then_offers_it_for_download(writable_tra
     labels = [b.proto.label for b in at.get("download_button")]
     assert any(label.startswith(f"Download {second}-tflite_quantized.zip") for label in labels)
     assert not any(b.key == "compare.export" for b in at.button), "the button gives way to the download"
+    assert [w.value for w in at.warning] == [
+        "On 75 test images (a sample of 150): this file 68.0%, the studio's model 68.0%; "
+        "same top class on 96.0% of them."]
     zipped = RunStore().artifact_dir(second) / "exports" / f"{second}-tflite_quantized.zip"
     with zipfile.ZipFile(zipped) as archive:
         assert sorted(archive.namelist()) == ["labels.txt", "metadata.json", "model.tflite"]
