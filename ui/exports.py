@@ -9,6 +9,9 @@ from tlcore.export_check import ExportCheck
 from tlcore.store import RunRecord
 from ui import glue
 
+AGREEMENT_SHOWN_AS_FINE = 0.98
+"""Below this share of test images with the studio's top class, the check is shown as a warning."""
+
 
 @st.fragment
 def export_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
@@ -42,7 +45,7 @@ def describe_check(metadata: dict) -> None:
     """How the exported file did on the test images, so nobody deploys a conversion untried."""
     if "check" in metadata:
         check = ExportCheck(**metadata["check"])
-        show = st.success if check.agreement >= 0.98 else st.warning
+        show = st.success if check.agreement >= AGREEMENT_SHOWN_AS_FINE else st.warning
         show(check.describe(), icon=":material/fact_check:")
     elif "check_skipped" in metadata:
         st.caption(f"Not checked on test images: {metadata['check_skipped']}")
