@@ -49,19 +49,26 @@ for problem in problems[:1]:
 for warning in {w for r in runs for w in spec_warnings(r)}:
     st.warning(warning, icon=":material/warning:")
 
-if st.button("Run the classic experiment", type="primary", key="home.classic",
-             icon=":material/play_arrow:", disabled=bool(problems)):
-    with glue.friendly("queuing the classic experiment"):
-        store = glue.store()
-        submissions = [jobs.submit(r, store, owner=auth.current_user().name) for r in runs]
-        glue.watch(submissions[0].run.id, in_url=False)
-        st.rerun()  # so the sidebar lists the new jobs and starts following them
-
 
 def stored_classic_runs(spec: RunSpec) -> list[RunRecord]:
     """The newest stored attempt of each classic run that was ever queued."""
     pairs = glue.attempt(classic_runs, spec, glue.store(), doing="looking up the classic runs") or []
     return [run for _, run in pairs if run is not None]
+
+
+already = stored_classic_runs(spec)
+settled = len(already) == len(runs) and all(run.status == "finished" or run.is_active for run in already)
+if st.button("Run the classic experiment", type="primary", key="home.classic",
+             icon=":material/play_arrow:", disabled=bool(problems) or settled):
+    with glue.friendly("queuing the classic experiment"):
+        store = glue.store()
+        submissions = [jobs.submit(r, store, owner=auth.current_user().name) for r in runs]
+        glue.watch(submissions[0].run.id, in_url=False)
+        st.rerun()  # so the sidebar lists the new jobs and starts following them
+if settled:
+    st.caption("These three runs already exist with these settings (below): a run with the same "
+               "settings is never trained twice. Change the settings on the Configure page to run "
+               "the experiment again.")
 
 
 def classic_results(spec: RunSpec, live: bool) -> None:
@@ -101,5 +108,5 @@ def classic_results(spec: RunSpec, live: bool) -> None:
         st.rerun()  # the last run ended: stop polling and draw the final state once
 
 
-following = any(run.is_active for run in stored_classic_runs(spec))
+following = any(run.is_active for run in already)
 st.fragment(run_every=glue.POLL_ACTIVE_S if following else None)(classic_results)(spec, following)

@@ -42,6 +42,7 @@ def test_classic_experiment_queues_three_runs_from_the_current_experiment(monkey
     assert {r.spec.train.total_epochs for r in runs} == {3}
     assert [store.queue_position(r.id) for r in sorted(runs, key=lambda r: r.created_at)] == [1, 2, 3]
     assert "The classic experiment is queued" in texts(at)
+    assert at.button(key="home.classic").disabled, "queued runs are not queued twice"
     # AppTest drops sidebar output on reruns of st.navigation apps (a real browser keeps it),
     # so the job list is read from a fresh session, as a second visitor would see it.
     sidebar = open_app().sidebar
@@ -87,6 +88,8 @@ def test_classic_results_come_back_in_a_new_session_with_gains_over_scratch():
     assert not scores["classic · scratch: test accuracy"][1], "scratch is the baseline itself"
     links = {link.proto.label: link.proto.page for link in at.get("page_link")}
     assert any(f"{run_id} — finished" in label for label in links for run_id in ids)
+    assert at.button(key="home.classic").disabled, "finished runs are not queued again"
+    assert "already exist with these settings" in texts(at)
     compare_link = next(link for link in at.get("page_link") if link.proto.label.startswith("Compare them"))
     assert compare_link.proto.query_string == "runs=" + "%2C".join(ids)
 
@@ -100,3 +103,17 @@ def test_the_compare_page_opens_on_the_runs_named_in_its_link():
     at.switch_page("pages/compare.py").run()
     assert not at.exception
     assert at.multiselect(key="compare.runs").value == [ids[2], ids[0]]
+
+
+def test_a_failed_classic_run_can_be_run_again():
+    store = RunStore()
+    spec = tiny_spec(epochs=3)
+    save_experiment("tiny", spec)
+    for run_spec in classic_experiment(spec):
+        run, _ = store.create_run(run_spec)
+        store.finish(run.id, "failed" if run_spec.train.strategy == "scratch" else "finished", "boom")
+    at = open_app()
+    assert not at.exception
+    assert not at.button(key="home.classic").disabled
+    assert "already exist" not in texts(at)
+    assert any("— failed" in link.proto.label for link in at.get("page_link"))
