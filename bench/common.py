@@ -195,7 +195,7 @@ def print_header(title: str, args: argparse.Namespace, extra: dict[str, object] 
 class Phase:
     """One timed part of a benchmark: wall and CPU seconds (all threads of this process, so
     less sensitive than wall time to other processes taking the cores), RSS in bytes, and the
-    minor page faults (memory the system had to map in, see ``tlcore.allocator``)."""
+    minor page faults (memory the system had to map in, see ``tlcore.training.allocator``)."""
 
     name: str
     seconds: float = 0.0
@@ -415,7 +415,7 @@ def studio_spec(env: BenchEnv, args: argparse.Namespace, **train_fields: object)
 
 @dataclass
 class StudioResult:
-    """What one ``tlcore.train.train`` + ``tlcore.evaluate.evaluate`` produced."""
+    """What one ``tlcore.training.loop.train`` + ``tlcore.report.evaluate.evaluate`` produced."""
 
     accuracy: float
     train_seconds: float
@@ -438,7 +438,7 @@ _FEATURE_NOTE = re.compile(
 
 def run_studio(spec) -> StudioResult:  # spec: tlcore.config.RunSpec
     """Train and evaluate on the test split exactly as the worker does (data loading included)."""
-    from tlcore.train import train
+    from tlcore.training.loop import train
 
     started = time.perf_counter()
     result = train(spec)

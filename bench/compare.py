@@ -5,8 +5,8 @@ this order, each after a clean Keras session and a reseed:
 
 1. recipe: tf.data over the JPEG files, decoded and pushed through the whole base every epoch.
    (optional) recipe + .cache(): the Keras guide's ``.cache()`` after batching.
-2. studio cold: ``tlcore.train.train`` with an empty feature cache, then
-   ``tlcore.evaluate.evaluate`` on the test split (data loading included, as in a worker).
+2. studio cold: ``tlcore.training.loop.train`` with an empty feature cache, then
+   ``tlcore.report.evaluate.evaluate`` on the test split (data loading included, as in a worker).
 3. studio warm: the same spec at half the learning rate; the feature key does not include the
    learning rate, so the cached features are reused.
 4. (optional) studio uncached: phase 2 with the feature cache off, trained on images.
@@ -18,8 +18,8 @@ and the fastest of each is compared.
 The recipe goes first: it then runs in the leanest process (no decoded dataset or cached
 features left over from the studio), and the warm-up before it pays TensorFlow's one-time
 start-up, so going first costs it nothing. All its repetitions come before the studio's
-because ``tlcore.train.train`` raises glibc's allocator thresholds for the rest of the process
-(``tlcore.allocator``): the recipe runs with glibc's defaults, as a Keras script does, unless
+because ``tlcore.training.loop.train`` raises glibc's allocator thresholds for the rest of the process
+(``tlcore.training.allocator``): the recipe runs with glibc's defaults, as a Keras script does, unless
 ``--same-allocator`` raises them for both sides before the warm-up.
 """
 
@@ -73,7 +73,7 @@ def main(cmp: Comparison, description: str, argv: Sequence[str] | None = None) -
                    help="run recipe, studio cold and studio warm this many times in turn and "
                         "compare the fastest of each (other processes come and go)")
     p.add_argument("--same-allocator", action="store_true",
-                   help="raise glibc's allocator thresholds (tlcore.allocator) before the "
+                   help="raise glibc's allocator thresholds (tlcore.training.allocator) before the "
                         "recipe too; by default the recipe runs with glibc's defaults, as a "
                         "plain Keras script does")
     p.add_argument("--no-diagnostics", action="store_true",
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv, cmp: Comparison) -> None
         "allocator": allocator_text(args.same_allocator),
     })
     if args.same_allocator:
-        from tlcore.allocator import keep_freed_memory
+        from tlcore.training.allocator import keep_freed_memory
 
         keep_freed_memory()
     split = common.studio_split(env, args)
@@ -117,7 +117,7 @@ def measure(
     """Run the phases ``--repeat`` times in turn; returns the best of each run, every timed
     phase and the diagnostic rows."""
     import keras_recipe
-    from tlcore.features import FeatureCache
+    from tlcore.training.features import FeatureCache
 
     fraction = cmp.finetune_fraction
     recipe_kwargs = dict(weights_224=env.weights_224, image_size=args.image_size,
@@ -236,7 +236,7 @@ def allocator_text(same: bool) -> str:
     if same:
         return "glibc's thresholds raised for both sides before the warm-up (--same-allocator)"
     return ("recipe with glibc's defaults (a plain Keras script); the studio raises glibc's "
-            "thresholds when it starts training (tlcore.allocator)")
+            "thresholds when it starts training (tlcore.training.allocator)")
 
 
 def _rate_fields(fraction: float | None, rate: float) -> dict[str, float]:
@@ -272,17 +272,17 @@ def forward_rates(
     env: common.BenchEnv, args: argparse.Namespace, fraction: float | None
 ) -> list[list[object]]:
     """The studio's frozen lower model on the same images, called the way
-    ``tlcore.cached_stage._batched`` calls it (``FEATURE_BATCH`` images per call, BatchNorm
+    ``tlcore.training.cached_stage._batched`` calls it (``FEATURE_BATCH`` images per call, BatchNorm
     folded below the head, ``predict_on_batch`` above) and other ways: unfolded, other batch
     sizes, an eager call, ``model.predict``."""
     import numpy as np
     import tensorflow as tf
 
     from tlcore.backbones import build_backbone
-    from tlcore.cached_stage import FEATURE_BATCH, plan_cut
+    from tlcore.training.cached_stage import FEATURE_BATCH, plan_cut
     from tlcore.data import load_dataset
-    from tlcore.folding import FrozenForward
-    from tlcore.model import FreezePolicy, build_classifier
+    from tlcore.training.folding import FrozenForward
+    from tlcore.training.model import FreezePolicy, build_classifier
 
     spec = common.studio_spec(env, args, strategy="frozen")
     images = load_dataset(spec.dataset).train.images[:DIAGNOSTIC_IMAGES].astype(np.float32)

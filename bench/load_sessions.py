@@ -14,7 +14,7 @@ waits for. The sessions therefore speak the app's own protocol, in up to three p
    browser; none by default) do the same in real pages, timed until an element drawn near the
    end of each page is visible: what a person sees, but on this machine the browsers compete
    with the server for the same cores.
-3. ``--predict-sessions`` threads call ``tlcore.serving.load_run(...).predict`` on one image at
+3. ``--predict-sessions`` threads call ``tlcore.deploy.serving.load_run(...).predict`` on one image at
    a time, as that many sessions classifying at once would (the shared model serialises them
    behind a lock, so the figure includes the queueing). They run on their own, because they
    load this process's cores, not the server's.
@@ -152,7 +152,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--browser-sessions", type=int, default=0,
                    help="Chromium contexts doing the same afterwards (default 0: no browser)")
     p.add_argument("--predict-sessions", type=int, default=20,
-                   help="threads classifying through tlcore.serving (default 20)")
+                   help="threads classifying through tlcore.deploy.serving (default 20)")
     p.add_argument("--duration", type=float, default=60.0,
                    help="seconds of each phase (default 60)")
     p.add_argument("--think", type=float, default=5.0,
@@ -205,9 +205,9 @@ def tiny_spec(name: str, epochs: int, **train: object):  # -> tlcore.config.RunS
 
 def train_finished_runs() -> tuple[list[str], float]:
     """Two finished tiny runs, trained in this process as the worker would."""
-    from tlcore import jobs
-    from tlcore.runner import execute_run
-    from tlcore.store import RunStore
+    from tlcore.runs import jobs
+    from tlcore.runs.runner import execute_run
+    from tlcore.runs.store import RunStore
 
     started = time.perf_counter()
     store, ids = RunStore(), []
@@ -223,15 +223,16 @@ def train_finished_runs() -> tuple[list[str], float]:
 
 def start_training_job() -> str:
     """A run that keeps a worker busy for the whole test (the backbone runs every epoch)."""
-    from tlcore import jobs
+    from tlcore.runs import jobs
 
     run = jobs.submit(tiny_spec("background job", 1000, feature_cache=False)).run
     return f"{run.id} ({run.status}, worker pid {run.worker_pid})"
 
 
 def stop_training_jobs() -> None:
-    from tlcore import jobs
-    from tlcore.store import ACTIVE, RunStore
+    from tlcore.runs import jobs
+    from tlcore.records import ACTIVE
+    from tlcore.runs.store import RunStore
 
     store = RunStore()
     for run in store.list_runs(statuses=ACTIVE):
@@ -307,7 +308,7 @@ def upload_images() -> list[bytes]:
 
 def start_predictors(run_ids: list[str], count: int, deadline: float, samples: Samples,
                      images: list[bytes]) -> list[threading.Thread]:
-    from tlcore.serving import load_run
+    from tlcore.deploy.serving import load_run
 
     loaded = [load_run(run_id) for run_id in run_ids]
     for model in loaded:

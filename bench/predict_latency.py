@@ -1,10 +1,10 @@
 """Warm single-image prediction latency of a saved run, as the Compare page classifies uploads.
 
-A tiny frozen run is trained and saved through ``tlcore.runner.execute_run`` into a temporary
-``TL_HOME``, loaded once with ``tlcore.serving.load_run``, and then ``LoadedRun.predict`` is
+A tiny frozen run is trained and saved through ``tlcore.runs.runner.execute_run`` into a temporary
+``TL_HOME``, loaded once with ``tlcore.deploy.serving.load_run``, and then ``LoadedRun.predict`` is
 timed on one JPEG (as bytes, like an upload) per call, after a few warm-up calls. To show
 where the time goes, the same images are then pushed through each step on its own: decoding
-(``tlcore.evaluate.prepare_images``), ``model.predict`` (what tlcore calls), and two ways
+(``tlcore.report.evaluate.prepare_images``), ``model.predict`` (what tlcore calls), and two ways
 around Keras' per-call ``predict`` overhead: calling the model directly, and a ``tf.function``.
 
 Run: ``.venv/bin/python bench/predict_latency.py`` (``--quick`` for a sanity check).
@@ -33,14 +33,14 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from tlcore import serving
-    from tlcore.evaluate import predict_probabilities, prepare_images, top_predictions
-    from tlcore.runner import execute_run
-    from tlcore.store import RunStore
+    from tlcore.deploy import serving
+    from tlcore.report.evaluate import predict_probabilities, prepare_images, top_predictions
+    from tlcore.runs.runner import execute_run
+    from tlcore.runs.store import RunStore
 
     common.print_header("warm single-image prediction latency", args, {
-        "model": f"frozen MobileNetV2 alpha {common.ALPHA} + head, trained by tlcore.runner, "
-                 "loaded by tlcore.serving.load_run",
+        "model": f"frozen MobileNetV2 alpha {common.ALPHA} + head, trained by tlcore.runs.runner, "
+                 "loaded by tlcore.deploy.serving.load_run",
         "calls": f"{args.warmup} warm-up, then {args.calls} timed, one JPEG (bytes) per call",
     })
     jpegs = [p.read_bytes() for p in sorted(env.flowers.glob("*/*.jpg"))[:: 37]][:25]

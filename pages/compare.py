@@ -5,9 +5,9 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from tlcore.images import MAX_UPLOAD_BYTES, check_upload_size, load_image
-from tlcore.plots import predictions_figure
-from tlcore.store import RunRecord
-from tlcore.summaries import accuracy_gain, comparison_rows, rows_to_csv, run_label, short_label
+from tlcore.report.plots import predictions_figure
+from tlcore.records import RunRecord
+from tlcore.report.summaries import accuracy_gain, comparison_rows, rows_to_csv, run_label, short_label
 from ui import exports, glue, widgets
 
 glue.require_frame(__file__)

@@ -8,10 +8,11 @@ import dataclasses
 import streamlit as st
 
 from tlcore.config import RunSpec
-from tlcore.estimate import (
+from tlcore.training.estimate import (
     augmentation_costs, estimate_epoch_seconds, estimate_run_seconds, format_seconds,
 )
-from tlcore.experiments import list_experiments, load_experiment, save_experiment, spec_problems, spec_warnings
+from tlcore.runs.checks import spec_problems, spec_warnings
+from tlcore.runs.experiments import list_experiments, load_experiment, save_experiment
 from ui import forms, glue, widgets
 
 glue.require_frame(__file__)

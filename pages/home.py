@@ -3,11 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from tlcore import jobs
+from tlcore.runs import jobs
 from tlcore.config import RunSpec
-from tlcore.experiments import classic_experiment, classic_runs, spec_problems, spec_warnings
-from tlcore.store import RunRecord
-from tlcore.summaries import accuracy_gain, run_label, short_label
+from tlcore.runs.checks import spec_problems, spec_warnings
+from tlcore.runs.experiments import classic_experiment, classic_runs
+from tlcore.records import RunRecord
+from tlcore.report.summaries import accuracy_gain, run_label, short_label
 from ui import auth, glue, widgets
 
 glue.require_frame(__file__)

@@ -3,13 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from tlcore import jobs
-from tlcore.access import can_manage, require_manage
+from tlcore.runs import jobs
+from tlcore.runs.access import can_manage, require_manage
 from tlcore.errors import RunNotFoundError
-from tlcore.estimate import eta_seconds, format_seconds
-from tlcore.experiments import list_experiments, load_experiment
-from tlcore.plots import history_figure
-from tlcore.summaries import history_rows, run_label
+from tlcore.training.estimate import eta_seconds, format_seconds
+from tlcore.runs.experiments import list_experiments, load_experiment
+from tlcore.report.plots import history_figure
+from tlcore.report.summaries import history_rows, run_label
 from ui import auth, glue, widgets
 
 glue.require_frame(__file__)

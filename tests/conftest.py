@@ -9,6 +9,7 @@ absent.
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ import pytest
 
 ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
 CHROMIUM = Path("/usr/bin/chromium")
+
+# Shared test helpers (generated images, tiny specs) import by name from every test folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

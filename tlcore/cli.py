@@ -18,11 +18,12 @@ from tqdm import tqdm
 
 from tlcore.config import STRATEGIES, BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 from tlcore.errors import RunStateError, StorageError, TLError
-from tlcore.export import EXPORT_FORMATS, export_metadata, export_run
-from tlcore.export_check import ExportCheck
-from tlcore.jobs import check_spec
-from tlcore.store import EpochRecord, RunRecord, RunStore
-from tlcore.summaries import comparison_rows, rows_to_csv
+from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run
+from tlcore.deploy.export_check import ExportCheck
+from tlcore.runs.jobs import check_spec
+from tlcore.records import EpochRecord, RunRecord
+from tlcore.runs.store import RunStore
+from tlcore.report.summaries import comparison_rows, rows_to_csv
 
 EXIT_USER_ERROR = 2
 FOLLOW_POLL_S = 1.0
@@ -140,8 +141,8 @@ class _EpochBar:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tlcore.jobs import claim_for_this_process, reap
-    from tlcore.runner import execute_run
+    from tlcore.runs.jobs import claim_for_this_process, reap
+    from tlcore.runs.runner import execute_run
 
     store = RunStore()
     spec = spec_from_args(args)
@@ -166,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _follow(store: RunStore, run_id: str) -> RunRecord:
-    from tlcore.jobs import reap
+    from tlcore.runs.jobs import reap
 
     while (run := store.get(run_id)).is_active:
         time.sleep(FOLLOW_POLL_S)
@@ -175,7 +176,7 @@ def _follow(store: RunStore, run_id: str) -> RunRecord:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from tlcore.jobs import submit
+    from tlcore.runs.jobs import submit
 
     submission = submit(spec_from_args(args), force=args.force)
     run = submission.run
@@ -190,8 +191,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_classic(args: argparse.Namespace) -> int:
     """Queue scratch vs frozen vs frozen-then-fine-tune on the same data, backbone and budget."""
-    from tlcore.experiments import classic_experiment
-    from tlcore.jobs import submit
+    from tlcore.runs.experiments import classic_experiment
+    from tlcore.runs.jobs import submit
 
     store = RunStore()
     runs = [submit(spec, store, force=args.force).run for spec in classic_experiment(spec_from_args(args))]
@@ -202,7 +203,7 @@ def cmd_classic(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from tlcore.jobs import reap
+    from tlcore.runs.jobs import reap
 
     store = RunStore()
     reap(store)
@@ -222,7 +223,7 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tlcore.jobs import reap
+    from tlcore.runs.jobs import reap
 
     store = RunStore()
     reap(store)
@@ -270,7 +271,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tlcore.serving import load_run
+    from tlcore.deploy.serving import load_run
 
     loaded = load_run(args.run_id)
     results, failed = [], False
@@ -287,7 +288,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from tlcore.jobs import cancel
+    from tlcore.runs.jobs import cancel
 
     run = cancel(args.run_id)
     print(f"{run.id} {run.status}" + (" (stops at its next batch)" if run.is_active else ""))
@@ -312,7 +313,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from tlcore.jobs import resume
+    from tlcore.runs.jobs import resume
 
     run = resume(args.run_id)
     print(f"{run.id} {run.status} (continues after its last finished epoch)")
@@ -320,7 +321,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from tlcore.jobs import run_worker
+    from tlcore.runs.jobs import run_worker
 
     return run_worker(args.run_id)
 

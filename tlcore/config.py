@@ -150,7 +150,7 @@ class TrainSpec:
         dropout: Dropout before the dense head.
         augmentations: Names from :data:`AUGMENTATIONS`, active only while training.
         feature_cache: Run the frozen part of the network once per image and train the rest
-            on its cached outputs (same result, much faster); see :mod:`tlcore.cached_stage`.
+            on its cached outputs (same result, much faster); see :mod:`tlcore.training.cached_stage`.
         augment_views: With augmentations and the feature cache: how many augmented views of
             each training image are precomputed (0 augments on the fly, without the cache).
         seed: Seed of weight initialisation, shuffling, dropout and augmentation.

@@ -1,10 +1,10 @@
-"""The sign-in gate app.py runs before any page: Streamlit's side of ``tlcore.access``."""
+"""The sign-in gate app.py runs before any page: Streamlit's side of ``tlcore.runs.access``."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from tlcore.access import AccessConfig, User, resolve_user
+from tlcore.runs.access import AccessConfig, User, resolve_user
 from tlcore.errors import TLError
 from ui import glue
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tlcore.export import EXPORT_FORMATS, export_metadata, export_run, ready_export
-from tlcore.export_check import ExportCheck
-from tlcore.store import RunRecord
+from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run, ready_export
+from tlcore.deploy.export_check import ExportCheck
+from tlcore.records import RunRecord
 from ui import glue
 
 AGREEMENT_SHOWN_AS_FINE = 0.98

@@ -15,9 +15,9 @@ import streamlit as st
 from tlcore.backbones import CATALOGUE
 from tlcore.config import AUGMENTATIONS, OPTIMIZERS, STRATEGIES, BackboneSpec, DatasetSpec, TrainSpec
 from tlcore.data import COMMON_TFDS, builtin_datasets
-from tlcore.plots import class_counts_figure
-from tlcore.preview import DatasetPreview
-from tlcore.uploads import MAX_ZIP_UPLOAD_BYTES, save_upload
+from tlcore.report.plots import class_counts_figure
+from tlcore.data.preview import DatasetPreview
+from tlcore.data.uploads import MAX_ZIP_UPLOAD_BYTES, save_upload
 from ui import glue
 
 SOURCES = {"builtin": "Built-in demo set", "tfds": "TensorFlow Datasets",

@@ -25,13 +25,14 @@ from streamlit.runtime.scriptrunner import script_runner
 from tlcore.backbones import describe_catalogue
 from tlcore.config import DatasetSpec, RunSpec
 from tlcore.errors import TLError
-from tlcore.evaluate import EvalReport
-from tlcore.experiments import list_experiments, load_experiment
+from tlcore.report.evaluate import EvalReport
+from tlcore.runs.experiments import list_experiments, load_experiment
 from tlcore.paths import keras_models_dir, tl_home
-from tlcore.plots import comparison_figure, confusion_figure, per_class_f1_figure
-from tlcore.preview import DatasetPreview, preview_dataset
-from tlcore.serving import LoadedRun, load_run
-from tlcore.store import RunRecord, RunStore
+from tlcore.report.plots import comparison_figure, confusion_figure, per_class_f1_figure
+from tlcore.data.preview import DatasetPreview, preview_dataset
+from tlcore.deploy.serving import LoadedRun, load_run
+from tlcore.records import RunRecord
+from tlcore.runs.store import RunStore
 
 log = logging.getLogger("tlstudio.ui")
 T = TypeVar("T")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tlcore import jobs
-from tlcore.store import ACTIVE, RunRecord
+from tlcore.runs import jobs
+from tlcore.records import ACTIVE, RunRecord
 from ui import glue
 
 TRAIN_PAGE = "pages/train.py"

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tlcore.store import RunStore
+from tlcore.runs.store import RunStore
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 TIMEOUT_S = 90

@@ -17,11 +17,12 @@ import psutil
 import pytest
 from streamlit.runtime.pages_manager import PagesManager
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tlcore"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from specs import tiny_spec  # noqa: E402  (tests/tlcore/specs.py: the shared tiny run)
 
-from tlcore import jobs  # noqa: E402
-from tlcore.store import ACTIVE, RunStore  # noqa: E402
+from tlcore.runs import jobs  # noqa: E402
+from tlcore.records import ACTIVE  # noqa: E402
+from tlcore.runs.store import RunStore  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +66,7 @@ class TrainedHome:
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> TrainedHome:
     """A store with two finished tiny runs (trained here, once per test session)."""
-    from tlcore.runner import execute_run
+    from tlcore.runs.runner import execute_run
 
     root = tmp_path_factory.mktemp("trained") / "tlhome"
     keras_home = tmp_path_factory.mktemp("keras")

@@ -6,8 +6,8 @@ import keras
 import pytest
 from apptools import open_app, png_bytes, texts
 
-from tlcore.export_check import ExportCheck
-from tlcore.store import RunStore
+from tlcore.deploy.export_check import ExportCheck
+from tlcore.runs.store import RunStore
 
 
 def test_without_finished_runs_the_page_says_what_to_do():
@@ -68,7 +68,7 @@ def fake_conversion(monkeypatch) -> list[str]:
         Path(path).write_bytes(b"TFL3")
 
     monkeypatch.setattr(keras.Model, "export", convert)
-    monkeypatch.setattr("tlcore.export.check_export", lambda *args: ExportCheck(75, 150, 0.68, 0.68, 0.96))
+    monkeypatch.setattr("tlcore.deploy.export.check_export", lambda *args: ExportCheck(75, 150, 0.68, 0.68, 0.96))
     return formats
 
 

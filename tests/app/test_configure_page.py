@@ -1,6 +1,6 @@
 from apptools import class_zip, open_app, texts
 
-from tlcore.experiments import list_experiments, load_experiment
+from tlcore.runs.experiments import list_experiments, load_experiment
 
 
 def test_defaults_validate_and_save_as_the_current_experiment():

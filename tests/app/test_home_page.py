@@ -4,8 +4,9 @@ import psutil
 from apptools import open_app, texts
 from specs import tiny_spec
 
-from tlcore.experiments import classic_experiment, save_experiment
-from tlcore.store import EpochRecord, RunStore
+from tlcore.runs.experiments import classic_experiment, save_experiment
+from tlcore.records import EpochRecord
+from tlcore.runs.store import RunStore
 
 
 def occupy_the_only_job_slot(store: RunStore, monkeypatch) -> str:

@@ -22,7 +22,7 @@ from specs import tiny_spec
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec
 from tlcore.data import archive
-from tlcore.experiments import experiments_dir, save_experiment
+from tlcore.runs.experiments import experiments_dir, save_experiment
 
 DRAFT = "configure.draft"
 OUR_SIDE = "Something went wrong on our side"
@@ -154,7 +154,7 @@ def zip_cases() -> dict[str, tuple[bytes, str | None, bool]]:
 @pytest.fixture
 def small_caps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Caps low enough that a test can exceed them with a few kilobytes."""
-    monkeypatch.setattr("tlcore.uploads.MAX_ZIP_UPLOAD_BYTES", ZIP_CAP)
+    monkeypatch.setattr("tlcore.data.uploads.MAX_ZIP_UPLOAD_BYTES", ZIP_CAP)
     capped = functools.partial(archive.safe_extract, max_total_bytes=ZIP_CAP, max_files=FILES_CAP)
     monkeypatch.setattr(archive, "safe_extract", capped)
 
@@ -325,7 +325,7 @@ def test_a_weights_file_for_another_architecture_fails_the_run_with_the_reason(t
     from apptools import wait_until_ended
 
     from tlcore.backbones import build_backbone
-    from tlcore.store import RunStore
+    from tlcore.runs.store import RunStore
 
     path = tmp_path / "v1.weights.h5"
     build_backbone(BackboneSpec("mobilenet", 0.25, "none"), 48).model.save_weights(path)

@@ -1,8 +1,8 @@
 from apptools import open_app, texts, wait_until_ended
 from specs import tiny_spec
 
-from tlcore.experiments import save_experiment
-from tlcore.store import RunStore
+from tlcore.runs.experiments import save_experiment
+from tlcore.runs.store import RunStore
 
 
 def test_launch_trains_in_a_worker_shows_results_and_reuses_the_run():

@@ -32,7 +32,8 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
-from tlcore.store import ACTIVE, EpochRecord, RunStore
+from tlcore.records import ACTIVE, EpochRecord
+from tlcore.runs.store import RunStore
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from specs import TINY_SIZE
 
 from tlcore.cli import main
 from tlcore.config import RunSpec, TrainSpec
-from tlcore.store import RunStore
+from tlcore.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "builtin:shapes", "--backbone", "mobilenet_v2", "--alpha", "0.35",

@@ -21,7 +21,7 @@ from imagegen import encode, random_pixels
 from specs import tiny_spec
 from test_archive import dataset_entries, make_zip
 
-from tlcore import jobs
+from tlcore.runs import jobs
 from tlcore.cli import main
 from tlcore.config import BackboneSpec, DatasetSpec
 from tlcore.data import load_dataset
@@ -36,10 +36,10 @@ from tlcore.errors import (
     RunStateError,
     UploadError,
 )
-from tlcore.evaluate import predict
+from tlcore.report.evaluate import predict
 from tlcore.images import load_image
-from tlcore.serving import load_run
-from tlcore.store import RunStore
+from tlcore.deploy.serving import load_run
+from tlcore.runs.store import RunStore
 
 # --- images -------------------------------------------------------------------------------
 
@@ -195,7 +195,7 @@ def test_submit_refuses_an_impossible_spec_before_queueing() -> None:
 
 def test_a_weights_file_for_another_architecture_fails_the_run_with_the_reason(tmp_path: Path) -> None:
     from tlcore.backbones import build_backbone
-    from tlcore.runner import execute_run
+    from tlcore.runs.runner import execute_run
 
     path = tmp_path / "v1.weights.h5"
     build_backbone(BackboneSpec("mobilenet", 0.25, "none"), 48).model.save_weights(path)

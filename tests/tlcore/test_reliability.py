@@ -26,13 +26,14 @@ from imagegen import encode, random_pixels
 from PIL import Image
 from specs import tiny_spec
 
-from tlcore import jobs
-from tlcore.checkpoint import Checkpoint
-from tlcore.evaluate import EvalReport, evaluate
-from tlcore.runner import execute_run, save_artifacts
-from tlcore.serving import load_run
-from tlcore.store import ACTIVE, EpochRecord, RunStore
-from tlcore.train import RunResult, train
+from tlcore.runs import jobs
+from tlcore.training.checkpoint import Checkpoint
+from tlcore.report.evaluate import EvalReport, evaluate
+from tlcore.runs.runner import execute_run, save_artifacts
+from tlcore.deploy.serving import load_run
+from tlcore.records import ACTIVE, EpochRecord
+from tlcore.runs.store import RunStore
+from tlcore.training.loop import RunResult, train
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULT_FILES = ("model.keras", "model.partial.keras", "report.json", "class_names.json", "mistakes")
@@ -252,11 +253,11 @@ def test_a_full_disk_fails_the_run_with_a_clear_reason_and_resume_finishes_it(mo
 
 
 def test_a_full_disk_while_checkpointing_fails_the_run_clearly(monkeypatch) -> None:
-    import tlcore.train
+    import tlcore.training.loop
 
     store = RunStore()
     run_id = claimed_run(store, epochs=2)
-    monkeypatch.setattr(tlcore.train, "save_checkpoint", disk_full)
+    monkeypatch.setattr(tlcore.training.loop, "save_checkpoint", disk_full)
     failed = execute_run(store, run_id)
     assert failed.status == "failed" and "ran out of disk space" in failed.error
     assert not store.model_path(run_id).exists()
@@ -399,7 +400,7 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from imagegen import encode, random_pixels
 from specs import tiny_spec
-from tlcore import jobs
+from tlcore.runs import jobs
 ready = Path(sys.argv[1]); ready.touch()
 while len(list(ready.parent.glob("*.ready"))) < int(sys.argv[2]):
     time.sleep(0.01)
@@ -413,7 +414,7 @@ def start_submitter(tmp_path: Path, name: str, people: int, epochs: int,
                     linger: float = 0.0) -> subprocess.Popen:
     """A process that submits the tiny spec once ``people`` submitters are ready, then lingers."""
     script = tmp_path / "submit.py"
-    script.write_text(SUBMITTER.format(tests=str(Path(__file__).parent)))
+    script.write_text(SUBMITTER.format(tests=str(Path(__file__).parents[1] / "support")))
     return subprocess.Popen(
         [sys.executable, str(script), str(tmp_path / f"{name}.ready"), str(people), str(epochs),
          str(linger)],

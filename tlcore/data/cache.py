@@ -27,7 +27,7 @@ import PIL
 
 from tlcore.config import DatasetSpec
 from tlcore.data.bundle import SPLIT_NAMES, DatasetBundle, Progress, SkippedFile, Split
-from tlcore.features import ArrayCache, cache_limit_bytes, feature_key
+from tlcore.data.array_cache import ArrayCache, cache_limit_bytes, feature_key
 from tlcore.paths import subdir
 
 CACHE_FORMAT = 1

@@ -1,0 +1,114 @@
+"""Load a finished run's model once per process and classify images with it.
+
+Models are cached by file path and modification time, so a retrained run is reloaded; a lock
+serialises predictions because one Keras model is shared by every session of the app.
+
+A model file is data from disk, not trusted code: it is only ever loaded with Keras' safe
+mode, which refuses the Python bytecode a ``Lambda`` layer would carry, and whatever goes
+wrong while loading is reported as an :class:`~tlcore.errors.ArtifactError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import keras
+
+import tlcore.backbones  # noqa: F401 - registers the custom layers that saved models use
+from tlcore.errors import ArtifactError, RunStateError
+from tlcore.report.evaluate import ImageInput, Prediction, predict
+from tlcore.runs.store import RunStore
+
+SERVABLE = ("finished", "stopped")
+"""Statuses whose saved model is final (a stopped run keeps the epochs it finished)."""
+
+
+@dataclass
+class LoadedRun:
+    run_id: str
+    model: keras.Model
+    class_names: list[str]
+    image_size: int
+    lock: threading.Lock
+
+    def predict(self, images: Sequence[ImageInput], top_k: int = 3) -> list[list[Prediction]]:
+        with self.lock:
+            return predict(self.model, self.class_names, images, self.image_size, top_k)
+
+
+@lru_cache(maxsize=8)
+def _load(model_path: str, mtime: float) -> keras.Model:
+    return keras.saving.load_model(model_path, safe_mode=True)
+
+
+def load_model_safely(path: Path, run_id: str) -> keras.Model:
+    """Load ``path`` in safe mode (cached by path and mtime); any failure is an ArtifactError.
+
+    Raises:
+        ArtifactError: The file holds code (a ``Lambda`` layer), is damaged, or was written
+            by an incompatible version.
+    """
+    try:
+        return _load(str(path), path.stat().st_mtime)
+    except Exception as exc:  # noqa: BLE001 - Keras reports bad files with many exception types
+        text = str(exc)
+        if "Lambda" in text or "safe_mode" in text:
+            raise ArtifactError(
+                f"The saved model of run {run_id} contains Python code (a Lambda layer) and "
+                "was not loaded.",
+                "Models are only loaded in safe mode, which never runs code from a file; "
+                "retrain the run here or replace the layer with a registered Keras layer.",
+            ) from exc
+        raise ArtifactError(
+            f"The saved model of run {run_id} could not be loaded "
+            f"({type(exc).__name__}: {text[:200]}).",
+            "The file may be damaged or from another version; resume or retrain the run.",
+        ) from exc
+
+
+def load_run(run_id: str, store: RunStore | None = None) -> LoadedRun:
+    """The run's model, loaded in safe mode (no arbitrary code from the file).
+
+    Raises:
+        RunNotFoundError: No such run (or a malformed id).
+        RunStateError: The run is not finished or stopped, or has no saved model.
+        ArtifactError: The model or its class names cannot be loaded safely.
+    """
+    store = store or RunStore()
+    run = store.get(run_id)
+    if run.status not in SERVABLE:
+        raise RunStateError(
+            f"Run {run_id} is {run.status}; only finished or stopped runs can classify images.",
+            "Wait until it finishes." if run.is_active else "Resume it, or pick another run.",
+        )
+    path: Path = store.model_path(run_id)
+    if not path.exists():
+        raise RunStateError(
+            f"Run {run_id} has no saved model (status: {run.status}).",
+            "Only runs that finished (or stopped after at least one epoch) can classify images.",
+        )
+    class_names = store.read_json(run_id, "class_names.json")
+    model = load_model_safely(path, run_id)
+    shape = getattr(model, "output_shape", None)
+    outputs = shape[-1] if isinstance(shape, tuple) and shape else None
+    if not isinstance(class_names, list) or (outputs is not None and outputs != len(class_names)):
+        raise ArtifactError(
+            f"Run {run_id}'s class names do not match its model's outputs ({outputs}).",
+            "Resume or retrain the run to write its results again.",
+        )
+    return LoadedRun(
+        run_id=run_id,
+        model=model,
+        class_names=[str(name) for name in class_names],
+        image_size=run.spec.dataset.image_size,
+        lock=_lock_for(str(path)),
+    )
+
+
+@lru_cache(maxsize=None)
+def _lock_for(model_path: str) -> threading.Lock:
+    return threading.Lock()

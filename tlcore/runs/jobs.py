@@ -1,0 +1,240 @@
+"""Background jobs: training runs in worker processes that outlive the app.
+
+The store is the only channel between the app and the workers: ``submit`` queues a run,
+``dispatch`` starts workers up to the concurrency limit, each worker writes epochs to the
+store and starts the next queued run when it ends. ``reap`` marks runs whose worker died as
+failed, so no run stays "running" forever.
+
+A full disk can stop a worker from writing its failure to the store as well. It then leaves an
+empty marker file in the run's folder (an empty file needs no data block, so it can usually
+still be created) and exits with :data:`EXIT_DISK_FULL`; ``reap``, which runs once the store
+accepts writes again, records the full disk as the reason instead of "the worker died".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from tlcore.config import RunSpec
+from tlcore.errors import StorageError
+from tlcore.runs.checks import spec_problems
+from tlcore.records import RunRecord
+from tlcore.runs.store import RunStore
+
+DEFAULT_MAX_JOBS = 1
+LAUNCH_GRACE_S = 120.0
+DEFAULT_WORKER_NICE = 10
+"""How much lower than the app's a worker's CPU priority is: pages stay responsive while a job
+trains on the same cores, and training still gets every cycle the app leaves idle."""
+
+EXIT_DISK_FULL = 75
+"""Exit status of a worker that ran out of disk space and could not record it (EX_TEMPFAIL:
+the run can succeed once space is freed)."""
+
+DISK_FULL_MARKER = "disk-full"
+"""Empty file a worker leaves in its run's folder when the store could not record the full disk."""
+
+_children: list[subprocess.Popen] = []
+
+
+def max_jobs() -> int:
+    """Concurrent training jobs allowed (``$TL_MAX_JOBS``; 1 suits a 2-core machine)."""
+    try:
+        return max(1, int(os.environ.get("TL_MAX_JOBS", DEFAULT_MAX_JOBS)))
+    except ValueError:
+        return DEFAULT_MAX_JOBS
+
+
+def worker_nice() -> int:
+    """Niceness added to workers (``$TL_WORKER_NICE``, 0 to 19; 0 keeps the app's priority)."""
+    try:
+        return min(19, max(0, int(os.environ.get("TL_WORKER_NICE", DEFAULT_WORKER_NICE))))
+    except ValueError:
+        return DEFAULT_WORKER_NICE
+
+
+def check_spec(spec: RunSpec) -> RunSpec:
+    """Refuse a spec that would fail before training (bad settings, unknown backbone, ...)."""
+    problems = spec_problems(spec)
+    if problems:
+        raise problems[0]
+    return spec
+
+
+@dataclass
+class Submission:
+    run: RunRecord
+    reused: bool
+
+
+def submit(
+    spec: RunSpec, store: RunStore | None = None, force: bool = False, owner: str | None = None
+) -> Submission:
+    """Queue ``spec`` (or reuse its finished or active twin) and start workers if there is room."""
+    store = store or RunStore()
+    run, reused = store.create_run(check_spec(spec), owner=owner, force=force)
+    if not reused:
+        dispatch(store)
+        run = store.get(run.id)
+    return Submission(run, reused)
+
+
+def dispatch(store: RunStore) -> list[str]:
+    """Reap dead workers, then start a worker for each queued run that fits under the limit."""
+    reap(store)
+    started = []
+    for run in store.claim_queued(max_jobs()):
+        try:
+            process = spawn_worker(store, run.id)
+        except OSError as exc:  # out of processes or memory: say so now, not after the grace
+            store.finish(run.id, "failed", f"The worker process could not be started ({exc})."
+                                           " Resume the run to try again.")
+            continue
+        try:
+            created = psutil.Process(process.pid).create_time()
+        except psutil.NoSuchProcess:  # it already exited; reap reports it
+            created = None
+        store.update(run.id, worker_pid=process.pid, worker_started=created)
+        started.append(run.id)
+    return started
+
+
+def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
+    """Start ``python -m tlcore worker RUN_ID`` in its own session so it survives the app."""
+    log_path = store.artifact_dir(run_id) / "worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TL_HOME": str(store.root)}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tlcore", "worker", run_id],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+    _children.append(process)
+    # Set before the worker starts its threads (they inherit it); lowering is always allowed.
+    with contextlib.suppress(OSError):
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, process.pid, min(19, own + worker_nice()))
+    return process
+
+
+def worker_alive(run: RunRecord) -> bool:
+    """Whether the run's recorded worker process still exists (and is not a recycled pid)."""
+    if run.worker_pid is None:
+        return run.started_at is not None and time.time() - run.started_at < LAUNCH_GRACE_S
+    try:
+        process = psutil.Process(run.worker_pid)
+        same = run.worker_started is None or abs(process.create_time() - run.worker_started) < 1
+        return same and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reap(store: RunStore) -> list[str]:
+    """Mark running runs whose worker died as failed; returns their ids."""
+    for child in list(_children):
+        if child.poll() is not None:
+            _children.remove(child)
+    dead = []
+    for run in store.list_runs(statuses=("running",)):
+        if not worker_alive(run):
+            marker = disk_full_marker(store, run.id)
+            store.finish(run.id, "failed", _death_reason(run, marker.exists()))
+            marker.unlink(missing_ok=True)
+            dead.append(run.id)
+    return dead
+
+
+def _death_reason(run: RunRecord, disk_was_full: bool) -> str:
+    """Why a run whose worker is gone failed, as the run's error."""
+    if disk_was_full:
+        return str(StorageError(
+            f"The server ran out of disk space: the worker process (pid {run.worker_pid}) could "
+            "not even record this run's progress, and stopped.",
+            "Free some space (delete old runs or uploads), then resume the run: it continues "
+            "from its last finished epoch.",
+        ))
+    reason = (
+        f"The worker process (pid {run.worker_pid}) died without finishing the run."
+        if run.worker_pid else "The worker process never started."
+    )
+    return reason + " Resume it to continue from its last epoch."
+
+
+def disk_full_marker(store: RunStore, run_id: str) -> Path:
+    """Where a worker leaves :data:`DISK_FULL_MARKER` for ``run_id``."""
+    return store.artifact_dir(run_id) / DISK_FULL_MARKER
+
+
+def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
+    """Queue a failed or stopped run again; its worker continues after the last checkpoint."""
+    store = store or RunStore()
+    store.requeue(run_id)
+    dispatch(store)
+    return store.get(run_id)
+
+
+def cancel(run_id: str, store: RunStore | None = None) -> RunRecord:
+    """Stop a run: queued runs at once, running ones at their next batch."""
+    store = store or RunStore()
+    run = store.request_stop(run_id)
+    if run.status == "running" and not worker_alive(run):
+        reap(store)
+    return store.get(run_id)
+
+
+def claim_for_this_process(store: RunStore, run_id: str) -> bool:
+    """Record this process as the run's worker; False when the run already ended (cancelled)."""
+    run = store.get(run_id)
+    if not run.is_active:
+        return False
+    store.update(
+        run_id,
+        status="running",
+        started_at=run.started_at or time.time(),
+        worker_pid=os.getpid(),
+        worker_started=psutil.Process().create_time(),
+    )
+    disk_full_marker(store, run_id).unlink(missing_ok=True)  # left by an earlier attempt
+    return True
+
+
+def run_worker(run_id: str, store: RunStore | None = None) -> int:
+    """Body of ``python -m tlcore worker``: train, then hand the slot to the next queued run.
+
+    Returns:
+        The exit status: 0 when the run finished or stopped, :data:`EXIT_DISK_FULL` when a
+        full disk kept the store from recording the run's end, 1 otherwise.
+    """
+    from tlcore.runs.runner import as_storage_error, execute_run
+
+    store = store or RunStore()
+    try:
+        if not claim_for_this_process(store, run_id):
+            return 1
+        run = execute_run(store, run_id)
+    except Exception as exc:
+        if as_storage_error(exc) is None:
+            raise
+        _leave_disk_full_marker(store, run_id)
+        return EXIT_DISK_FULL
+    dispatch(store)
+    return 0 if run.status in ("finished", "stopped") else 1
+
+
+def _leave_disk_full_marker(store: RunStore, run_id: str) -> None:
+    """Create the empty marker file for ``reap``; on failure the exit status is all that is left."""
+    with contextlib.suppress(OSError):
+        disk_full_marker(store, run_id).touch()

@@ -1,0 +1,203 @@
+"""Execute one stored run: data -> backbone -> model -> train -> evaluate -> artifacts.
+
+Used by the background worker and by ``python -m tlcore train`` in the foreground, so both
+write the same records. A run is marked finished only after its artifacts are completely on
+disk; any failure leaves it failed with a reason, never running. A run that was interrupted
+(worker killed, stopped) resumes from its last checkpoint when it is executed again.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import time
+import traceback
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from tlcore.training.checkpoint import Checkpoint, clear_checkpoint
+from tlcore.errors import StorageError, TLError
+from tlcore.report.evaluate import EvalReport
+from tlcore.records import EpochRecord, RunRecord
+from tlcore.runs.store import RunStore
+from tlcore.training.loop import RunResult, train
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 1.0
+STOP_POLL_INTERVAL_S = 0.5
+
+ARTIFACTS = ("model.keras", "report.json", "class_names.json", "mistakes")
+"""What :func:`save_artifacts` writes; removed together when saving fails half-way."""
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class _Throttle:
+    """Lets a call through at most once per interval, so per-batch hooks stay cheap."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = -float("inf")
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+
+def execute_run(
+    store: RunStore,
+    run_id: str,
+    on_batch: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    reraise_user_errors: bool = False,
+) -> RunRecord:
+    """Train the stored run ``run_id`` and record everything in ``store``.
+
+    Args:
+        reraise_user_errors: After recording a user-caused failure (``TLError``, a full disk
+            included), raise it again, so a foreground caller such as the CLI can report it.
+    """
+    run = store.get(run_id)
+    total_epochs = run.spec.train.total_epochs
+    checkpoint_dir = store.artifact_dir(run_id) / "checkpoint"
+    resume = Checkpoint.load(checkpoint_dir)
+    done_epochs = resume.epoch if resume else 0
+    progress_gate, stop_gate = _Throttle(PROGRESS_INTERVAL_S), _Throttle(STOP_POLL_INTERVAL_S)
+    stop_seen = False
+
+    def record_epoch(record: EpochRecord) -> None:
+        nonlocal done_epochs
+        done_epochs = record.epoch
+        store.add_epoch(run_id, record)
+        store.update(run_id, progress=done_epochs / total_epochs)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    def record_batch(batch: int, steps: int) -> None:
+        if on_batch is not None:
+            on_batch(batch, steps)
+        if steps and progress_gate.ready():
+            store.update(run_id, progress=(done_epochs + batch / steps) / total_epochs)
+
+    def should_stop() -> bool:
+        nonlocal stop_seen
+        if not stop_seen and stop_gate.ready():
+            stop_seen = store.stop_requested(run_id)
+        return stop_seen
+
+    store.clear_epochs(run_id, after=done_epochs)
+    try:
+        result = train(
+            run.spec,
+            on_epoch=record_epoch,
+            should_stop=should_stop,
+            on_batch=record_batch,
+            on_note=lambda text: store.add_note(run_id, text),
+            checkpoint_dir=checkpoint_dir,
+        )
+        if store.epochs(run_id):
+            report = result.test_report()
+            save_artifacts(store, run_id, result, report)
+        store.finish(run_id, result.status)
+        if result.status == "finished":  # after finish: a crash in between loses no work
+            clear_checkpoint(checkpoint_dir)
+    except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
+        error = exc if isinstance(exc, TLError) else as_storage_error(exc)
+        if error is None:
+            log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+            store.finish(run_id, "failed", f"Internal error ({type(exc).__name__}): {exc}")
+        else:
+            store.finish(run_id, "failed", str(error))
+            if reraise_user_errors and error is exc:
+                raise
+            if reraise_user_errors:
+                raise error from exc
+    return store.get(run_id)
+
+
+def as_storage_error(exc: BaseException) -> StorageError | None:
+    """A friendly error for a full disk anywhere in ``exc``'s chain, else None.
+
+    Keras, h5py and SQLite report a full disk differently (errno ENOSPC, "No space left on
+    device", "database or disk is full"), sometimes wrapped in another exception.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if (getattr(current, "errno", None) in _DISK_FULL_ERRNOS
+                or "no space left" in text or "disk is full" in text or "quota exceeded" in text):
+            return StorageError(
+                "The server ran out of disk space (no space left on device) while writing "
+                "this run's files; nothing incomplete was kept.",
+                "Free some space (delete old runs or uploads), then resume the run: it "
+                "continues from its last finished epoch.",
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: EvalReport) -> None:
+    """Write model, report, class names and mistake thumbnails; the summary goes last.
+
+    All or nothing: when any write fails (a full disk), every artifact of the run is removed
+    again, so no complete-looking model is left for a run that is not finished.
+    """
+    folder = store.artifact_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_tmp = folder / "model.partial.keras"
+    try:
+        result.model.save(model_tmp)
+        os.replace(model_tmp, store.model_path(run_id))
+        store.write_json(run_id, "report.json", report.to_dict())
+        store.write_json(run_id, "class_names.json", result.bundle.class_names)
+        save_mistake_thumbnails(store, run_id, result, report)
+    except BaseException:
+        model_tmp.unlink(missing_ok=True)
+        remove_artifacts(store, run_id)
+        raise
+    history = store.epochs(run_id)
+    best_val = max((e.val_accuracy for e in history), default=None)
+    store.update(
+        run_id,
+        summary={
+            **report.summary(),
+            "best_val_accuracy": best_val,
+            "trainable_params": result.trainable_params,
+            "total_params": result.total_params,
+            "train_seconds": result.seconds,
+            "epochs": len(history),
+            "num_classes": len(result.bundle.class_names),
+            "counts": result.bundle.counts(),
+        },
+    )
+
+
+def remove_artifacts(store: RunStore, run_id: str) -> None:
+    """Delete the results :func:`save_artifacts` writes (checkpoint and log stay)."""
+    folder = store.artifact_dir(run_id)
+    for name in ARTIFACTS:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def save_mistake_thumbnails(
+    store: RunStore, run_id: str, result: RunResult, report: EvalReport
+) -> None:
+    """Keep the images of the worst mistakes: TFDS and builtin images have no file to show."""
+    folder = store.artifact_dir(run_id) / "mistakes"
+    folder.mkdir(exist_ok=True)
+    for rank, mistake in enumerate(report.mistakes):
+        pixels = np.asarray(result.bundle.test.images[mistake.index], dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{rank:02d}.png")

@@ -1,0 +1,343 @@
+"""Run store: SQLite for runs and epochs, one artifact folder per run under ``TL_HOME``.
+
+Several processes use the store at once (the app, workers, the CLI). SQLite in WAL mode with a
+busy timeout handles that; every read-modify-write happens inside ``BEGIN IMMEDIATE`` so two
+people launching the same spec at once end up watching one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from tlcore.config import RunSpec
+from tlcore.errors import ArtifactError, PermissionDeniedError, RunNotFoundError, RunStateError
+from tlcore.paths import tl_home
+from tlcore.records import ACTIVE, EPOCH_FIELDS, STATUSES, TERMINAL, EpochRecord, RunRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    owner TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    error TEXT,
+    worker_pid INTEGER,
+    worker_started REAL,
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    progress REAL NOT NULL DEFAULT 0,
+    notes TEXT NOT NULL DEFAULT '[]',
+    summary TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_key ON runs(key, status);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    loss REAL, accuracy REAL, val_loss REAL, val_accuracy REAL,
+    learning_rate REAL, seconds REAL, images_per_second REAL,
+    PRIMARY KEY (run_id, epoch)
+);
+"""
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a run id may look like: ids name artifact folders, so no separators or dots."""
+
+class RunStore:
+    """Runs, epochs and artifacts under one root (``TL_HOME`` unless given)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else tl_home()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "runs.sqlite"
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the lock from its first statement."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # ---- runs -------------------------------------------------------------------------
+
+    def create_run(
+        self, spec: RunSpec, owner: str | None = None, force: bool = False
+    ) -> tuple[RunRecord, bool]:
+        """Queue a new run, or return the finished or active run with the same spec key.
+
+        Returns:
+            The run and whether it was reused rather than created.
+        """
+        spec.validate()
+        key = spec.key()
+        with self.transaction() as conn:
+            if not force:
+                row = conn.execute(
+                    "SELECT * FROM runs WHERE key = ? AND status IN ('finished','running','queued')"
+                    " ORDER BY status = 'finished' DESC, created_at DESC LIMIT 1",
+                    (key,),
+                ).fetchone()
+                if row is not None:
+                    return _to_record(row), True
+            run_id = uuid.uuid4().hex[:12]
+            conn.execute(
+                "INSERT INTO runs (id, key, name, spec, status, owner, created_at)"
+                " VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                (run_id, key, spec.name, json.dumps(spec.to_dict()), owner, time.time()),
+            )
+        return self.get(run_id), False
+
+    def get(self, run_id: str) -> RunRecord:
+        check_run_id(run_id)
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(
+                f"No run with id {run_id!r}.", "List runs with `python -m tlcore runs`."
+            )
+        return _to_record(row)
+
+    def latest_with_key(self, key: str) -> RunRecord | None:
+        """The newest run of a spec key in any status: what became of the last attempt."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM runs WHERE key = ? ORDER BY created_at DESC LIMIT 1", (key,)
+            ).fetchone()
+        return None if row is None else _to_record(row)
+
+    def list_runs(
+        self, statuses: tuple[str, ...] | None = None, owner: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered by status and owner."""
+        query, args = "SELECT * FROM runs WHERE 1=1", []
+        if statuses:
+            query += f" AND status IN ({','.join('?' * len(statuses))})"
+            args.extend(statuses)
+        if owner is not None:
+            query += " AND owner = ?"
+            args.append(owner)
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY created_at DESC", args).fetchall()
+        return [_to_record(r) for r in rows]
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run; lists and dicts are stored as JSON."""
+        if not fields:
+            return
+        values = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in fields.values()]
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._connect() as conn:
+            cursor = conn.execute(
+                f"UPDATE runs SET {assignments} WHERE id = ?", (*values, run_id)
+            )
+        if cursor.rowcount == 0:
+            raise RunNotFoundError(f"No run with id {run_id!r}.")
+
+    def finish(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Move a run to a terminal status, unless it already reached one."""
+        assert status in TERMINAL, status
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status = ?, error = COALESCE(?, error), finished_at = ?"
+                " WHERE id = ? AND status IN ('queued','running')",
+                (status, error, time.time(), run_id),
+            )
+
+    def add_note(self, run_id: str, note: str) -> None:
+        with self.transaction() as conn:
+            row = conn.execute("SELECT notes FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"No run with id {run_id!r}.")
+            notes = json.loads(row["notes"]) + [note]
+            conn.execute("UPDATE runs SET notes = ? WHERE id = ?", (json.dumps(notes), run_id))
+
+    def request_stop(self, run_id: str) -> RunRecord:
+        """Ask a run to stop: a queued run stops at once, a running one at its next batch."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status = 'stopped', finished_at = ?, stop_requested = 1"
+                " WHERE id = ? AND status = 'queued'",
+                (time.time(), run_id),
+            )
+            conn.execute(
+                "UPDATE runs SET stop_requested = 1 WHERE id = ? AND status = 'running'",
+                (run_id,),
+            )
+        return self.get(run_id)
+
+    def stop_requested(self, run_id: str) -> bool:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT stop_requested FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+        return bool(row and row["stop_requested"])
+
+    def requeue(self, run_id: str) -> RunRecord:
+        """Queue a failed or stopped run again (it resumes from its checkpoint, if any)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL,"
+                " stop_requested = 0, worker_pid = NULL, worker_started = NULL"
+                " WHERE id = ? AND status IN ('failed', 'stopped')",
+                (run_id,),
+            )
+        run = self.get(run_id)
+        if cursor.rowcount == 0:
+            raise RunStateError(
+                f"Run {run_id} is {run.status}; only failed or stopped runs can be resumed."
+            )
+        return run
+
+    def claim_queued(self, limit: int) -> list[RunRecord]:
+        """Atomically move up to ``limit`` - running queued runs (oldest first) to running."""
+        with self.transaction() as conn:
+            running = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'running'"
+            ).fetchone()[0]
+            free = max(0, limit - running)
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE status = 'queued' ORDER BY created_at LIMIT ?",
+                (free,),
+            ).fetchall()
+            ids = [r["id"] for r in rows]
+            now = time.time()
+            for run_id in ids:
+                conn.execute(
+                    "UPDATE runs SET status = 'running', started_at = ?, worker_pid = NULL,"
+                    " worker_started = NULL WHERE id = ?",
+                    (now, run_id),
+                )
+        return [self.get(i) for i in ids]
+
+    def queue_position(self, run_id: str) -> int | None:
+        """1-based place in the queue, or None when the run is not queued."""
+        queued = [r.id for r in reversed(self.list_runs(statuses=("queued",)))]
+        return queued.index(run_id) + 1 if run_id in queued else None
+
+    def delete(self, run_id: str, user: str | None = None, is_admin: bool = True) -> None:
+        """Delete a run and its artifacts; only its owner or an admin may."""
+        run = self.get(run_id)
+        if not is_admin and run.owner != user:
+            raise PermissionDeniedError(
+                "Only the run's owner or an admin can delete it.", f"Run {run_id} is {run.owner}'s."
+            )
+        if run.is_active:
+            raise RunStateError(
+                "This run is still queued or running.", "Stop it first, then delete it."
+            )
+        with self._connect() as conn:
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.artifact_dir(run_id), ignore_errors=True)
+
+    # ---- epochs -----------------------------------------------------------------------
+
+    def add_epoch(self, run_id: str, record: EpochRecord) -> None:
+        values = [getattr(record, f) for f in EPOCH_FIELDS]
+        with self._connect() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)})"
+                f" VALUES (?, {', '.join('?' * len(EPOCH_FIELDS))})",
+                (run_id, *values),
+            )
+
+    def epochs(self, run_id: str) -> list[EpochRecord]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(EPOCH_FIELDS)} FROM epochs WHERE run_id = ? ORDER BY epoch",
+                (run_id,),
+            ).fetchall()
+        return [EpochRecord(**dict(r)) for r in rows]
+
+    def clear_epochs(self, run_id: str, after: int = 0) -> None:
+        with self._connect() as conn:
+            conn.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, after))
+
+    # ---- artifacts --------------------------------------------------------------------
+
+    def artifact_dir(self, run_id: str) -> Path:
+        check_run_id(run_id)  # a typed id must not reach outside runs/ ("../..", "/etc")
+        return self.root / "runs" / run_id
+
+    def write_json(self, run_id: str, name: str, payload: Any) -> Path:
+        """Write an artifact atomically: a crash or a full disk never leaves half a file."""
+        folder = self.artifact_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / name
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        try:
+            tmp.write_text(json.dumps(payload, indent=1))
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return target
+
+    def read_json(self, run_id: str, name: str) -> Any:
+        path = self.artifact_dir(run_id) / name
+        if not path.exists():
+            raise RunStateError(f"Run {run_id} has no {name} yet.", "Wait until it has finished.")
+        try:
+            return json.loads(path.read_text())
+        except (ValueError, OSError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+            raise ArtifactError(
+                f"The file {name} of run {run_id} is damaged ({type(exc).__name__}).",
+                "Resume the run to write its results again, or delete it.",
+            ) from exc
+
+    def model_path(self, run_id: str) -> Path:
+        return self.artifact_dir(run_id) / "model.keras"
+
+
+def check_run_id(run_id: str) -> None:
+    """Refuse a run id that could not have been made by the store (it may come from a URL).
+
+    Raises:
+        RunNotFoundError: The id has characters other than letters, digits, ``_`` and ``-``.
+    """
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise RunNotFoundError(
+            f"No run with id {run_id!r}.",
+            "Run ids are letters and digits, e.g. 3f2a9c01be47; list runs with "
+            "`python -m tlcore runs`.",
+        )
+
+
+def _to_record(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    data["spec"] = RunSpec.from_dict(json.loads(data["spec"]))
+    data["notes"] = json.loads(data["notes"])
+    data["summary"] = json.loads(data["summary"]) if data["summary"] else None
+    data["stop_requested"] = bool(data["stop_requested"])
+    return RunRecord(**data)

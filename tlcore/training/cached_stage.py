@@ -1,0 +1,265 @@
+"""Train a stage on cached outputs of the frozen part of the network instead of on images.
+
+With BatchNorm in inference mode, everything below the first trainable layer computes the same
+output for an image in every epoch. So a stage can be split at a single tensor ("the cut"):
+the part below is run once per image (and cached on disk, see :mod:`tlcore.training.features`), the part
+above is a smaller model that *shares its layers* with the full classifier, so training it
+trains the classifier itself. Same seed, same result as training on images, at the cost of one
+forward pass instead of one per epoch.
+
+Augmentation changes the input every epoch, which defeats this. Two ways out, chosen by
+``TrainSpec.augment_views``: 0 trains on images (augmented on the fly, a full forward pass per
+epoch), N > 0 precomputes N augmented views of every training image and epoch ``e`` uses view
+``e % N`` (N forward passes in all, less variety than fresh augmentation).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tlcore.config import RunSpec
+from tlcore.data import Split
+from tlcore.data.array_cache import feature_key, ids_fingerprint
+from tlcore.training.features import FeatureCache
+from tlcore.training.folding import FrozenForward
+from tlcore.training.model import BACKBONE_LAYER, FreezePolicy, build_augmentation, preprocess_of
+
+FEATURE_BATCH = 16
+"""Images per call of the frozen part. Small batches keep a depthwise network's activations in
+the CPU's caches: MobileNetV2 ran at 345-390 images/s with 16, against 240-260 with 64
+(``bench/frozen_vs_recipe.py``'s diagnostic table), and pad at most 15 images per split."""
+
+
+@dataclass
+class CutPlan:
+    """Where a stage's network is split, and the two halves.
+
+    ``fold_batchnorm`` says whether the lower half runs with BatchNorm folded into its
+    convolutions (:mod:`tlcore.training.folding`). Only below the head: folding moves outputs in the
+    last bits, which a dense head does not notice, but training backbone layers on such
+    features amplifies it (one of eleven validation images flipped after two epochs in
+    ``test_cached_path_trains_the_same_model_as_the_image_path``), and a cached stage must
+    train like the image path.
+    """
+
+    cut_name: str
+    lower: keras.Model
+    upper: keras.Model
+    fold_batchnorm: bool = False
+
+
+def last_single_tensor_cut(backbone: keras.Model, first_trainable: int) -> int | None:
+    """Index of the latest layer below ``first_trainable`` whose output is the only tensor
+    that later layers read from the part before it, or None when there is none worth using."""
+    index = {layer.name: i for i, layer in enumerate(backbone.layers)}
+    parents = []
+    for layer in backbone.layers:
+        nodes = layer._inbound_nodes  # noqa: SLF001 - Keras exposes the graph only this way
+        if len(nodes) != 1:
+            return None
+        parents.append([index[p.operation.name] for p in nodes[0].parent_nodes])
+    count = len(backbone.layers)
+    for cut in range(first_trainable - 1, 0, -1):
+        if all(min(parents[j], default=cut) >= cut for j in range(cut + 1, count)):
+            return cut
+    return None
+
+
+def plan_cut(model: keras.Model, policy: FreezePolicy) -> CutPlan | None:
+    """Split the classifier below its trainable part, or None when that is not possible."""
+    head_input = model.get_layer("pool")
+    backbone = model.get_layer(BACKBONE_LAYER)
+    preprocess = preprocess_of(model)
+    images = keras.Input(model.input_shape[1:], name="image")
+    if policy.trainable_top == 0:
+        features = head_input(backbone(preprocess(images)))
+        lower = keras.Model(images, features, name="frozen_lower")
+        upper_input = keras.Input(features.shape[1:], name="features")
+        upper = keras.Model(upper_input, _head(model, upper_input), name="trainable_upper")
+        return CutPlan("pool", lower, upper, fold_batchnorm=True)
+    if policy.trainable_top is None:
+        return None
+    first_trainable = len(backbone.layers) - policy.trainable_top
+    cut = last_single_tensor_cut(backbone, first_trainable)
+    if cut is None:
+        return None
+    cut_tensor = backbone.layers[cut].output
+    backbone_lower = keras.Model(backbone.input, cut_tensor)
+    backbone_upper = keras.Model(cut_tensor, backbone.output)
+    lower = keras.Model(images, backbone_lower(preprocess(images)), name="frozen_lower")
+    upper_input = keras.Input(cut_tensor.shape[1:], name="features")
+    pooled = head_input(backbone_upper(upper_input))
+    upper = keras.Model(upper_input, _head(model, pooled), name="trainable_upper")
+    return CutPlan(backbone.layers[cut].name, lower, upper)
+
+
+def _head(model: keras.Model, pooled: keras.KerasTensor) -> keras.KerasTensor:
+    """The classifier's own dropout and dense layers, applied to pooled features."""
+    return model.get_layer("classifier")(model.get_layer("dropout")(pooled))
+
+
+def can_cache(spec: RunSpec, policy: FreezePolicy) -> bool:
+    train = spec.train
+    return (
+        train.feature_cache
+        and policy.trainable_top is not None
+        and (not train.augmentations or train.augment_views > 0)
+    )
+
+
+class StageFeatures:
+    """Computes (or reads back) the lower half's outputs for each split."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        plan: CutPlan,
+        weights_id: str,
+        cache: FeatureCache,
+        note: Callable[[str], None],
+    ) -> None:
+        self.spec = spec
+        self.plan = plan
+        self.weights_id = weights_id
+        self.cache = cache
+        self.note = note
+        self.seconds = 0.0
+        self.beside_training_seconds = 0.0
+        self.reused = 0
+        self.computed = 0
+        self._forward: Callable[[np.ndarray], object] | None = None
+        self.folded = 0
+
+    def _key(self, split_name: str, split: Split, view: int | None) -> str:
+        return feature_key({
+            "dataset": self.spec.dataset.__dict__,
+            "split": split_name,
+            "ids": ids_fingerprint(split.ids),
+            "backbone": self.spec.backbone.__dict__,
+            "weights": self.weights_id,
+            "cut": self.plan.cut_name,
+            "view": view,
+            "augment": list(self.spec.train.augmentations) if view is not None else [],
+            "seed": self.spec.train.seed,
+            "keras": keras.__version__,
+            "forward": "bn-folded" if self.plan.fold_batchnorm else "keras",
+        })
+
+    def compute(self, split_name: str, split: Split, view: int | None = None) -> np.ndarray:
+        def run() -> np.ndarray:
+            images = split.images
+            if view is not None:
+                augment = build_augmentation(self.spec.train.augmentations,
+                                             self.spec.train.seed + 1000 * (view + 1))
+                images = _batched(lambda x: augment(x, training=True), images)
+            return _batched(self._frozen_forward(), images)
+
+        started = time.perf_counter()
+        array, hit = self.cache.get_or_compute(self._key(split_name, split, view), run)
+        self.seconds += time.perf_counter() - started
+        if hit:
+            self.reused += 1
+        else:
+            self.computed += 1
+        return array
+
+    def _frozen_forward(self) -> Callable[[np.ndarray], object]:
+        """Built on first need: a run whose features are all cached never pays for it."""
+        if self._forward is None:
+            if self.plan.fold_batchnorm:
+                forward = FrozenForward(self.plan.lower)
+                self.folded = forward.folded
+                self._forward = forward
+            else:
+                self._forward = self.plan.lower.predict_on_batch
+        return self._forward
+
+    def compute_beside_training(self, split_name: str, split: Split) -> Future[np.ndarray]:
+        """``compute`` on a thread of its own, for a split that is needed only after ``fit``.
+
+        Training a head on cached features spends most of its time in Python on one core, so
+        the frozen part's kernels run beside it on the other instead of delaying the first
+        epoch. Call it after the other splits: those are computed on the calling thread.
+        """
+        def run() -> np.ndarray:
+            started = time.perf_counter()
+            array = self.compute(split_name, split)
+            self.beside_training_seconds += time.perf_counter() - started
+            return array
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlcore-features")
+        try:
+            return executor.submit(run)
+        finally:
+            executor.shutdown(wait=False)  # the thread ends once ``run`` returns
+
+    def training_views(self, split: Split) -> np.ndarray:
+        views = self.spec.train.augment_views if self.spec.train.augmentations else 0
+        if views == 0:
+            return self.compute("train", split)[None]
+        return np.stack([self.compute("train", split, view=v) for v in range(views)])
+
+    def summary(self) -> str:
+        return (
+            f"Frozen part up to {self.plan.cut_name} run once per image"
+            + (f" (BatchNorm folded into {self.folded} convolutions)" if self.folded else "")
+            + f": {self.computed} feature set(s) computed, {self.reused} reused from the cache, "
+            f"{self.seconds:.1f} s"
+            + (f", {self.beside_training_seconds:.1f} s of it while the head trained."
+               if self.beside_training_seconds else ".")
+        )
+
+
+def _batched(fn: Callable[[np.ndarray], object], images: np.ndarray) -> np.ndarray:
+    """``fn`` over chunks of images. For the frozen part, ``fn`` is traced (a
+    :class:`~tlcore.training.folding.FrozenForward` or ``predict_on_batch``): twice the throughput of
+    eager calls, at a seventh of the memory (measured by bench/frozen_vs_recipe.py).
+
+    Every chunk is padded to ``FEATURE_BATCH`` images: each row's output depends on that row
+    alone, and one input shape means one trace of the network instead of two.
+    """
+    chunks = []
+    for start in range(0, len(images), FEATURE_BATCH):
+        batch = images[start:start + FEATURE_BATCH].astype(np.float32)
+        count = len(batch)
+        if count < FEATURE_BATCH:
+            padding = np.zeros((FEATURE_BATCH - count, *batch.shape[1:]), np.float32)
+            batch = np.concatenate([batch, padding])
+        chunks.append(keras.ops.convert_to_numpy(fn(batch))[:count])
+    return np.concatenate(chunks) if chunks else np.zeros((0,), np.float32)
+
+
+def views_dataset(
+    views: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+) -> tuple[tf.data.Dataset, int]:
+    """Epoch ``e`` reads view ``e % len(views)`` in its own shuffled order.
+
+    Returns the dataset and the number of steps per epoch (it spans all epochs).
+    """
+    count = views.shape[1]
+    steps = math.ceil(count / batch_size)
+    features = tf.constant(views)
+    targets = tf.constant(labels)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        order = tf.data.Dataset.range(count).shuffle(count, seed=seed + epoch)
+        view = tf.math.floormod(epoch, views.shape[0])
+        return order.batch(batch_size).map(
+            lambda idx: (tf.gather(features[view], idx), tf.gather(targets, idx))
+        )
+
+    dataset = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(one_epoch)
+    return dataset.prefetch(tf.data.AUTOTUNE), steps
