@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test test-all bench
+.PHONY: run test test-all lint bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,7 +14,10 @@ $(VENV)/.installed: requirements.txt
 run: $(VENV)/.installed
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
-test: $(VENV)/.installed
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
 
 test-all: $(VENV)/.installed

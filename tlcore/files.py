@@ -34,13 +34,12 @@ def atomic_write(target: Path, content: Content, *, keep_suffix: bool = False) -
     suffix = f"-{target.name}" if keep_suffix else ".partial"
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
     partial = Path(name)
+    os.close(fd)
     try:
         if callable(content):
-            os.close(fd)
             content(partial)
         else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content.encode() if isinstance(content, str) else content)
+            partial.write_bytes(content.encode() if isinstance(content, str) else content)
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)

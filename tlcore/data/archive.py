@@ -9,6 +9,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -124,17 +125,64 @@ def _extract_members(
             f"The archive holds {len(members)} entries; at most {max_files} are allowed.",
             "Split the dataset into smaller archives or use a folder on the server.",
         )
-    targets = [(info, _member_path(info)) for info in members]
+    targets = _unique_targets(members)
     written = 0
     for info, relative in targets:
+        target = staging.joinpath(*relative.parts)
+        try:
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written = _copy_capped(archive, info, target, written, max_total_bytes)
+        except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise _member_error(info, exc) from exc
+
+
+def _unique_targets(members: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Each member with its safe path; two members that land on one path are refused.
+
+    Extracting both would silently keep the last one, so the archive would train on other
+    images than the ones its author sees in it. A folder entry repeated is harmless.
+    """
+    seen: dict[PurePosixPath, zipfile.ZipInfo] = {}
+    targets = []
+    for info in members:
+        relative = _member_path(info)
         if relative is None:
             continue
-        target = staging.joinpath(*relative.parts)
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        written = _copy_capped(archive, info, target, written, max_total_bytes)
+        earlier = seen.get(relative)
+        if earlier is not None and not (earlier.is_dir() and info.is_dir()):
+            raise UploadError(
+                f"The archive holds {info.filename!r} twice (or under two spellings of one "
+                "path); only one of them could be used.",
+                "Re-create the archive from the dataset folder, so every file appears once.",
+            )
+        seen[relative] = info
+        targets.append((info, relative))
+    return targets
+
+
+def _member_error(info: zipfile.ZipInfo, exc: BaseException) -> UploadError:
+    """What went wrong with one member, named as it is inside the archive (no server paths)."""
+    if isinstance(exc, (NotADirectoryError, FileExistsError, IsADirectoryError)):
+        return UploadError(
+            f"The archive member {info.filename!r} clashes with another member: one path is "
+            "both a file and a folder.",
+            "Rename the file or the folder in the dataset and zip it again.",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return UploadError(
+            f"The server's disk filled up while extracting {info.filename!r}.",
+            "Ask the server's administrator to free space, then upload the archive again.",
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)):
+        reason = "its compressed data is damaged"
+    return UploadError(
+        f"The archive member {info.filename!r} could not be read: {reason}.",
+        "Re-create the archive as a standard, unencrypted .zip and upload it again.",
+    )
 
 
 def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:

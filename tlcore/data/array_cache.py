@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
+
+from tlcore.files import atomic_write
 
 
 DEFAULT_CACHE_MB = 4096
@@ -76,14 +77,11 @@ class ArrayCache:
         """Store atomically (a crash never leaves a truncated entry), then evict."""
         if self._nbytes(value) > self.max_bytes:
             return
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
+        def write(partial: Path) -> None:
+            with partial.open("wb") as handle:
                 self._save(handle, value)
-            os.replace(tmp, self.path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        atomic_write(self.path(key), write)
         self.evict()
 
     def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:

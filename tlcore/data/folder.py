@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from tlcore.data.bundle import DatasetBundle, Progress
 from tlcore.errors import BadImageError, DatasetError
 from tlcore.images import IMAGE_EXTENSIONS, load_image
 from tlcore.paths import data_roots, is_inside, resolve_allowed
+
+HIDDEN_CHARACTER_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Unicode categories a class name may not hold: controls, format characters (bidi
+overrides, zero-width), surrogates, private-use and unassigned code points, line and
+paragraph separators."""
 
 IGNORED_FOLDERS = ("__MACOSX",)
 """Folders that archivers add and that never hold a class (hidden ones are skipped too)."""
@@ -72,6 +78,8 @@ def load_class_tree(
     class_dirs = visible_subfolders(root)
     if not class_dirs:
         raise _no_class_folders(root, where)
+    for class_dir in class_dirs:
+        check_class_folder(class_dir, allowed, where)
     files = [_image_files(class_dir) for class_dir in class_dirs]
     paths = [path for class_files in files for path in class_files]
     stamps = [_stamp(path) for path in paths]
@@ -102,6 +110,36 @@ def visible_subfolders(folder: Path) -> list[Path]:
         (entry for entry in folder.iterdir() if entry.is_dir() and _is_visible(entry.name)),
         key=lambda entry: entry.name,
     )
+
+
+def check_class_folder(class_dir: Path, allowed: Sequence[Path], where: str) -> None:
+    """Refuse a class folder that leads outside ``allowed`` or whose name cannot be a label.
+
+    A class folder that is a link to ``/`` would have every file under it listed, stat'ed and
+    shown as skipped, so the folder is checked before anything inside it is read, and the
+    message never says where the link points. A name holding a line break or another control
+    or formatting character (a right-to-left override) would print as something else and
+    break every line-based list of labels, such as ``labels.txt``.
+
+    Raises:
+        DatasetError: The folder resolves outside ``allowed``, or its name is not printable.
+    """
+    shown = printable(class_dir.name)
+    if not is_inside(class_dir.resolve(), allowed):
+        raise DatasetError(
+            f"{where} has a class folder {shown!r} that links outside the folders datasets may "
+            "be read from.",
+            "Copy that class's images into the dataset folder instead of linking to them.",
+        )
+    hidden = [char for char in shown if unicodedata.category(char) in HIDDEN_CHARACTER_CATEGORIES]
+    if hidden:
+        visible = "".join(rf"\u{ord(char):04x}" if char in hidden else char for char in shown)
+        raise DatasetError(
+            f"{where} has a class folder named '{visible}', which "
+            f"holds {len(hidden)} control or formatting character(s) (line breaks, direction "
+            "overrides) that would show its label as something else.",
+            "Rename the folder with letters, digits, spaces and punctuation only.",
+        )
 
 
 def _no_class_folders(root: Path, where: str) -> DatasetError:

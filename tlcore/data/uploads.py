@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from tlcore.errors import UploadError
+from tlcore.files import atomic_write
 from tlcore.images import check_upload_size
 from tlcore.paths import subdir
 
@@ -70,7 +71,5 @@ def save_upload(data: bytes, filename: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{digest}-{stem}.zip"
     if not target.is_file():
-        tmp = target.with_suffix(".partial")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write(target, data)
     return target
