@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Any
 
 from tlcore.config import DatasetSpec
@@ -23,6 +24,7 @@ from tlcore.data.cache import load_cached
 from tlcore.data.splits import check_class_counts, stratified_partition
 from tlcore.errors import BadImageError, DatasetError
 from tlcore.images import load_image
+from tlcore.paths import subdir
 
 COMMON_TFDS = (
     "tf_flowers",
@@ -142,12 +144,21 @@ def _content(builder: Any) -> dict[str, Any]:
     }
 
 
+def default_data_dir() -> Path:
+    """Where TFDS data is prepared when the spec names no ``data_dir``: under ``TL_HOME``.
+
+    TFDS' own default is ``~/tensorflow_datasets``; keeping it under the studio's home puts
+    prepared datasets beside the other caches, where the server's administrator looks.
+    """
+    return subdir("tensorflow_datasets")
+
+
 def _builder(name: str, data_dir: str | None) -> Any:
     """The TFDS builder for ``name``; unknown names become a DatasetError with suggestions."""
     import tensorflow_datasets as tfds
 
     try:
-        return tfds.builder(name, data_dir=data_dir)
+        return tfds.builder(name, data_dir=data_dir or str(default_data_dir()))
     except ValueError as exc:  # DatasetNotFoundError, unknown config or version
         close = difflib.get_close_matches(name, COMMON_TFDS, n=3) or COMMON_TFDS
         raise DatasetError(

@@ -1,0 +1,1 @@
+"""TFDS builders whose source files the tests write themselves (TFDS wants builders in a package)."""
