@@ -5,16 +5,16 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from tlcore.images import MAX_UPLOAD_BYTES, check_upload_size, load_image
+from tlcore.records import RunRecord, RunStatus
 from tlcore.report.plots import predictions_figure
-from tlcore.records import RunRecord
-from tlcore.report.summaries import accuracy_gain, comparison_rows, rows_to_csv, run_label, short_label
+from tlcore.report.summaries import accuracy_gain, comparison_rows, headline_accuracy, rows_to_csv, run_label
 from ui import exports, glue, widgets
 
 glue.require_frame(__file__)
 
 store = glue.store()
 st.title("Compare & Classify")
-finished = glue.attempt(store.list_runs, statuses=("finished",), doing="listing runs") or []
+finished = glue.attempt(store.list_runs, statuses={RunStatus.FINISHED}, doing="listing runs") or []
 if not finished:
     st.info("No finished runs yet. Train some first — the classic experiment on the Home page "
             "gives three runs worth comparing.")
@@ -24,11 +24,12 @@ if not finished:
 by_id = {run.id: run for run in finished}
 requested = [run_id for run_id in st.query_params.get(glue.COMPARE_PARAM, "").split(",") if run_id in by_id]
 chosen = st.multiselect("Finished runs (pick two or more to compare)", list(by_id),
-                        default=requested or list(by_id)[:2], format_func=lambda i: run_label(by_id[i]), key="compare.runs")
+                        default=requested or list(by_id)[:2], format_func=lambda i: run_label(by_id[i]),
+                        key="compare.runs")
 runs = [by_id[i] for i in chosen]
 if not runs:
     st.stop()
-labels = {run.id: short_label(run) for run in runs}
+labels = {run.id: run_label(run, short=True) for run in runs}
 
 st.header("Learning curves")
 left, right = st.columns(2)
@@ -45,16 +46,16 @@ st.dataframe(table, hide_index=True, column_config={
     "test accuracy": percent, "best val accuracy": percent,
     "macro F1": st.column_config.NumberColumn(format="%.3f"),
     "train time (s)": st.column_config.NumberColumn(format="%.1f")})
-baseline = (runs[0].summary or {}).get("test_accuracy", 0)
-for col, run in zip(st.columns(min(len(runs), 4)), runs[:4]):
-    accuracy = (run.summary or {}).get("test_accuracy", 0)
+baseline = headline_accuracy(runs[0])
+for col, run in zip(st.columns(min(len(runs), 4)), runs[:4], strict=True):
+    accuracy = headline_accuracy(run)
     col.metric(labels[run.id], f"{accuracy:.1%}", help="Accuracy on the held-out test split",
                delta=accuracy_gain(accuracy, baseline, runs[0].id) if run is not runs[0] else None,
                delta_color="off" if round(accuracy - baseline, 3) == 0 else "normal")
 downloads = st.columns(1 + len(runs))
 downloads[0].download_button("Table as CSV", rows_to_csv(rows), "comparison.csv", "text/csv",
                              key="compare.csv", on_click="ignore", icon=":material/download:")
-for col, run in zip(downloads[1:], runs):
+for col, run in zip(downloads[1:], runs, strict=True):
     col.download_button(f"Model {run.id} (.keras)", store.model_path(run.id).read_bytes,
                         f"{run.id}.keras", "application/octet-stream", key=f"compare.model.{run.id}",
                         on_click="ignore", icon=":material/download:")
@@ -66,7 +67,7 @@ for run in runs:
         reports[run.id] = glue.finished_report(run)
 st.header("Confusion matrices")
 for start in range(0, len(runs), 3):
-    for col, run in zip(st.columns(3), runs[start:start + 3]):
+    for col, run in zip(st.columns(3), runs[start:start + 3], strict=False):  # the last row may be short
         if run.id in reports:
             col.plotly_chart(glue.confusion_chart(run, labels[run.id]), key=f"compare.confusion.{run.id}")
 st.plotly_chart(glue.per_class_f1_chart([run for run in runs if run.id in reports], labels), key="compare.f1")
@@ -74,8 +75,9 @@ st.plotly_chart(glue.per_class_f1_chart([run for run in runs if run.id in report
 st.header("Most confident mistakes")
 for run in runs:
     mistakes = reports[run.id].mistakes if run.id in reports else []
-    folder = store.artifact_dir(run.id) / "mistakes"
-    shown = [(folder / f"{rank:02d}.png", m) for rank, m in enumerate(mistakes) if (folder / f"{rank:02d}.png").exists()]
+    artifacts = store.artifacts(run.id)
+    thumbnails = [(artifacts.mistake_thumbnail(rank), m) for rank, m in enumerate(mistakes)]
+    shown = [(path, m) for path, m in thumbnails if path.exists()]
     with st.expander(f"{labels[run.id]} — {len(mistakes)} mistake(s) shown", expanded=len(runs) == 1):
         if not shown:
             st.caption("No mistakes on the test split." if not mistakes else "No images were saved.")

@@ -8,11 +8,14 @@ import dataclasses
 import streamlit as st
 
 from tlcore.config import RunSpec
-from tlcore.training.estimate import (
-    augmentation_costs, estimate_epoch_seconds, estimate_run_seconds, format_seconds,
-)
 from tlcore.runs.checks import spec_problems, spec_warnings
 from tlcore.runs.experiments import list_experiments, load_experiment, save_experiment
+from tlcore.training.estimate import (
+    augmentation_costs,
+    estimate_epoch_seconds,
+    estimate_run_seconds,
+    format_seconds,
+)
 from ui import forms, glue, widgets
 
 glue.require_frame(__file__)
@@ -63,14 +66,16 @@ if problems == []:
     images = preview.train_images if preview else 1000
     cols = st.columns(3)
     cols[0].metric("Time per epoch (estimate)", format_seconds(estimate_epoch_seconds(spec, images)))
-    cols[1].metric(f"Whole run, {train.total_epochs} epoch(s)", format_seconds(estimate_run_seconds(spec, images)))
+    cols[1].metric(f"Whole run, {train.total_epochs} epoch(s)",
+                   format_seconds(estimate_run_seconds(spec, images)))
     cols[2].caption(f"Rule of thumb for this 2-core server and {images:,} training images"
                     + ("." if preview else " (preview the dataset to use its real size)."))
     if train.augmentations and train.strategy != "scratch":
         st.caption(augmentation_costs(spec, images))
 
 st.subheader("4 · Save")
-name = st.text_input("Experiment name", value=draft.name, key="configure.name", placeholder="e.g. shapes-frozen")
+name = st.text_input("Experiment name", value=draft.name, key="configure.name",
+                     placeholder="e.g. shapes-frozen")
 if problems != []:
     st.caption("Fix the settings marked above to save.")
 elif not name.strip():

@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from tlcore.runs import jobs
 from tlcore.config import RunSpec
+from tlcore.records import RunRecord, RunStatus
+from tlcore.report.summaries import accuracy_gain, headline_accuracy, run_label, run_name
+from tlcore.runs import jobs
 from tlcore.runs.checks import spec_problems, spec_warnings
 from tlcore.runs.experiments import classic_experiment, classic_runs
-from tlcore.records import RunRecord
-from tlcore.report.summaries import accuracy_gain, run_label, short_label
 from ui import auth, glue, widgets
 
 glue.require_frame(__file__)
@@ -58,7 +58,8 @@ def stored_classic_runs(spec: RunSpec) -> list[RunRecord]:
 
 
 already = stored_classic_runs(spec)
-settled = len(already) == len(runs) and all(run.status == "finished" or run.is_active for run in already)
+settled = len(already) == len(runs) and all(run.status == RunStatus.FINISHED or run.is_active
+                                            for run in already)
 if st.button("Run the classic experiment", type="primary", key="home.classic",
              icon=":material/play_arrow:", disabled=bool(problems) or settled):
     with glue.friendly("queuing the classic experiment"):
@@ -88,18 +89,18 @@ def classic_results(spec: RunSpec, live: bool) -> None:
     for run in found:
         st.page_link(widgets.TRAIN_PAGE, label=f"{run_label(run)} — {run.status}",
                      icon=":material/monitoring:", query_params={glue.RUN_PARAM: run.id})
-    finished = [run for run in found if run.status == "finished"]
+    finished = [run for run in found if run.status == RunStatus.FINISHED]
     if finished:
         st.markdown("**Results**")
         curves, scores = st.columns([3, 2])
-        labels = {run.id: run.name or short_label(run) for run in finished}
+        labels = {run.id: run_name(run, short=True) for run in finished}
         curves.plotly_chart(glue.comparison_chart(finished, labels, "val_accuracy"), key="home.curves")
         baseline = next((run for run in finished if run.spec.train.strategy == "scratch"), None)
         for run in finished:
-            accuracy = (run.summary or {}).get("test_accuracy", 0)
+            accuracy = headline_accuracy(run)
             gain = None
             if baseline is not None and run is not baseline:
-                gain = accuracy_gain(accuracy, (baseline.summary or {}).get("test_accuracy", 0), "scratch")
+                gain = accuracy_gain(accuracy, headline_accuracy(baseline), "scratch")
             scores.metric(f"{labels[run.id]}: test accuracy", f"{accuracy:.1%}", delta=gain,
                           help="Accuracy on the held-out test split")
         st.page_link(widgets.COMPARE_PAGE, icon=":material/compare:",

@@ -3,13 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from tlcore.runs import jobs
-from tlcore.runs.access import can_manage, require_manage
 from tlcore.errors import RunNotFoundError
-from tlcore.training.estimate import eta_seconds, format_seconds
-from tlcore.runs.experiments import list_experiments, load_experiment
+from tlcore.records import RunRecord, RunStatus, RunSummary
 from tlcore.report.plots import history_figure
 from tlcore.report.summaries import history_rows, run_label
+from tlcore.runs import jobs
+from tlcore.runs.access import can_manage, require_manage
+from tlcore.runs.experiments import list_experiments, load_experiment
+from tlcore.training.estimate import eta_seconds, format_seconds
 from ui import auth, glue, widgets
 
 glue.require_frame(__file__)
@@ -41,12 +42,12 @@ else:
                 st.rerun()  # so the sidebar lists the new job and starts following it
 
 
-def launch_notice(run) -> None:
+def launch_notice(run: RunRecord) -> None:
     """Say what the last Launch did, when it concerns the watched run."""
     launched = st.session_state.get("train.launched")
     if not launched or launched[0] != run.id:
         return
-    if launched[1] and run.status == "finished":
+    if launched[1] and run.status == RunStatus.FINISHED:
         st.success("An identical run finished earlier — showing its results. "
                    "Tick “Train again” to retrain it.", icon=":material/recycling:")
     elif launched[1]:
@@ -57,6 +58,16 @@ def run_panel(run_id: str, live: bool) -> None:
     """One run: progress, live curves, results; re-read from the store on every poll."""
     with glue.friendly("showing the run"):
         draw_run(run_id, live)
+
+
+def summary_cards(summary: RunSummary) -> None:
+    """A finished run's headline numbers; summaries of older versions may lack some of them."""
+    cols = st.columns(5)
+    cols[0].metric("Test accuracy", f"{summary.test_accuracy:.1%}")
+    cols[1].metric("Macro F1", f"{summary.macro_f1 or 0:.3f}")
+    cols[2].metric("Best val accuracy", f"{summary.best_val_accuracy or 0:.1%}")
+    cols[3].metric("Train time", format_seconds(summary.train_seconds))
+    cols[4].metric("Trainable params", f"{summary.trainable_params or 0:,}")
 
 
 def draw_run(run_id: str, live: bool) -> None:
@@ -71,9 +82,10 @@ def draw_run(run_id: str, live: bool) -> None:
     # from then on the run is done training, so no progress bar or Stop next to its results.
     if run.is_active and not run.summary:
         bar_col, stop_col = st.columns([5, 1], vertical_alignment="bottom")
-        if stop_col.button("Cancel" if run.status == "queued" else "Stop", icon=":material/stop:",
-                           key="train.stop", disabled=not can_manage(user, run),
-                           help=None if can_manage(user, run) else f"Only {run.owner} or an admin can stop it."):
+        allowed = can_manage(user, run)
+        if stop_col.button("Cancel" if run.status == RunStatus.QUEUED else "Stop", icon=":material/stop:",
+                           key="train.stop", disabled=not allowed,
+                           help=None if allowed else f"Only {run.owner} or an admin can stop it."):
             run = jobs.cancel(run.id, store)
         position = store.queue_position(run.id)
         epochs_done = [e.seconds for e in store.epochs(run.id)]
@@ -86,18 +98,12 @@ def draw_run(run_id: str, live: bool) -> None:
         st.plotly_chart(history_figure(history, run.spec.train.total_epochs), key="train.curves")
     elif run.is_active:
         st.caption("The curves appear after the first epoch.")
-    if run.status == "failed":
+    if run.status == RunStatus.FAILED:
         st.error(f"The run failed: {run.error}", icon=":material/error:")
-    elif run.status == "stopped":
+    elif run.status == RunStatus.STOPPED:
         st.warning("The run was stopped" + (" after the epochs shown." if history else "."))
     if run.summary:
-        s = run.summary
-        cols = st.columns(5)
-        cols[0].metric("Test accuracy", f"{s.get('test_accuracy', 0):.1%}")
-        cols[1].metric("Macro F1", f"{s.get('macro_f1', 0):.3f}")
-        cols[2].metric("Best val accuracy", f"{s.get('best_val_accuracy') or 0:.1%}")
-        cols[3].metric("Train time", format_seconds(s.get("train_seconds")))
-        cols[4].metric("Trainable params", f"{s.get('trainable_params', 0):,}")
+        summary_cards(run.summary)
     if run.notes:
         with st.expander(f"Run log ({len(run.notes)} notes)"):
             st.markdown("\n".join(f"- {note}" for note in run.notes))

@@ -21,7 +21,7 @@ from tlcore.errors import RunStateError, StorageError, TLError
 from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run
 from tlcore.deploy.export_check import ExportCheck
 from tlcore.runs.jobs import check_spec
-from tlcore.records import EpochRecord, RunRecord
+from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus
 from tlcore.runs.store import RunStore
 from tlcore.report.summaries import comparison_rows, rows_to_csv
 
@@ -100,7 +100,7 @@ def run_payload(store: RunStore, run: RunRecord) -> dict[str, Any]:
         "test": None,
     }
     if store.model_path(run.id).exists():
-        report = store.read_json(run.id, "report.json")
+        report = store.read_json(run.id, RunArtifacts.REPORT)
         payload["class_names"] = report["class_names"]
         payload["test"] = {
             "accuracy": report["accuracy"],
@@ -163,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _say(args, f"Reusing finished run {run.id} (same settings); pass --force to retrain.")
     payload = {**run_payload(store, run), "cached": reused}
     _emit(args, payload, _describe_run)
-    return 0 if run.status in ("finished", "stopped") else 1
+    return 0 if run.status in (RunStatus.FINISHED, RunStatus.STOPPED) else 1
 
 
 def _follow(store: RunStore, run_id: str) -> RunRecord:
@@ -213,12 +213,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _run_row(run: RunRecord) -> dict[str, Any]:
     """One line of ``runs`` and ``classic``: what people compare runs by."""
-    summary = run.summary or {}
+    summary = run.summary
     return {
         "run_id": run.id, "status": run.status, "strategy": run.spec.train.strategy,
         "backbone": run.spec.backbone.name, "dataset": run.spec.dataset.source,
-        "epochs": run.spec.train.total_epochs, "test_accuracy": summary.get("test_accuracy"),
-        "train_seconds": summary.get("train_seconds"), "name": run.name,
+        "epochs": run.spec.train.total_epochs, "test_accuracy": summary and summary.test_accuracy,
+        "train_seconds": summary and summary.train_seconds, "name": run.name,
     }
 
 
@@ -235,7 +235,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """The Compare page's test-metrics table (and its CSV download) for the runs named."""
     store = RunStore()
     runs = [store.get(run_id) for run_id in args.run_ids]
-    unfinished = [run for run in runs if run.status != "finished"]
+    unfinished = [run for run in runs if run.status != RunStatus.FINISHED]
     if unfinished:
         raise RunStateError(
             "Only finished runs have test metrics to compare: "

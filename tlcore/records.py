@@ -1,4 +1,4 @@
-"""Records that several rooms share: a run as stored and one finished epoch.
+"""Records that several rooms share: a run as stored, its status, summary and files, one epoch.
 
 They sit below the store, the training loop, the reports and the pages alike, so none of those
 has to import another to speak about a run.
@@ -6,15 +6,28 @@ has to import another to speak about a run.
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
 
 from tlcore.config import RunSpec
 
-ACTIVE = ("queued", "running")
-TERMINAL = ("finished", "failed", "stopped")
-STATUSES = ACTIVE + TERMINAL
+
+class RunStatus(StrEnum):
+    """Where a run stands. A ``StrEnum``, so the store keeps the plain string and JSON too."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+TERMINAL = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED})
 
 EPOCH_FIELDS = (
     "epoch", "stage", "loss", "accuracy", "val_loss", "val_accuracy",
@@ -40,6 +53,118 @@ class EpochRecord:
         return asdict(self)
 
 
+_OLD_TOP_K_KEY = re.compile(r"test_top(\d+)_accuracy")
+"""Summaries written before ``top_k`` was a field named the top-k accuracy ``test_top3_accuracy``."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A finished run's headline test metrics and costs, as the tables and metric cards show them.
+
+    Every field but ``test_accuracy`` may be missing from summaries stored by older versions,
+    so those default to None (or empty counts) instead of failing the whole run list.
+    """
+
+    test_accuracy: float
+    macro_f1: float | None = None
+    top_k: int | None = None
+    test_top_k_accuracy: float | None = None
+    best_val_accuracy: float | None = None
+    trainable_params: int | None = None
+    total_params: int | None = None
+    train_seconds: float | None = None
+    epochs: int | None = None
+    num_classes: int | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Split name -> class name -> number of images."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        """Read a stored summary; unknown keys are ignored, missing optional ones left empty."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        if values.get("top_k") is None:
+            for key, value in data.items():
+                match = _OLD_TOP_K_KEY.fullmatch(key)
+                if match:
+                    values.update(top_k=int(match.group(1)), test_top_k_accuracy=value)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunArtifacts:
+    """The files of one run's folder, named in this one place.
+
+    The runner writes them, the pages, the CLI, serving and exports read them, and deleting
+    the run deletes the folder.
+    """
+
+    folder: Path
+
+    REPORT: ClassVar[str] = "report.json"
+    CLASS_NAMES: ClassVar[str] = "class_names.json"
+    """JSON artifacts, by the name :meth:`RunStore.read_json` and ``write_json`` take."""
+
+    @property
+    def run_id(self) -> str:
+        return self.folder.name
+
+    @property
+    def model(self) -> Path:
+        return self.folder / "model.keras"
+
+    @property
+    def partial_model(self) -> Path:
+        """Where the model is saved first, then renamed to :attr:`model` (Keras wants the suffix)."""
+        return self.folder / "model.partial.keras"
+
+    @property
+    def report(self) -> Path:
+        return self.folder / self.REPORT
+
+    @property
+    def class_names(self) -> Path:
+        return self.folder / self.CLASS_NAMES
+
+    @property
+    def mistakes(self) -> Path:
+        """Thumbnails of the worst test mistakes (TFDS and builtin images have no file to show)."""
+        return self.folder / "mistakes"
+
+    def mistake_thumbnail(self, rank: int) -> Path:
+        return self.mistakes / f"{rank:02d}.png"
+
+    @property
+    def results(self) -> tuple[Path, ...]:
+        """What a finished run's results are: written together and removed together."""
+        return (self.model, self.report, self.class_names, self.mistakes)
+
+    @property
+    def checkpoint(self) -> Path:
+        """Folder of the last finished epoch's checkpoint, which a resumed run continues from."""
+        return self.folder / "checkpoint"
+
+    @property
+    def worker_log(self) -> Path:
+        return self.folder / "worker.log"
+
+    @property
+    def disk_full_marker(self) -> Path:
+        """Empty file a worker leaves when a full disk kept the store from recording its end."""
+        return self.folder / "disk-full"
+
+    @property
+    def exports(self) -> Path:
+        return self.folder / "exports"
+
+    def export(self, format_name: str) -> Path:
+        """The deployable zip of the run's model in ``format_name``."""
+        return self.exports / f"{self.run_id}-{format_name}.zip"
+
+
 @dataclass
 class RunRecord:
     """A run as stored; ``summary`` holds the headline test metrics once finished."""
@@ -48,7 +173,7 @@ class RunRecord:
     key: str
     name: str
     spec: RunSpec
-    status: str
+    status: RunStatus
     owner: str | None
     created_at: float
     started_at: float | None = None
@@ -59,7 +184,7 @@ class RunRecord:
     stop_requested: bool = False
     progress: float = 0.0
     notes: list[str] = field(default_factory=list)
-    summary: dict[str, Any] | None = None
+    summary: RunSummary | None = None
 
     @property
     def is_active(self) -> bool:
@@ -70,13 +195,3 @@ class RunRecord:
         if self.started_at is None:
             return None
         return (self.finished_at or time.time()) - self.started_at
-
-    @property
-    def label(self) -> str:
-        return self.name or f"{self.spec.describe()} ({self.id})"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["spec"] = self.spec.to_dict()
-        data["duration"] = self.duration
-        return data

@@ -31,7 +31,8 @@ def export_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
         built = glue.attempt(ready_export, run_id, format_name, store, doing="looking for the export")
         action = st.empty()
         if built is None and action.button("Build the export", key="compare.export", icon=":material/build:"):
-            with st.spinner("Converting the model: 10-30 s on two cores…"), glue.friendly(f"exporting run {run_id}"):
+            converting = st.spinner("Converting the model: 10-30 s on two cores…")
+            with converting, glue.friendly(f"exporting run {run_id}"):
                 built = export_run(run_id, format_name, store)
                 action.empty()  # the download takes the button's place
         if built is not None:

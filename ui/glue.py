@@ -13,9 +13,10 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -24,14 +25,14 @@ from streamlit.runtime.scriptrunner import script_runner
 
 from tlcore.backbones import describe_catalogue
 from tlcore.config import DatasetSpec, RunSpec
-from tlcore.errors import TLError
-from tlcore.report.evaluate import EvalReport
-from tlcore.runs.experiments import list_experiments, load_experiment
-from tlcore.paths import keras_models_dir, tl_home
-from tlcore.report.plots import comparison_figure, confusion_figure, per_class_f1_figure
 from tlcore.data.preview import DatasetPreview, preview_dataset
 from tlcore.deploy.serving import LoadedRun, load_run
-from tlcore.records import RunRecord
+from tlcore.errors import TLError
+from tlcore.paths import keras_models_dir, tl_home
+from tlcore.records import RunArtifacts, RunRecord
+from tlcore.report.evaluate import EvalReport
+from tlcore.report.plots import comparison_figure, confusion_figure, per_class_f1_figure
+from tlcore.runs.experiments import list_experiments, load_experiment
 from tlcore.runs.store import RunStore
 
 log = logging.getLogger("tlstudio.ui")
@@ -246,7 +247,7 @@ def _keys(runs: list[RunRecord], labels: dict[str, str]) -> tuple[RunKey, ...]:
 @st.cache_resource(max_entries=256, show_spinner=False)
 def _report(home: str, run_id: str, finished_at: float) -> EvalReport:
     del finished_at  # part of the key only
-    return EvalReport.from_dict(RunStore(root=Path(home)).read_json(run_id, "report.json"))
+    return EvalReport.from_dict(RunStore(root=Path(home)).read_json(run_id, RunArtifacts.REPORT))
 
 
 def finished_report(run: RunRecord) -> EvalReport:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tlcore.runs import jobs
 from tlcore.records import ACTIVE, RunRecord
+from tlcore.report.summaries import run_name
+from tlcore.runs import jobs
 from ui import glue
 
 TRAIN_PAGE = "pages/train.py"
@@ -37,7 +38,7 @@ def _jobs_panel(train_page: st.Page, was_busy: bool) -> None:
 
 def _job_entry(run: RunRecord, position: int | None, train_page: st.Page) -> None:
     with st.container(border=True):
-        st.markdown(f"**{run.name or run.spec.train.strategy}**  \n`{run.id}` · {run.status}")
+        st.markdown(f"**{run_name(run, short=True)}**  \n`{run.id}` · {run.status}")
         text = f"queue position {position}" if position else f"{run.progress:.0%}"
         st.progress(min(max(run.progress, 0.0), 1.0), text=text)
         st.page_link(train_page, label="Watch on the Train page", icon=":material/monitoring:",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
@@ -20,8 +20,8 @@ from streamlit.runtime.pages_manager import PagesManager
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from specs import tiny_spec  # noqa: E402  (tests/tlcore/specs.py: the shared tiny run)
 
-from tlcore.runs import jobs  # noqa: E402
 from tlcore.records import ACTIVE  # noqa: E402
+from tlcore.runs import jobs  # noqa: E402
 from tlcore.runs.store import RunStore  # noqa: E402
 
 

@@ -21,13 +21,14 @@ def test_two_runs_side_by_side_with_metrics_downloads_and_mistakes(with_trained_
     assert not at.exception and not at.error
     assert sorted(at.multiselect(key="compare.runs").value) == sorted(with_trained_runs.run_ids)
     table = at.dataframe[0].value
-    assert len(table) == 2 and {"test accuracy", "macro F1", "train time (s)", "trainable params", "epochs"} <= set(table.columns)
+    columns = {"test accuracy", "macro F1", "train time (s)", "trainable params", "epochs"}
+    assert len(table) == 2 and columns <= set(table.columns)
     assert sorted(m.label.split(" · ")[-1] for m in at.metric) == sorted(with_trained_runs.run_ids)
     assert all(m.value.endswith("%") for m in at.metric)
-    shown = dict(zip(table["run"].str.split(" · ").str[-1], table["test accuracy"]))
+    shown = dict(zip(table["run"].str.split(" · ").str[-1], table["test accuracy"], strict=True))
     store = RunStore()
     for run_id, percent in shown.items():
-        assert percent == pytest.approx(100 * store.get(run_id).summary["test_accuracy"])
+        assert percent == pytest.approx(100 * store.get(run_id).summary.test_accuracy)
     assert len(at.get("plotly_chart")) >= 5  # 2 curves, 2 confusion matrices, per-class F1
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Table as CSV" in labels and sum(label.startswith("Model ") for label in labels) == 2
@@ -43,7 +44,7 @@ def test_uploaded_images_are_classified_by_every_run_and_bad_ones_explained(with
     at.run()
     assert not at.exception
     assert any("could not be decoded" in e.value for e in at.error)
-    assert len([c for c in at.get("plotly_chart")]) >= 6  # one predictions chart for the good image
+    assert len(at.get("plotly_chart")) >= 6  # one predictions chart for the good image
     result = texts(at)
     assert all(run_id in result for run_id in with_trained_runs.run_ids)
     assert "**broken.png**" in [m.value for m in at.markdown]
@@ -68,7 +69,8 @@ def fake_conversion(monkeypatch) -> list[str]:
         Path(path).write_bytes(b"TFL3")
 
     monkeypatch.setattr(keras.Model, "export", convert)
-    monkeypatch.setattr("tlcore.deploy.export.check_export", lambda *args: ExportCheck(75, 150, 0.68, 0.68, 0.96))
+    monkeypatch.setattr("tlcore.deploy.export.check_export",
+                        lambda *args: ExportCheck(75, 150, 0.68, 0.68, 0.96))
     return formats
 
 
@@ -89,7 +91,7 @@ def test_export_panel_builds_a_zip_once_then_offers_it_for_download(writable_tra
     assert [w.value for w in at.warning] == [
         "On 75 test images (a sample of 150): this file 68.0%, the studio's model 68.0%; "
         "same top class on 96.0% of them."]
-    zipped = RunStore().artifact_dir(second) / "exports" / f"{second}-tflite_quantized.zip"
+    zipped = RunStore().artifacts(second).export("tflite_quantized")
     with zipfile.ZipFile(zipped) as archive:
         assert sorted(archive.namelist()) == ["labels.txt", "metadata.json", "model.tflite"]
     open_app("pages/compare.py")

@@ -4,8 +4,8 @@ import psutil
 from apptools import open_app, texts
 from specs import tiny_spec
 
-from tlcore.runs.experiments import classic_experiment, save_experiment
 from tlcore.records import EpochRecord
+from tlcore.runs.experiments import classic_experiment, save_experiment
 from tlcore.runs.store import RunStore
 
 

@@ -17,15 +17,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from archives import dataset_entries, make_zip
 from imagegen import encode, random_pixels
 from specs import tiny_spec
-from test_archive import dataset_entries, make_zip
 
-from tlcore.runs import jobs
 from tlcore.cli import main
 from tlcore.config import BackboneSpec, DatasetSpec
 from tlcore.data import load_dataset
 from tlcore.data.archive import MAX_ARCHIVE_FILES, safe_extract
+from tlcore.deploy.serving import load_run
 from tlcore.errors import (
     ArtifactError,
     BackboneError,
@@ -36,9 +36,9 @@ from tlcore.errors import (
     RunStateError,
     UploadError,
 )
-from tlcore.report.evaluate import predict
 from tlcore.images import load_image
-from tlcore.deploy.serving import load_run
+from tlcore.report.evaluate import predict
+from tlcore.runs import jobs
 from tlcore.runs.store import RunStore
 
 # --- images -------------------------------------------------------------------------------

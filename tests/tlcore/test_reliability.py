@@ -177,17 +177,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, EvalRe
         return result, evaluate(result.model, result.bundle.test, result.bundle.class_names)
 
 
-def fail_on_tmp_file(name: str):
-    """A Path.write_text that writes half of ``name``'s temporary file, then finds the disk full."""
-    original = Path.write_text
+def fail_on_partial_file(name: str):
+    """A Path.write_bytes that writes half of ``name``'s temporary file, then finds the disk full."""
+    original = Path.write_bytes
 
-    def write_text(self: Path, data: str, *args: object, **kwargs: object) -> int:
-        if self.name == name + ".tmp":
-            original(self, data[: len(data) // 2], *args, **kwargs)
+    def write_bytes(self: Path, data: bytes) -> int:
+        if self.name.startswith(f".{name}.") and self.name.endswith(".partial"):
+            original(self, data[: len(data) // 2])
             disk_full()
-        return original(self, data, *args, **kwargs)
+        return original(self, data)
 
-    return write_text
+    return write_bytes
 
 
 def half_a_model(self: keras.Model, path: str | Path, *args: object, **kwargs: object) -> None:
@@ -205,11 +205,11 @@ def test_a_full_disk_while_saving_leaves_no_artifacts(monkeypatch, trained, step
     elif step == "thumbnails":
         monkeypatch.setattr(Image.Image, "save", disk_full)
     else:
-        monkeypatch.setattr(Path, "write_text", fail_on_tmp_file(f"{step}.json"))
+        monkeypatch.setattr(Path, "write_bytes", fail_on_partial_file(f"{step}.json"))
     with pytest.raises(OSError):
         save_artifacts(store, run.id, result, report)
     folder = store.artifact_dir(run.id)
-    assert [p.name for p in folder.iterdir() if p.name in RESULT_FILES or p.suffix == ".tmp"] == []
+    assert [p.name for p in folder.iterdir() if p.name in RESULT_FILES or p.name.startswith(".")] == []
     assert store.get(run.id).summary is None
 
     monkeypatch.undo()  # space freed: the same call now writes the complete set
@@ -335,7 +335,7 @@ def test_a_full_disk_that_stops_sqlite_too_is_recorded_by_the_reaper(monkeypatch
 
     assert jobs.run_worker(run_id, store) == jobs.EXIT_DISK_FULL
     assert store.get(run_id).status == "running"  # the worker could not record anything
-    assert (store.artifact_dir(run_id) / jobs.DISK_FULL_MARKER).exists()
+    assert store.artifacts(run_id).disk_full_marker.exists()
     assert len(history(store, run_id)) == (0 if fills == "before-the-claim" else 1)
 
     monkeypatch.undo()  # space freed; the worker has exited
@@ -345,7 +345,7 @@ def test_a_full_disk_that_stops_sqlite_too_is_recorded_by_the_reaper(monkeypatch
     assert failed.error.startswith("The server ran out of disk space")
     assert "Free some space" in failed.error and "resume the run" in failed.error
     assert "died" not in failed.error
-    assert not (store.artifact_dir(run_id) / jobs.DISK_FULL_MARKER).exists()
+    assert not store.artifacts(run_id).disk_full_marker.exists()
 
     store.requeue(run_id)
     assert jobs.run_worker(run_id, store) == 0
@@ -356,7 +356,7 @@ def test_a_full_disk_that_stops_sqlite_too_is_recorded_by_the_reaper(monkeypatch
 def test_a_worker_killed_after_an_earlier_full_disk_is_not_blamed_on_the_disk(monkeypatch) -> None:
     store = RunStore()
     run_id = dispatched_run(store, epochs=1)
-    (store.artifact_dir(run_id) / jobs.DISK_FULL_MARKER).touch()  # left by an earlier attempt
+    store.artifacts(run_id).disk_full_marker.touch()  # left by an earlier attempt
     jobs.claim_for_this_process(store, run_id)
     die_like_a_killed_worker(store, run_id)
     assert "died without finishing" in store.get(run_id).error

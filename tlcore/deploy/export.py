@@ -23,12 +23,10 @@ import keras
 import tensorflow as tf
 
 from tlcore.config import DatasetSpec
-from tlcore.errors import ConfigError, ExportError, StorageError, TLError
 from tlcore.deploy.export_check import check_export
 from tlcore.deploy.serving import LoadedRun, load_run
+from tlcore.errors import ConfigError, ExportError, StorageError, TLError
 from tlcore.runs.store import RunStore
-
-EXPORTS_FOLDER = "exports"
 
 
 @dataclass(frozen=True)
@@ -65,10 +63,6 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
 }
 
 
-def export_path(run_id: str, format_name: str, store: RunStore) -> Path:
-    return store.artifact_dir(run_id) / EXPORTS_FOLDER / f"{run_id}-{format_name}.zip"
-
-
 def metadata_path(export: Path) -> Path:
     return export.with_suffix(".json")
 
@@ -83,7 +77,8 @@ def export_metadata(export: Path) -> dict[str, Any] | None:
 
 def ready_export(run_id: str, format_name: str, store: RunStore) -> Path | None:
     """The export built from the run's current model, if there is one (a resumed run's is stale)."""
-    target, model = export_path(run_id, format_name, store), store.model_path(run_id)
+    artifacts = store.artifacts(run_id)
+    target, model = artifacts.export(format_name), artifacts.model
     if target.exists() and model.exists() and target.stat().st_mtime >= model.stat().st_mtime:
         return target
     return None
@@ -114,7 +109,7 @@ def export_run(run_id: str, format_name: str, store: RunStore | None = None) -> 
     ready = ready_export(run_id, format_name, store)
     if ready is not None:
         return ready
-    target = export_path(run_id, format_name, store)
+    target = store.artifacts(run_id).export(format_name)
     dataset = store.get(run_id).spec.dataset
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +124,9 @@ def export_run(run_id: str, format_name: str, store: RunStore | None = None) -> 
     return target
 
 
-def _build_package(loaded: LoadedRun, format_name: str, dataset: DatasetSpec, package: Path) -> dict[str, Any]:
+def _build_package(
+    loaded: LoadedRun, format_name: str, dataset: DatasetSpec, package: Path
+) -> dict[str, Any]:
     """The model, checked on the test images, with its labels and metadata in ``package``."""
     export_format = EXPORT_FORMATS[format_name]
     package.mkdir()

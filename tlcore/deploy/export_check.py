@@ -8,17 +8,18 @@ images: both accuracies and how often the two agree on the top class.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tlcore.config import DatasetSpec
 from tlcore.data import load_dataset
-from tlcore.errors import DatasetError
 from tlcore.deploy.serving import LoadedRun
+from tlcore.errors import DatasetError
 
 CHECK_IMAGES = 300
 """At most this many test images (a seeded sample): enough to see a change of a few points."""

@@ -11,19 +11,20 @@ wrong while loading is reported as an :class:`~tlcore.errors.ArtifactError`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import keras
 
 import tlcore.backbones  # noqa: F401 - registers the custom layers that saved models use
 from tlcore.errors import ArtifactError, RunStateError
+from tlcore.records import RunArtifacts, RunStatus
 from tlcore.report.evaluate import ImageInput, Prediction, predict
 from tlcore.runs.store import RunStore
 
-SERVABLE = ("finished", "stopped")
+SERVABLE = frozenset({RunStatus.FINISHED, RunStatus.STOPPED})
 """Statuses whose saved model is final (a stopped run keeps the epochs it finished)."""
 
 
@@ -91,7 +92,7 @@ def load_run(run_id: str, store: RunStore | None = None) -> LoadedRun:
             f"Run {run_id} has no saved model (status: {run.status}).",
             "Only runs that finished (or stopped after at least one epoch) can classify images.",
         )
-    class_names = store.read_json(run_id, "class_names.json")
+    class_names = store.read_json(run_id, RunArtifacts.CLASS_NAMES)
     model = load_model_safely(path, run_id)
     shape = getattr(model, "output_shape", None)
     outputs = shape[-1] if isinstance(shape, tuple) and shape else None
@@ -109,6 +110,6 @@ def load_run(run_id: str, store: RunStore | None = None) -> LoadedRun:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lock_for(model_path: str) -> threading.Lock:
     return threading.Lock()

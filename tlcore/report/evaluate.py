@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -53,18 +54,11 @@ class EvalReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvalReport":
+    def from_dict(cls, data: dict[str, Any]) -> EvalReport:
         data = dict(data)
         data["per_class"] = [ClassMetrics(**c) for c in data["per_class"]]
         data["mistakes"] = [Mistake(**m) for m in data.get("mistakes", [])]
         return cls(**data)
-
-    def summary(self) -> dict[str, float]:
-        return {
-            "test_accuracy": self.accuracy,
-            f"test_top{self.top_k}_accuracy": self.top_k_accuracy,
-            "macro_f1": self.macro["f1"],
-        }
 
 
 @dataclass(frozen=True)
@@ -91,7 +85,7 @@ def class_metrics(matrix: np.ndarray, class_names: Sequence[str]) -> list[ClassM
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(tp), where=denominator > 0)
     return [
         ClassMetrics(name, float(p), float(r), float(f), int(s))
-        for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
     ]
 
 

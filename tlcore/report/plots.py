@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tlcore.report.evaluate import EvalReport, Prediction
 from tlcore.records import EpochRecord
+from tlcore.report.evaluate import EvalReport, Prediction
 
 TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#ff7f0e"
 METRIC_TITLES = {
@@ -54,13 +54,16 @@ def history_figure(records: Sequence[EpochRecord], total_epochs: int | None = No
     return fig
 
 
-def comparison_figure(histories: Mapping[str, Sequence[EpochRecord]], metric: str = "val_accuracy") -> go.Figure:
+def comparison_figure(
+    histories: Mapping[str, Sequence[EpochRecord]], metric: str = "val_accuracy"
+) -> go.Figure:
     """One line per run for ``metric``, so strategies can be compared epoch by epoch."""
     fig = go.Figure()
     for label, records in histories.items():
         frame = history_frame(records)
         fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[metric], mode="lines+markers", name=label))
-    fig.update_layout(title=METRIC_TITLES.get(metric, metric), xaxis_title="epoch", yaxis_title=metric.removeprefix("val_"),
+    fig.update_layout(title=METRIC_TITLES.get(metric, metric), xaxis_title="epoch",
+                      yaxis_title=metric.removeprefix("val_"),
                       height=380, margin={"t": 50, "b": 40, "l": 40, "r": 10},
                       legend={"orientation": "h", "y": -0.25})
     if "accuracy" in metric:
@@ -112,7 +115,8 @@ def predictions_figure(predictions: Mapping[str, Sequence[Prediction]]) -> go.Fi
         fig.add_trace(go.Bar(y=[p.label for p in preds][::-1], x=[p.probability for p in preds][::-1],
                              orientation="h", name=label,
                              text=[f"{p.probability:.0%}" for p in preds][::-1], textposition="auto"))
+    longest = max((len(p) for p in predictions.values()), default=1)
     fig.update_layout(barmode="group", xaxis={"range": [0, 1], "tickformat": ".0%"},
-                      height=120 + 40 * max((len(p) for p in predictions.values()), default=1) * max(1, len(predictions)) // 2,
+                      height=120 + 40 * longest * max(1, len(predictions)) // 2,
                       margin={"t": 10, "b": 30, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.3})
     return fig

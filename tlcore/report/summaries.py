@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from tlcore.records import RunRecord
-
-
-def run_label(run: RunRecord) -> str:
-    """A short, unique label: the run's name (or what it is), then its id."""
-    return f"{run.name or run.spec.describe()} · {run.id}"
+from tlcore.records import RunRecord, RunSummary
 
 
-def short_label(run: RunRecord) -> str:
-    """A label for chart legends and titles: the name (or the strategy), then the id."""
-    return f"{run.name or run.spec.train.strategy} · {run.id}"
+def run_name(run: RunRecord, short: bool = False) -> str:
+    """What people call a run: its name, else what it is (only its strategy, when ``short``)."""
+    return run.name or (run.spec.train.strategy if short else run.spec.describe())
 
 
-def _metric(run: RunRecord, key: str) -> Any:
-    return (run.summary or {}).get(key)
+def run_label(run: RunRecord, short: bool = False) -> str:
+    """A unique label: :func:`run_name`, then the id; ``short`` suits chart legends and titles."""
+    return f"{run_name(run, short)} · {run.id}"
+
+
+def headline_accuracy(run: RunRecord) -> float:
+    """The run's test accuracy for a metric card; 0 while it has no summary (or never will)."""
+    return run.summary.test_accuracy if run.summary else 0.0
+
+
+def _backbone(run: RunRecord) -> str:
+    alpha = run.spec.backbone.alpha
+    return run.spec.backbone.name + (f" ×{alpha:g}" if alpha else "")
 
 
 def history_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
@@ -35,15 +42,19 @@ def history_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
             "name": run.name,
             "status": run.status,
             "dataset": run.spec.dataset.source,
-            "backbone": run.spec.backbone.name
-            + (f" ×{run.spec.backbone.alpha:g}" if run.spec.backbone.alpha else ""),
+            "backbone": _backbone(run),
             "strategy": run.spec.train.strategy,
-            "best val acc": _metric(run, "best_val_accuracy"),
-            "test acc": _metric(run, "test_accuracy"),
+            "best val acc": run.summary.best_val_accuracy if run.summary else None,
+            "test acc": run.summary.test_accuracy if run.summary else None,
             "duration (s)": round(run.duration, 1) if run.duration is not None else None,
         }
         for run in runs
     ]
+
+
+METRIC_COLUMNS = ("test accuracy", "macro F1", "best val accuracy", "train time (s)", "trainable params",
+                  "epochs")
+"""The summary's columns of :func:`comparison_rows` (empty for a run without a summary)."""
 
 
 def comparison_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
@@ -53,15 +64,17 @@ def comparison_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
             "run": run_label(run),
             "strategy": run.spec.train.strategy,
             "backbone": run.spec.backbone.name,
-            "test accuracy": _metric(run, "test_accuracy"),
-            "macro F1": _metric(run, "macro_f1"),
-            "best val accuracy": _metric(run, "best_val_accuracy"),
-            "train time (s)": _metric(run, "train_seconds"),
-            "trainable params": _metric(run, "trainable_params"),
-            "epochs": _metric(run, "epochs"),
+            **dict(zip(METRIC_COLUMNS, _metrics(run.summary), strict=True)),
         }
         for run in runs
     ]
+
+
+def _metrics(summary: RunSummary | None) -> tuple[Any, ...]:
+    if summary is None:
+        return (None,) * len(METRIC_COLUMNS)
+    return (summary.test_accuracy, summary.macro_f1, summary.best_val_accuracy, summary.train_seconds,
+            summary.trainable_params, summary.epochs)
 
 
 def accuracy_gain(accuracy: float, baseline: float, against: str) -> str:

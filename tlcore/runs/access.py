@@ -26,7 +26,7 @@ class AccessConfig:
     admins: frozenset[str] = frozenset()
 
     @classmethod
-    def from_env(cls) -> "AccessConfig":
+    def from_env(cls) -> AccessConfig:
         mode = os.environ.get("TL_AUTH", "off").strip().lower() or "off"
         if mode not in AUTH_MODES:
             raise ConfigError(

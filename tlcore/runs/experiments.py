@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 from tlcore.config import RunSpec
 from tlcore.errors import ConfigError
+from tlcore.files import atomic_write
+from tlcore.paths import subdir
 from tlcore.records import RunRecord
 from tlcore.runs.store import RunStore
-from tlcore.paths import subdir
 
 MAX_NAME_LENGTH = 80
 CLASSIC_STRATEGIES = ("scratch", "frozen", "frozen_then_finetune")
@@ -66,9 +66,7 @@ def save_experiment(name: str, spec: RunSpec) -> RunSpec:
     spec = dataclasses.replace(spec, name=name).validate()
     target = _path_for(name)
     payload = {"name": name, "saved_at": time.time(), "spec": spec.to_dict()}
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, target)
+    atomic_write(target, json.dumps(payload, indent=1))
     return spec
 
 

@@ -25,8 +25,8 @@ import psutil
 
 from tlcore.config import RunSpec
 from tlcore.errors import StorageError
+from tlcore.records import RunRecord, RunStatus
 from tlcore.runs.checks import spec_problems
-from tlcore.records import RunRecord
 from tlcore.runs.store import RunStore
 
 DEFAULT_MAX_JOBS = 1
@@ -39,8 +39,8 @@ EXIT_DISK_FULL = 75
 """Exit status of a worker that ran out of disk space and could not record it (EX_TEMPFAIL:
 the run can succeed once space is freed)."""
 
-DISK_FULL_MARKER = "disk-full"
-"""Empty file a worker leaves in its run's folder when the store could not record the full disk."""
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The folder holding the ``tlcore`` package: a worker runs there so ``-m tlcore`` imports it."""
 
 _children: list[subprocess.Popen] = []
 
@@ -95,8 +95,8 @@ def dispatch(store: RunStore) -> list[str]:
         try:
             process = spawn_worker(store, run.id)
         except OSError as exc:  # out of processes or memory: say so now, not after the grace
-            store.finish(run.id, "failed", f"The worker process could not be started ({exc})."
-                                           " Resume the run to try again.")
+            store.finish(run.id, RunStatus.FAILED, f"The worker process could not be started ({exc})."
+                                                   " Resume the run to try again.")
             continue
         try:
             created = psutil.Process(process.pid).create_time()
@@ -109,7 +109,7 @@ def dispatch(store: RunStore) -> list[str]:
 
 def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
     """Start ``python -m tlcore worker RUN_ID`` in its own session so it survives the app."""
-    log_path = store.artifact_dir(run_id) / "worker.log"
+    log_path = store.artifacts(run_id).worker_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TL_HOME": str(store.root)}
     with open(log_path, "ab") as log:
@@ -120,7 +120,7 @@ def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env=env,
-            cwd=str(Path(__file__).resolve().parent.parent),
+            cwd=str(PROJECT_ROOT),
         )
     _children.append(process)
     # Set before the worker starts its threads (they inherit it); lowering is always allowed.
@@ -148,10 +148,10 @@ def reap(store: RunStore) -> list[str]:
         if child.poll() is not None:
             _children.remove(child)
     dead = []
-    for run in store.list_runs(statuses=("running",)):
+    for run in store.list_runs(statuses={RunStatus.RUNNING}):
         if not worker_alive(run):
-            marker = disk_full_marker(store, run.id)
-            store.finish(run.id, "failed", _death_reason(run, marker.exists()))
+            marker = store.artifacts(run.id).disk_full_marker
+            store.finish(run.id, RunStatus.FAILED, _death_reason(run, marker.exists()))
             marker.unlink(missing_ok=True)
             dead.append(run.id)
     return dead
@@ -173,11 +173,6 @@ def _death_reason(run: RunRecord, disk_was_full: bool) -> str:
     return reason + " Resume it to continue from its last epoch."
 
 
-def disk_full_marker(store: RunStore, run_id: str) -> Path:
-    """Where a worker leaves :data:`DISK_FULL_MARKER` for ``run_id``."""
-    return store.artifact_dir(run_id) / DISK_FULL_MARKER
-
-
 def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
     """Queue a failed or stopped run again; its worker continues after the last checkpoint."""
     store = store or RunStore()
@@ -190,7 +185,7 @@ def cancel(run_id: str, store: RunStore | None = None) -> RunRecord:
     """Stop a run: queued runs at once, running ones at their next batch."""
     store = store or RunStore()
     run = store.request_stop(run_id)
-    if run.status == "running" and not worker_alive(run):
+    if run.status == RunStatus.RUNNING and not worker_alive(run):
         reap(store)
     return store.get(run_id)
 
@@ -202,12 +197,12 @@ def claim_for_this_process(store: RunStore, run_id: str) -> bool:
         return False
     store.update(
         run_id,
-        status="running",
+        status=RunStatus.RUNNING,
         started_at=run.started_at or time.time(),
         worker_pid=os.getpid(),
         worker_started=psutil.Process().create_time(),
     )
-    disk_full_marker(store, run_id).unlink(missing_ok=True)  # left by an earlier attempt
+    store.artifacts(run_id).disk_full_marker.unlink(missing_ok=True)  # left by an earlier attempt
     return True
 
 
@@ -231,10 +226,10 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
         _leave_disk_full_marker(store, run_id)
         return EXIT_DISK_FULL
     dispatch(store)
-    return 0 if run.status in ("finished", "stopped") else 1
+    return 0 if run.status in (RunStatus.FINISHED, RunStatus.STOPPED) else 1
 
 
 def _leave_disk_full_marker(store: RunStore, run_id: str) -> None:
     """Create the empty marker file for ``reap``; on failure the exit status is all that is left."""
     with contextlib.suppress(OSError):
-        disk_full_marker(store, run_id).touch()
+        store.artifacts(run_id).disk_full_marker.touch()

@@ -22,7 +22,7 @@ from PIL import Image
 from tlcore.training.checkpoint import Checkpoint, clear_checkpoint
 from tlcore.errors import StorageError, TLError
 from tlcore.report.evaluate import EvalReport
-from tlcore.records import EpochRecord, RunRecord
+from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunSummary
 from tlcore.runs.store import RunStore
 from tlcore.training.loop import RunResult, train
 
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 1.0
 STOP_POLL_INTERVAL_S = 0.5
 
-ARTIFACTS = ("model.keras", "report.json", "class_names.json", "mistakes")
-"""What :func:`save_artifacts` writes; removed together when saving fails half-way."""
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -66,7 +64,7 @@ def execute_run(
     """
     run = store.get(run_id)
     total_epochs = run.spec.train.total_epochs
-    checkpoint_dir = store.artifact_dir(run_id) / "checkpoint"
+    checkpoint_dir = store.artifacts(run_id).checkpoint
     resume = Checkpoint.load(checkpoint_dir)
     done_epochs = resume.epoch if resume else 0
     progress_gate, stop_gate = _Throttle(PROGRESS_INTERVAL_S), _Throttle(STOP_POLL_INTERVAL_S)
@@ -105,16 +103,16 @@ def execute_run(
         if store.epochs(run_id):
             report = result.test_report()
             save_artifacts(store, run_id, result, report)
-        store.finish(run_id, result.status)
-        if result.status == "finished":  # after finish: a crash in between loses no work
+        store.finish(run_id, RunStatus(result.status))
+        if result.status == RunStatus.FINISHED:  # after finish: a crash in between loses no work
             clear_checkpoint(checkpoint_dir)
     except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
         error = exc if isinstance(exc, TLError) else as_storage_error(exc)
         if error is None:
             log.error("run %s failed:\n%s", run_id, traceback.format_exc())
-            store.finish(run_id, "failed", f"Internal error ({type(exc).__name__}): {exc}")
+            store.finish(run_id, RunStatus.FAILED, f"Internal error ({type(exc).__name__}): {exc}")
         else:
-            store.finish(run_id, "failed", str(error))
+            store.finish(run_id, RunStatus.FAILED, str(error))
             if reraise_user_errors and error is exc:
                 raise
             if reraise_user_errors:
@@ -151,41 +149,41 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
     All or nothing: when any write fails (a full disk), every artifact of the run is removed
     again, so no complete-looking model is left for a run that is not finished.
     """
-    folder = store.artifact_dir(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    model_tmp = folder / "model.partial.keras"
+    artifacts = store.artifacts(run_id)
+    artifacts.folder.mkdir(parents=True, exist_ok=True)
     try:
-        result.model.save(model_tmp)
-        os.replace(model_tmp, store.model_path(run_id))
-        store.write_json(run_id, "report.json", report.to_dict())
-        store.write_json(run_id, "class_names.json", result.bundle.class_names)
+        result.model.save(artifacts.partial_model)
+        os.replace(artifacts.partial_model, artifacts.model)
+        store.write_json(run_id, RunArtifacts.REPORT, report.to_dict())
+        store.write_json(run_id, RunArtifacts.CLASS_NAMES, result.bundle.class_names)
         save_mistake_thumbnails(store, run_id, result, report)
     except BaseException:
-        model_tmp.unlink(missing_ok=True)
+        artifacts.partial_model.unlink(missing_ok=True)
         remove_artifacts(store, run_id)
         raise
-    history = store.epochs(run_id)
-    best_val = max((e.val_accuracy for e in history), default=None)
-    store.update(
-        run_id,
-        summary={
-            **report.summary(),
-            "best_val_accuracy": best_val,
-            "trainable_params": result.trainable_params,
-            "total_params": result.total_params,
-            "train_seconds": result.seconds,
-            "epochs": len(history),
-            "num_classes": len(result.bundle.class_names),
-            "counts": result.bundle.counts(),
-        },
+    store.update(run_id, summary=run_summary(result, report, store.epochs(run_id)))
+
+
+def run_summary(result: RunResult, report: EvalReport, history: list[EpochRecord]) -> RunSummary:
+    """The headline test metrics and costs the tables and metric cards show."""
+    return RunSummary(
+        test_accuracy=report.accuracy,
+        macro_f1=report.macro["f1"],
+        top_k=report.top_k,
+        test_top_k_accuracy=report.top_k_accuracy,
+        best_val_accuracy=max((e.val_accuracy for e in history), default=None),
+        trainable_params=result.trainable_params,
+        total_params=result.total_params,
+        train_seconds=result.seconds,
+        epochs=len(history),
+        num_classes=len(result.bundle.class_names),
+        counts=result.bundle.counts(),
     )
 
 
 def remove_artifacts(store: RunStore, run_id: str) -> None:
     """Delete the results :func:`save_artifacts` writes (checkpoint and log stay)."""
-    folder = store.artifact_dir(run_id)
-    for name in ARTIFACTS:
-        path = folder / name
+    for path in store.artifacts(run_id).results:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -196,8 +194,8 @@ def save_mistake_thumbnails(
     store: RunStore, run_id: str, result: RunResult, report: EvalReport
 ) -> None:
     """Keep the images of the worst mistakes: TFDS and builtin images have no file to show."""
-    folder = store.artifact_dir(run_id) / "mistakes"
-    folder.mkdir(exist_ok=True)
+    artifacts = store.artifacts(run_id)
+    artifacts.mistakes.mkdir(exist_ok=True)
     for rank, mistake in enumerate(report.mistakes):
         pixels = np.asarray(result.bundle.test.images[mistake.index], dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{rank:02d}.png")
+        Image.fromarray(pixels).save(artifacts.mistake_thumbnail(rank))

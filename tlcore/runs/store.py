@@ -8,21 +8,30 @@ people launching the same spec at once end up watching one run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tlcore.config import RunSpec
 from tlcore.errors import ArtifactError, PermissionDeniedError, RunNotFoundError, RunStateError
+from tlcore.files import atomic_write
 from tlcore.paths import tl_home
-from tlcore.records import ACTIVE, EPOCH_FIELDS, STATUSES, TERMINAL, EpochRecord, RunRecord
+from tlcore.records import (
+    ACTIVE,
+    EPOCH_FIELDS,
+    TERMINAL,
+    EpochRecord,
+    RunArtifacts,
+    RunRecord,
+    RunStatus,
+    RunSummary,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -56,6 +65,10 @@ CREATE TABLE IF NOT EXISTS epochs (
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a run id may look like: ids name artifact folders, so no separators or dots."""
+
+REUSABLE = (RunStatus.FINISHED, RunStatus.RUNNING, RunStatus.QUEUED)
+"""A new run reuses a run of the same spec key in one of these statuses (a finished one first)."""
+
 
 class RunStore:
     """Runs, epochs and artifacts under one root (``TL_HOME`` unless given)."""
@@ -105,17 +118,17 @@ class RunStore:
         with self.transaction() as conn:
             if not force:
                 row = conn.execute(
-                    "SELECT * FROM runs WHERE key = ? AND status IN ('finished','running','queued')"
-                    " ORDER BY status = 'finished' DESC, created_at DESC LIMIT 1",
-                    (key,),
+                    f"SELECT * FROM runs WHERE key = ? AND status IN {_placeholders(REUSABLE)}"
+                    " ORDER BY status = ? DESC, created_at DESC LIMIT 1",
+                    (key, *REUSABLE, RunStatus.FINISHED),
                 ).fetchone()
                 if row is not None:
                     return _to_record(row), True
             run_id = uuid.uuid4().hex[:12]
             conn.execute(
                 "INSERT INTO runs (id, key, name, spec, status, owner, created_at)"
-                " VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-                (run_id, key, spec.name, json.dumps(spec.to_dict()), owner, time.time()),
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, key, spec.name, json.dumps(spec.to_dict()), RunStatus.QUEUED, owner, time.time()),
             )
         return self.get(run_id), False
 
@@ -138,12 +151,12 @@ class RunStore:
         return None if row is None else _to_record(row)
 
     def list_runs(
-        self, statuses: tuple[str, ...] | None = None, owner: str | None = None
+        self, statuses: Collection[RunStatus] | None = None, owner: str | None = None
     ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered by status and owner."""
         query, args = "SELECT * FROM runs WHERE 1=1", []
         if statuses:
-            query += f" AND status IN ({','.join('?' * len(statuses))})"
+            query += f" AND status IN {_placeholders(statuses)}"
             args.extend(statuses)
         if owner is not None:
             query += " AND owner = ?"
@@ -153,10 +166,10 @@ class RunStore:
         return [_to_record(r) for r in rows]
 
     def update(self, run_id: str, **fields: Any) -> None:
-        """Set columns of a run; lists and dicts are stored as JSON."""
+        """Set columns of a run; a summary, lists and dicts are stored as JSON."""
         if not fields:
             return
-        values = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in fields.values()]
+        values = [_column_value(v) for v in fields.values()]
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self._connect() as conn:
             cursor = conn.execute(
@@ -165,14 +178,14 @@ class RunStore:
         if cursor.rowcount == 0:
             raise RunNotFoundError(f"No run with id {run_id!r}.")
 
-    def finish(self, run_id: str, status: str, error: str | None = None) -> None:
+    def finish(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         """Move a run to a terminal status, unless it already reached one."""
         assert status in TERMINAL, status
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, error = COALESCE(?, error), finished_at = ?"
-                " WHERE id = ? AND status IN ('queued','running')",
-                (status, error, time.time(), run_id),
+                f" WHERE id = ? AND status IN {_placeholders(ACTIVE)}",
+                (RunStatus(status), error, time.time(), run_id, *ACTIVE),
             )
 
     def add_note(self, run_id: str, note: str) -> None:
@@ -187,13 +200,13 @@ class RunStore:
         """Ask a run to stop: a queued run stops at once, a running one at its next batch."""
         with self.transaction() as conn:
             conn.execute(
-                "UPDATE runs SET status = 'stopped', finished_at = ?, stop_requested = 1"
-                " WHERE id = ? AND status = 'queued'",
-                (time.time(), run_id),
+                "UPDATE runs SET status = ?, finished_at = ?, stop_requested = 1"
+                " WHERE id = ? AND status = ?",
+                (RunStatus.STOPPED, time.time(), run_id, RunStatus.QUEUED),
             )
             conn.execute(
-                "UPDATE runs SET stop_requested = 1 WHERE id = ? AND status = 'running'",
-                (run_id,),
+                "UPDATE runs SET stop_requested = 1 WHERE id = ? AND status = ?",
+                (run_id, RunStatus.RUNNING),
             )
         return self.get(run_id)
 
@@ -208,10 +221,10 @@ class RunStore:
         """Queue a failed or stopped run again (it resumes from its checkpoint, if any)."""
         with self.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL,"
+                "UPDATE runs SET status = ?, error = NULL, finished_at = NULL,"
                 " stop_requested = 0, worker_pid = NULL, worker_started = NULL"
-                " WHERE id = ? AND status IN ('failed', 'stopped')",
-                (run_id,),
+                " WHERE id = ? AND status IN (?, ?)",
+                (RunStatus.QUEUED, run_id, RunStatus.FAILED, RunStatus.STOPPED),
             )
         run = self.get(run_id)
         if cursor.rowcount == 0:
@@ -224,26 +237,26 @@ class RunStore:
         """Atomically move up to ``limit`` - running queued runs (oldest first) to running."""
         with self.transaction() as conn:
             running = conn.execute(
-                "SELECT COUNT(*) FROM runs WHERE status = 'running'"
+                "SELECT COUNT(*) FROM runs WHERE status = ?", (RunStatus.RUNNING,)
             ).fetchone()[0]
             free = max(0, limit - running)
             rows = conn.execute(
-                "SELECT id FROM runs WHERE status = 'queued' ORDER BY created_at LIMIT ?",
-                (free,),
+                "SELECT id FROM runs WHERE status = ? ORDER BY created_at LIMIT ?",
+                (RunStatus.QUEUED, free),
             ).fetchall()
             ids = [r["id"] for r in rows]
             now = time.time()
             for run_id in ids:
                 conn.execute(
-                    "UPDATE runs SET status = 'running', started_at = ?, worker_pid = NULL,"
+                    "UPDATE runs SET status = ?, started_at = ?, worker_pid = NULL,"
                     " worker_started = NULL WHERE id = ?",
-                    (now, run_id),
+                    (RunStatus.RUNNING, now, run_id),
                 )
         return [self.get(i) for i in ids]
 
     def queue_position(self, run_id: str) -> int | None:
         """1-based place in the queue, or None when the run is not queued."""
-        queued = [r.id for r in reversed(self.list_runs(statuses=("queued",)))]
+        queued = [r.id for r in reversed(self.list_runs(statuses={RunStatus.QUEUED}))]
         return queued.index(run_id) + 1 if run_id in queued else None
 
     def delete(self, run_id: str, user: str | None = None, is_admin: bool = True) -> None:
@@ -286,23 +299,19 @@ class RunStore:
 
     # ---- artifacts --------------------------------------------------------------------
 
-    def artifact_dir(self, run_id: str) -> Path:
+    def artifacts(self, run_id: str) -> RunArtifacts:
+        """The named files of a run's folder (which may not exist yet)."""
         check_run_id(run_id)  # a typed id must not reach outside runs/ ("../..", "/etc")
-        return self.root / "runs" / run_id
+        return RunArtifacts(self.root / "runs" / run_id)
+
+    def artifact_dir(self, run_id: str) -> Path:
+        return self.artifacts(run_id).folder
 
     def write_json(self, run_id: str, name: str, payload: Any) -> Path:
         """Write an artifact atomically: a crash or a full disk never leaves half a file."""
         folder = self.artifact_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / name
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        try:
-            tmp.write_text(json.dumps(payload, indent=1))
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write(folder / name, json.dumps(payload, indent=1))
 
     def read_json(self, run_id: str, name: str) -> Any:
         path = self.artifact_dir(run_id) / name
@@ -317,7 +326,7 @@ class RunStore:
             ) from exc
 
     def model_path(self, run_id: str) -> Path:
-        return self.artifact_dir(run_id) / "model.keras"
+        return self.artifacts(run_id).model
 
 
 def check_run_id(run_id: str) -> None:
@@ -334,10 +343,23 @@ def check_run_id(run_id: str) -> None:
         )
 
 
+def _placeholders(values: Collection[Any]) -> str:
+    """``(?, ?, ?)`` for an ``IN`` over ``values``, which are passed as parameters."""
+    return f"({', '.join('?' * len(values))})"
+
+
+def _column_value(value: Any) -> Any:
+    """What SQLite stores for a field of :meth:`RunStore.update`."""
+    if isinstance(value, RunSummary):
+        value = value.to_dict()
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
 def _to_record(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data["spec"] = RunSpec.from_dict(json.loads(data["spec"]))
+    data["status"] = RunStatus(data["status"])
     data["notes"] = json.loads(data["notes"])
-    data["summary"] = json.loads(data["summary"]) if data["summary"] else None
+    data["summary"] = RunSummary.from_dict(json.loads(data["summary"])) if data["summary"] else None
     data["stop_requested"] = bool(data["stop_requested"])
     return RunRecord(**data)

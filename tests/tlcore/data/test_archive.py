@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from archives import dataset_entries, make_zip
 from imagegen import encode, random_pixels
 
 from tlcore.config import DatasetSpec
@@ -14,21 +15,6 @@ from tlcore.data import archive, load_dataset
 from tlcore.data.archive import safe_extract
 from tlcore.errors import DatasetError, UploadError
 from tlcore.paths import tl_home
-
-
-def make_zip(path: Path, entries: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return path
-
-
-def dataset_entries(prefix: str = "", per_class: int = 3) -> dict[str, bytes]:
-    return {
-        f"{prefix}{name}/img{i}.png": encode(random_pixels(10 * k + i))
-        for k, name in enumerate(["daisy", "rose"])
-        for i in range(per_class)
-    }
 
 
 def assert_refused(path: Path, dest: Path, match: str, **limits: int) -> None:

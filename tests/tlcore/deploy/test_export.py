@@ -9,19 +9,19 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 from imagegen import random_pixels
+from PIL import Image
 from specs import TINY_SIZE, tiny_spec
 
-from tlcore.runs import jobs
 from tlcore.cli import main
+from tlcore.data import load_dataset
+from tlcore.deploy.export import export_metadata, export_run, metadata_path
+from tlcore.deploy.export_check import ExportCheck
+from tlcore.deploy.serving import load_run
 from tlcore.errors import ConfigError, ExportError, RunStateError
 from tlcore.report.evaluate import prepare_images
-from tlcore.data import load_dataset
-from tlcore.deploy.export import export_metadata, export_path, export_run, metadata_path
-from tlcore.deploy.export_check import ExportCheck
+from tlcore.runs import jobs
 from tlcore.runs.runner import execute_run
-from tlcore.deploy.serving import load_run
 from tlcore.runs.store import RunStore
 
 
@@ -65,19 +65,21 @@ def test_tflite_export_carries_labels_and_predicts_what_the_studio_predicts(trai
     assert sorted(p.name for p in folder.iterdir()) == ["labels.txt", "metadata.json", "model.tflite"]
     assert (folder / "labels.txt").read_text().splitlines() == loaded.class_names
     metadata = json.loads((folder / "metadata.json").read_text())
-    assert metadata["input"]["shape"] == [1, TINY_SIZE, TINY_SIZE, 3] and metadata["input"]["range"] == [0, 255]
+    assert metadata["input"]["shape"] == [1, TINY_SIZE, TINY_SIZE, 3]
+    assert metadata["input"]["range"] == [0, 255]
     assert metadata["labels"] == loaded.class_names
     test_images = len(load_dataset(store.get(run_id).spec.dataset).test.labels)
     assert metadata["check"]["images"] == metadata["check"]["test_images"] == test_images
     assert metadata["check"]["agreement"] == 1.0
     assert metadata["check"]["exported_accuracy"] == metadata["check"]["studio_accuracy"]
-    assert export_metadata(export_path(run_id, "tflite", store)) == metadata
+    assert export_metadata(store.artifacts(run_id).export("tflite")) == metadata
     pixels = images()
     expected = loaded.model.predict(pixels, verbose=0)
     np.testing.assert_allclose(tflite_outputs(folder / "model.tflite", pixels), expected, atol=1e-5)
 
 
-def test_cli_export_writes_the_zip_where_asked_and_explains_a_bad_destination(trained, monkeypatch, tmp_path, capsys):
+def test_cli_export_writes_the_zip_where_asked_and_explains_a_bad_destination(
+        trained, monkeypatch, tmp_path, capsys):
     store, run_id = trained
     monkeypatch.setenv("TL_HOME", str(store.root))
     assert main(["export", run_id, "--format", "tflite", "--out", str(tmp_path)]) == 0
@@ -117,7 +119,7 @@ def test_saved_model_export_serves_the_same_probabilities(trained, tmp_path):
 
 def test_an_export_is_built_once_and_again_when_the_model_changes(trained, monkeypatch):
     store, run_id = trained
-    target = export_path(run_id, "tflite_quantized", store)
+    target = store.artifacts(run_id).export("tflite_quantized")
     target.unlink(missing_ok=True)
     conversions = []
 
@@ -140,7 +142,7 @@ def test_an_export_is_built_once_and_again_when_the_model_changes(trained, monke
 
 def test_a_refused_conversion_is_an_export_error_and_leaves_nothing(trained, monkeypatch):
     store, run_id = trained
-    target = export_path(run_id, "saved_model", store)
+    target = store.artifacts(run_id).export("saved_model")
     target.unlink(missing_ok=True)
     metadata_path(target).unlink(missing_ok=True)
 
@@ -148,7 +150,8 @@ def test_a_refused_conversion_is_an_export_error_and_leaves_nothing(trained, mon
         raise ValueError("op not supported\nlong converter log")
 
     monkeypatch.setattr(keras.Model, "export", refuse)
-    with pytest.raises(ExportError, match="could not be converted to TensorFlow SavedModel.*op not supported"):
+    refused = "could not be converted to TensorFlow SavedModel.*op not supported"
+    with pytest.raises(ExportError, match=refused):
         export_run(run_id, "saved_model", store)
     assert not target.exists() and not metadata_path(target).exists()
     assert [p for p in target.parent.iterdir() if p.is_dir()] == [], "no half-built package"
@@ -165,10 +168,11 @@ def test_unknown_formats_and_unfinished_runs_are_refused(trained):
 
 def test_a_file_that_does_not_run_is_an_export_error_and_leaves_nothing(trained, monkeypatch):
     store, run_id = trained
-    target = export_path(run_id, "tflite", store)
+    target = store.artifacts(run_id).export("tflite")
     target.unlink(missing_ok=True)
     metadata_path(target).unlink(missing_ok=True)
-    monkeypatch.setattr(keras.Model, "export", lambda self, path, **kwargs: Path(path).write_bytes(b"garbage"))
+    monkeypatch.setattr(keras.Model, "export",
+                        lambda self, path, **kwargs: Path(path).write_bytes(b"garbage"))
     with pytest.raises(ExportError, match="was written but does not run"):
         export_run(run_id, "tflite", store)
     assert not target.exists() and not metadata_path(target).exists()
@@ -185,7 +189,8 @@ def test_an_export_whose_test_images_are_gone_says_it_was_not_checked(tmp_path, 
     monkeypatch.setenv("TL_DATA_ROOT", str(tmp_path))
     store = RunStore()
     spec = tiny_spec("frozen")
-    run, _ = store.create_run(dataclasses.replace(spec, dataset=dataclasses.replace(spec.dataset, source=f"folder:{folder}")))
+    dataset = dataclasses.replace(spec.dataset, source=f"folder:{folder}")
+    run, _ = store.create_run(dataclasses.replace(spec, dataset=dataset))
     jobs.claim_for_this_process(store, run.id)
     assert execute_run(store, run.id).status == "finished"
     shutil.rmtree(folder)

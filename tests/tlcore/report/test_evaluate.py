@@ -3,7 +3,11 @@ import pytest
 
 from tlcore.data import Split
 from tlcore.report.evaluate import (
-    EvalReport, class_metrics, confusion_matrix, report_from_probabilities, top_predictions,
+    EvalReport,
+    class_metrics,
+    confusion_matrix,
+    report_from_probabilities,
+    top_predictions,
 )
 
 

@@ -1,9 +1,15 @@
+from tlcore.records import EpochRecord
 from tlcore.report.evaluate import ClassMetrics, EvalReport, Prediction
 from tlcore.report.plots import (
-    class_counts_figure, comparison_figure, confusion_figure, history_figure,
-    per_class_f1_figure, predictions_figure, stage_boundaries, history_frame,
+    class_counts_figure,
+    comparison_figure,
+    confusion_figure,
+    history_figure,
+    history_frame,
+    per_class_f1_figure,
+    predictions_figure,
+    stage_boundaries,
 )
-from tlcore.records import EpochRecord
 
 
 def records(stages):

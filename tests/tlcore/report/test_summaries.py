@@ -3,8 +3,16 @@ import io
 
 from specs import tiny_spec
 
+from tlcore.report.summaries import (
+    accuracy_gain,
+    comparison_rows,
+    headline_accuracy,
+    history_rows,
+    rows_to_csv,
+    run_label,
+    run_name,
+)
 from tlcore.runs.store import RunStore
-from tlcore.report.summaries import accuracy_gain, comparison_rows, history_rows, rows_to_csv, run_label, short_label
 
 
 def test_rows_label_and_csv():
@@ -14,7 +22,8 @@ def test_rows_label_and_csv():
                                   "train_seconds": 12.0, "trainable_params": 1234, "epochs": 1})
     run = store.get(run.id)
     assert run_label(run) == f"frozen · mobilenet_v2 · builtin:shapes · {run.id}"
-    assert short_label(run) == f"frozen · {run.id}"
+    assert run_label(run, short=True) == f"frozen · {run.id}"
+    assert run_name(run, short=True) == "frozen" and headline_accuracy(run) == 0.5
     [row] = history_rows([run])
     assert row["backbone"] == "mobilenet_v2 ×0.35" and row["test acc"] == 0.5 and row["duration (s)"] is None
     [compared] = comparison_rows([run])
@@ -22,6 +31,16 @@ def test_rows_label_and_csv():
     parsed = list(csv.DictReader(io.StringIO(rows_to_csv([compared]))))
     assert parsed[0]["test accuracy"] == "0.5"
     assert rows_to_csv([]) == ""
+
+
+def test_rows_of_a_run_without_a_summary_leave_its_metrics_empty():
+    store = RunStore()
+    run, _ = store.create_run(tiny_spec())
+    [row] = history_rows([run])
+    [compared] = comparison_rows([run])
+    assert row["test acc"] is None and row["best val acc"] is None
+    assert compared["test accuracy"] is None and compared["epochs"] is None
+    assert headline_accuracy(run) == 0.0
 
 
 def test_accuracy_gains_are_percentage_points_with_a_sign():

@@ -1,8 +1,8 @@
 import pytest
 from specs import tiny_spec
 
-from tlcore.runs.access import AccessConfig, User, can_manage, require_manage, resolve_user
 from tlcore.errors import ConfigError, PermissionDeniedError
+from tlcore.runs.access import AccessConfig, User, can_manage, require_manage, resolve_user
 from tlcore.runs.store import RunStore
 
 

@@ -5,6 +5,7 @@ from specs import tiny_spec
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 from tlcore.errors import BackboneError, ConfigError
+from tlcore.runs.checks import spec_problems, spec_warnings
 from tlcore.runs.experiments import (
     classic_experiment,
     delete_experiment,
@@ -13,7 +14,6 @@ from tlcore.runs.experiments import (
     load_experiment,
     save_experiment,
 )
-from tlcore.runs.checks import spec_problems, spec_warnings
 
 
 def test_save_load_list_delete_round_trip():
@@ -65,7 +65,7 @@ def test_classic_experiment_shares_data_backbone_and_budget():
     base = tiny_spec(epochs=5)
     runs = classic_experiment(base)
     assert [r.train.strategy for r in runs] == ["scratch", "frozen", "frozen_then_finetune"]
-    assert [r.name for r in runs] == ["classic · scratch", "classic · frozen", "classic · frozen_then_finetune"]
+    assert [r.name for r in runs] == [f"classic · {s}" for s in ("scratch", "frozen", "frozen_then_finetune")]
     assert {r.dataset for r in runs} == {base.dataset}
     assert {r.backbone.name for r in runs} == {"mobilenet_v2"} and {r.backbone.alpha for r in runs} == {0.35}
     assert {r.train.total_epochs for r in runs} == {5}

@@ -25,11 +25,11 @@ def test_submitted_run_trains_in_a_worker_process_and_is_reused():
     assert submission.run.worker_pid != os.getpid()
     wait_until_ended(store, submission.run.id)
     run = store.get(submission.run.id)
-    log = (store.artifact_dir(run.id) / "worker.log").read_text()
+    log = store.artifacts(run.id).worker_log.read_text()
     assert run.status == "finished", (run.error, log)
     assert [e.epoch for e in store.epochs(run.id)] == [1]
     assert store.model_path(run.id).exists()
-    assert run.summary["test_accuracy"] is not None
+    assert run.summary is not None and 0 <= run.summary.test_accuracy <= 1
     again = jobs.submit(tiny_spec("frozen", epochs=1), store)
     assert again.reused and again.run.id == run.id
 

@@ -1,10 +1,11 @@
+import json
 import threading
 
 import pytest
 
 from tlcore.config import RunSpec, TrainSpec
 from tlcore.errors import PermissionDeniedError, RunNotFoundError, RunStateError
-from tlcore.records import EpochRecord
+from tlcore.records import EpochRecord, RunStatus, RunSummary
 from tlcore.runs.store import RunStore
 
 
@@ -107,9 +108,46 @@ def test_notes_and_summary_round_trip():
     run, _ = store.create_run(RunSpec(), owner="ann")
     store.add_note(run.id, "one")
     store.add_note(run.id, "two")
-    store.update(run.id, summary={"test_accuracy": 0.9})
+    summary = RunSummary(test_accuracy=0.9, macro_f1=0.8, top_k=3, test_top_k_accuracy=1.0, epochs=2,
+                         counts={"test": {"a": 5, "b": 4}})
+    store.update(run.id, summary=summary)
     got = store.get(run.id)
     assert got.notes == ["one", "two"]
-    assert got.summary == {"test_accuracy": 0.9}
+    assert got.summary == summary
     assert [r.id for r in store.list_runs(owner="ann")] == [run.id]
     assert store.list_runs(owner="bob") == []
+
+
+def test_statuses_are_stored_as_plain_strings_and_read_back_as_the_enum():
+    store = RunStore()
+    run, _ = store.create_run(RunSpec())
+    assert run.status is RunStatus.QUEUED
+    store.claim_queued(limit=1)
+    store.finish(run.id, RunStatus.STOPPED)
+    got = store.get(run.id)
+    assert got.status is RunStatus.STOPPED and not got.is_active
+    with store.transaction() as conn:
+        stored = conn.execute("SELECT status FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
+    assert type(stored) is str and stored == "stopped"
+    assert [r.id for r in store.list_runs(statuses={RunStatus.STOPPED})] == [run.id]
+    assert store.list_runs(statuses={RunStatus.QUEUED, RunStatus.RUNNING}) == []
+
+
+def test_a_summary_stored_by_an_older_version_still_loads():
+    store = RunStore()
+    run, _ = store.create_run(RunSpec())
+    old = {"test_accuracy": 0.75, "test_top3_accuracy": 0.9, "macro_f1": 0.7, "epochs": 4}
+    with store.transaction() as conn:
+        conn.execute("UPDATE runs SET summary = ? WHERE id = ?", (json.dumps(old), run.id))
+    summary = store.get(run.id).summary
+    assert summary == RunSummary(test_accuracy=0.75, macro_f1=0.7, top_k=3, test_top_k_accuracy=0.9, epochs=4)
+
+
+def test_artifacts_are_named_inside_the_runs_folder():
+    store = RunStore()
+    run, _ = store.create_run(RunSpec())
+    artifacts = store.artifacts(run.id)
+    assert artifacts.folder == store.root / "runs" / run.id == store.artifact_dir(run.id)
+    assert store.model_path(run.id) == artifacts.model
+    with pytest.raises(RunNotFoundError):
+        store.artifacts("../elsewhere")
