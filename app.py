@@ -5,8 +5,11 @@ live in ``pages/``; engine logic in ``tlcore``; Streamlit glue in ``ui/``.
 
 Until some session has run ``st.navigation``, Streamlit serves a ``pages/`` folder as an old-style
 multipage app, so a cold deep link (``/train?run=...`` right after a server restart) would run a
-page without this frame. Each page therefore starts with ``glue.require_frame()``, which sends
-such a visit here first; :func:`ui.glue.restore_deep_link` then opens the page that was asked for.
+page without this frame. Streamlit 1.67 has no setting to turn that discovery off (it checks for
+``pages/`` beside this file; ``client.showSidebarNavigation`` only hides the menu). Each page
+therefore starts with ``glue.require_frame()``, which sends such a visit here first;
+:func:`ui.glue.restore_deep_link` then opens the page that was asked for. The proof is the
+cold-link test in ``tests/e2e/test_studio_flow.py``.
 """
 
 import streamlit as st
@@ -29,5 +32,6 @@ pages = [
 ]
 page = st.navigation(pages)
 glue.restore_deep_link(pages)
-widgets.jobs_sidebar(train_page)
-glue.run_page(page)
+if glue.store_opens():  # else every page shows why the store is unusable, and what to do
+    widgets.jobs_sidebar(train_page)
+    glue.run_page(page)

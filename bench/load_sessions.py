@@ -49,9 +49,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 import common
+import psutil
 import st_client
 
 HOST = "127.0.0.1"
@@ -230,8 +229,8 @@ def start_training_job() -> str:
 
 
 def stop_training_jobs() -> None:
-    from tlcore.runs import jobs
     from tlcore.records import ACTIVE
+    from tlcore.runs import jobs
     from tlcore.runs.store import RunStore
 
     store = RunStore()
@@ -507,7 +506,7 @@ class CpuSplit:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
-    def __enter__(self) -> "CpuSplit":
+    def __enter__(self) -> CpuSplit:
         self.start_times = {pid: cpu for pid, (_, cpu) in self._read().items()}
         self.machine_start = self._machine()
         self.started = time.monotonic()

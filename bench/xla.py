@@ -40,10 +40,11 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> None:
     import keras
 
     from tlcore.backbones import build_backbone
-    from tlcore.training.cached_stage import plan_cut
     from tlcore.data import load_dataset
+    from tlcore.training.cached_stage import plan_cut
+    from tlcore.training.compiling import OPTIMIZER_FACTORIES
+    from tlcore.training.datasets import as_tf_dataset, one_hot
     from tlcore.training.model import FreezePolicy, backbone_of, build_classifier
-    from tlcore.training.loop import OPTIMIZER_FACTORIES, as_tf_dataset, one_hot
 
     common.print_header("XLA (jit_compile=True) vs default on the studio's training steps", args, {
         "steps": f"(a) head on cached features, all images, {args.epochs} epochs; (b) uncached "

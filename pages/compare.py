@@ -6,6 +6,7 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from tlcore.images import MAX_UPLOAD_BYTES, check_upload_size, load_image
 from tlcore.records import RunRecord, RunStatus
+from tlcore.report.evaluate import DEFAULT_TOP_K
 from tlcore.report.plots import predictions_figure
 from tlcore.report.summaries import accuracy_gain, comparison_rows, headline_accuracy, rows_to_csv, run_label
 from ui import exports, glue, widgets
@@ -94,7 +95,11 @@ def classify_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
     uploads = st.file_uploader("Images (JPEG, PNG or WebP)", type=["jpg", "jpeg", "png", "webp"],
                                accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20,
                                key="compare.images")
-    top_k = st.slider("Top-k", 1, 10, 3, key="compare.top_k")
+    # The slider offers only what every chosen model can answer; predict refuses the rest.
+    classes = min((run.summary.num_classes for run in runs if run.summary and run.summary.num_classes),
+                  default=DEFAULT_TOP_K)
+    top_k = (st.slider("Top-k", 1, min(10, classes), min(DEFAULT_TOP_K, classes), key="compare.top_k")
+             if classes > 1 else 1)
     for upload in uploads or []:
         st.divider()
         classify_upload(upload, runs, labels, top_k)

@@ -12,6 +12,7 @@ from tlcore.runs.checks import spec_problems, spec_warnings
 from tlcore.runs.experiments import list_experiments, load_experiment, save_experiment
 from tlcore.training.estimate import (
     augmentation_costs,
+    estimate_basis,
     estimate_epoch_seconds,
     estimate_run_seconds,
     format_seconds,
@@ -64,14 +65,15 @@ for warning in glue.attempt(spec_warnings, spec) or []:
     st.warning(warning, icon=":material/warning:")
 if problems == []:
     images = preview.train_images if preview else 1000
+    server = glue.server_profile()
     cols = st.columns(3)
-    cols[0].metric("Time per epoch (estimate)", format_seconds(estimate_epoch_seconds(spec, images)))
+    cols[0].metric("Time per epoch (estimate)", format_seconds(estimate_epoch_seconds(spec, images, server)))
     cols[1].metric(f"Whole run, {train.total_epochs} epoch(s)",
-                   format_seconds(estimate_run_seconds(spec, images)))
-    cols[2].caption(f"Rule of thumb for this 2-core server and {images:,} training images"
+                   format_seconds(estimate_run_seconds(spec, images, server)))
+    cols[2].caption(f"{estimate_basis(spec, server)}; {images:,} training images"
                     + ("." if preview else " (preview the dataset to use its real size)."))
     if train.augmentations and train.strategy != "scratch":
-        st.caption(augmentation_costs(spec, images))
+        st.caption(augmentation_costs(spec, images, server=server))
 
 st.subheader("4 · Save")
 name = st.text_input("Experiment name", value=draft.name, key="configure.name",

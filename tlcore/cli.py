@@ -7,81 +7,147 @@ types produces a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
 import time
+import types
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, NoReturn
 
 from tqdm import tqdm
 
-from tlcore.config import STRATEGIES, BackboneSpec, DatasetSpec, RunSpec, TrainSpec
-from tlcore.errors import RunStateError, StorageError, TLError
-from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run
+from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, Setting, TrainSpec, settings
+from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run, visible_label
 from tlcore.deploy.export_check import ExportCheck
-from tlcore.runs.jobs import check_spec
+from tlcore.errors import ConfigError, RunStateError, StorageError, TLError
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus
-from tlcore.runs.store import RunStore
 from tlcore.report.summaries import comparison_rows, rows_to_csv
+from tlcore.runs.jobs import check_spec
+from tlcore.runs.store import Claimant, RunStore
+from tlcore.training.observer import BatchProgress, TrainingObserver
 
 EXIT_USER_ERROR = 2
 FOLLOW_POLL_S = 1.0
 
+SPEC_SECTIONS: dict[str, type] = {"dataset": DatasetSpec, "backbone": BackboneSpec, "train": TrainSpec}
+# Short names documented before every field had a flag; they keep working.
+ALIASES = {
+    "dataset.source": ("--dataset",), "backbone.name": ("--backbone",), "train.learning_rate": ("--lr",),
+    "train.fine_tune_learning_rate": ("--fine-tune-lr",), "train.early_stopping_patience": ("--patience",),
+    "train.augmentations": ("--augment",),
+}
+REQUIRED = ("dataset.source", "backbone.name", "train.strategy", "train.epochs")
+_KIND_WORDS = {int: "a whole number", float: "a number"}
 
-def _add_spec_arguments(parser: argparse.ArgumentParser, with_strategy: bool = True) -> None:
-    defaults_d, defaults_t = DatasetSpec(), TrainSpec()
-    parser.add_argument("--dataset", required=True, help="builtin:shapes, tfds:NAME, folder:PATH or zip:PATH")
-    parser.add_argument("--backbone", required=True, help="catalogue name (see `backbones`) or hub:URL_OR_FOLDER")
-    parser.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
-    parser.add_argument("--weights", default=None, help="imagenet | none | PATH (default: imagenet; none for scratch)")
-    if with_strategy:
-        parser.add_argument("--strategy", required=True, choices=STRATEGIES)
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--fine-tune-epochs", type=int, default=defaults_t.fine_tune_epochs)
-    parser.add_argument("--fine-tune-layers", type=int, default=None)
-    parser.add_argument("--fine-tune-fraction", type=float, default=defaults_t.fine_tune_fraction)
-    parser.add_argument("--image-size", type=int, default=defaults_d.image_size)
-    parser.add_argument("--batch-size", type=int, default=defaults_t.batch_size)
-    parser.add_argument("--subset", type=float, default=defaults_d.subset)
-    parser.add_argument("--seed", type=int, default=defaults_t.seed)
-    parser.add_argument("--lr", type=float, default=defaults_t.learning_rate)
-    parser.add_argument("--fine-tune-lr", type=float, default=defaults_t.fine_tune_learning_rate)
-    parser.add_argument("--optimizer", default=defaults_t.optimizer)
-    parser.add_argument("--label-smoothing", type=float, default=defaults_t.label_smoothing)
-    parser.add_argument("--class-weights", action="store_true")
-    parser.add_argument("--patience", type=int, default=0, help="early-stopping patience (0: off)")
-    parser.add_argument("--dropout", type=float, default=defaults_t.dropout)
-    parser.add_argument("--augment", default="", help="comma list of flip,rotation,zoom,contrast,translation")
-    parser.add_argument("--val-fraction", type=float, default=defaults_d.val_fraction)
-    parser.add_argument("--test-fraction", type=float, default=defaults_d.test_fraction)
-    parser.add_argument("--data-dir", default=None, help="TFDS data_dir (prepared data works offline)")
-    parser.add_argument("--name", default="")
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose complaints are user errors: one line and exit code 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message if message.endswith(".") else f"{message}.", f"See `{self.prog} --help`.")
+
+
+def spec_flag(section: str, name: str) -> str:
+    """The flag of a spec field, named after it: ``--image-size``.
+
+    A field named like a part of :class:`RunSpec` (``name``, the run's label) is prefixed with its
+    section: ``--backbone-name``. A name shared by two sections (``seed``) is one flag for both.
+    """
+    clashes = name in {f.name for f in dataclasses.fields(RunSpec)}
+    return "--" + (f"{section}_{name}" if clashes else name).replace("_", "-")
+
+
+def _dest(section: str, name: str) -> str:
+    return spec_flag(section, name)[2:].replace("-", "_")
+
+
+def _checked(info: Setting, value: Any) -> Any:
+    try:
+        info.check(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _converter(info: Setting, kind: type) -> Callable[[str], Any]:
+    """Text to ``kind``, checked against the field's bound and choices as ``validate()`` does."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{info.label} must be {_KIND_WORDS.get(kind, kind.__name__)}, got {text!r}.") from None
+        return _checked(info, value)
+
+    return convert
+
+
+def _items_converter(info: Setting) -> Callable[[str], list[str]]:
+    """A comma list (``flip,zoom``) to checked items; repeated flags add up."""
+
+    def convert(text: str) -> list[str]:
+        return list(_checked(info, tuple(item.strip() for item in text.split(",") if item.strip())))
+
+    return convert
+
+
+def _value_options(info: Setting, hint: Any) -> dict[str, Any]:
+    """``add_argument`` options for a field of type ``hint``: booleans get ``--x/--no-x``."""
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(hint) is tuple:
+        return {"type": _items_converter(info), "action": "extend", "metavar": "NAME[,NAME...]"}
+    optional = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    kind = optional[0] if typing.get_origin(hint) is types.UnionType else hint
+    return {"type": _converter(info, kind), "choices": info.choices or None}
+
+
+def _help(info: Setting, default: Any, required: bool) -> str:
+    parts = [info.help or info.label]
+    if info.bound is not None:
+        parts.append(info.bound.describe() + (f" {info.unit}" if info.unit else ""))
+    if info.choices and isinstance(default, tuple):
+        parts.append(f"comma list or repeated, from {', '.join(info.choices)}")
+    if not required and default is not None:
+        parts.append(f"default: {','.join(default) or 'none' if isinstance(default, tuple) else default}")
+    return "; ".join(parts).replace("%", "%%")
+
+
+def _add_spec_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """A flag for every field of the three specs, with its bound, choices and default."""
+    seen: set[str] = set()
+    for section, spec_class in SPEC_SECTIONS.items():
+        hints, defaults = typing.get_type_hints(spec_class), spec_class()
+        for name, info in settings(spec_class).items():
+            key, flag = f"{section}.{name}", spec_flag(section, name)
+            if key in skip or flag in seen:
+                continue
+            seen.add(flag)
+            required = key in REQUIRED
+            parser.add_argument(flag, *ALIASES.get(key, ()), dest=_dest(section, name), default=None,
+                                required=required, help=_help(info, getattr(defaults, name), required),
+                                **_value_options(info, hints[name]))
+    parser.add_argument("--name", default="", help="a label for people; not part of the run's settings")
     parser.add_argument("--force", action="store_true", help="train again even if an equal run finished")
     parser.add_argument("--json", action="store_true")
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """The run the flags describe; a flag left out keeps the spec's default."""
+    given = vars(args)
+    parts = {}
+    for section, spec_class in SPEC_SECTIONS.items():
+        values = {name: given.get(_dest(section, name)) for name in settings(spec_class)}
+        parts[section] = spec_class(**{name: tuple(value) if isinstance(value, list) else value
+                                       for name, value in values.items() if value is not None})
     weights = args.weights or ("none" if args.strategy == "scratch" else "imagenet")
-    spec = RunSpec(
-        dataset=DatasetSpec(
-            source=args.dataset, subset=args.subset, image_size=args.image_size,
-            val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-            seed=args.seed, data_dir=args.data_dir,
-        ),
-        backbone=BackboneSpec(name=args.backbone, alpha=args.alpha, weights=weights),
-        train=TrainSpec(
-            strategy=args.strategy, epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
-            fine_tune_layers=args.fine_tune_layers, fine_tune_fraction=args.fine_tune_fraction,
-            learning_rate=args.lr, fine_tune_learning_rate=args.fine_tune_lr,
-            batch_size=args.batch_size, optimizer=args.optimizer,
-            label_smoothing=args.label_smoothing, class_weights=args.class_weights,
-            early_stopping_patience=args.patience, dropout=args.dropout,
-            augmentations=tuple(a.strip() for a in args.augment.split(",") if a.strip()),
-            seed=args.seed,
-        ),
-        name=args.name,
-    )
+    spec = RunSpec(dataset=parts["dataset"], backbone=dataclasses.replace(parts["backbone"], weights=weights),
+                   train=parts["train"], name=args.name)
     return check_spec(spec)
 
 
@@ -112,7 +178,7 @@ def run_payload(store: RunStore, run: RunRecord) -> dict[str, Any]:
     return payload
 
 
-class _EpochBar:
+class _EpochBar(TrainingObserver):
     """A tqdm bar over all batches of all epochs, with the last epoch's metrics."""
 
     def __init__(self, total_epochs: int, enabled: bool) -> None:
@@ -121,7 +187,8 @@ class _EpochBar:
         self.enabled = enabled
         self.done = 0
 
-    def on_batch(self, batch: int, steps: int) -> None:
+    def on_batch(self, progress: BatchProgress) -> None:
+        batch, steps = progress.batch, progress.steps
         if not self.enabled or not steps:
             return
         if self.bar is None:
@@ -141,22 +208,21 @@ class _EpochBar:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tlcore.runs.jobs import claim_for_this_process, reap
+    from tlcore.runs.jobs import reap
     from tlcore.runs.runner import execute_run
 
     store = RunStore()
     spec = spec_from_args(args)
     reap(store)
-    run, reused = store.create_run(spec, force=args.force)
+    # Inserted already claimed: a dispatcher must never find this run queued and start a worker.
+    run, reused = store.create_run(spec, force=args.force, claimant=Claimant.current())
     if reused and run.is_active:
         _say(args, f"An equal run {run.id} is {run.status}; following it.")
         run = _follow(store, run.id)
     elif not reused:
-        claim_for_this_process(store, run.id)
         bar = _EpochBar(spec.train.total_epochs, enabled=True)
         try:
-            run = execute_run(store, run.id, on_batch=bar.on_batch, on_epoch=bar.on_epoch,
-                              reraise_user_errors=True)
+            run = execute_run(store, run.id, observer=bar, reraise_user_errors=True)
         finally:
             bar.close()
     else:
@@ -206,7 +272,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import reap
 
     store = RunStore()
-    reap(store)
+    if not store.read_only:  # a read-only store is listed as it is: dead workers stay unrecorded
+        reap(store)
     _emit(args, [_run_row(r) for r in store.list_runs()], _describe_rows)
     return 0
 
@@ -226,7 +293,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import reap
 
     store = RunStore()
-    reap(store)
+    if not store.read_only:  # a read-only store is listed as it is: dead workers stay unrecorded
+        reap(store)
     _emit(args, run_payload(store, store.get(args.run_id)), _describe_run)
     return 0
 
@@ -244,7 +312,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     rows = comparison_rows(runs)
     if args.csv:
-        print(rows_to_csv(rows), end="")
+        print(rows_to_csv(_visible(rows)), end="")
     else:
         _emit(args, rows, _describe_table)
     return 0
@@ -272,8 +340,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from tlcore.deploy.serving import load_run
+    from tlcore.report.evaluate import check_top_k
 
     loaded = load_run(args.run_id)
+    if args.top_k is not None:  # once, as one line, rather than as every image's error
+        check_top_k(args.top_k, len(loaded.class_names))
     results, failed = [], False
     for image in args.images:
         try:
@@ -332,9 +403,19 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tlcore", description=__doc__.splitlines()[0])
-    verbs = parser.add_subparsers(dest="verb", required=True)
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the store, run folders and caches; ``--rebuild`` lists the run folders again."""
+    from tlcore.runs import doctor
+
+    if args.rebuild:
+        print(doctor.rebuild().describe())
+    checkup = doctor.check()
+    print(checkup.describe())
+    return 0 if checkup.healthy else 1
+
+
+def _add_spec_verbs(verbs: argparse._SubParsersAction) -> None:
+    """``train``, ``submit`` and ``classic``: the verbs that take a flag per spec field."""
     for name, handler, help_text in (
         ("train", cmd_train, "train in the foreground with a progress bar"),
         ("submit", cmd_submit, "queue a run for a background worker"),
@@ -344,9 +425,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
     classic = verbs.add_parser(
         "classic", help="queue scratch vs frozen vs frozen_then_finetune with one budget")
-    _add_spec_arguments(classic, with_strategy=False)
+    _add_spec_arguments(classic, skip=("train.strategy",))  # the experiment sets the three strategies
     classic.add_argument("--wait", action="store_true", help="wait for the three runs and print a table")
     classic.set_defaults(handler=cmd_classic, strategy="frozen")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m tlcore", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    _add_spec_verbs(verbs)
     for name, handler, help_text in (
         ("runs", cmd_runs, "list runs"),
         ("backbones", cmd_backbones, "list the backbone catalogue"),
@@ -381,18 +468,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict = verbs.add_parser("predict", help="classify images with a finished run")
     predict.add_argument("run_id")
     predict.add_argument("images", nargs="+")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=int, default=None,
+                         help="labels per image, 1 to the number of classes (default: up to 3)")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
+    doctor = verbs.add_parser("doctor", help="check the run store, run folders and caches")
+    doctor.add_argument("--rebuild", action="store_true",
+                        help="rebuild the run list from the run folders (a damaged store is kept aside)")
+    doctor.set_defaults(handler=cmd_doctor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except TLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible_label(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -404,7 +496,22 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def _emit(args: argparse.Namespace, payload: Any, describe: Callable[[Any], str]) -> None:
-    print(json.dumps(payload, indent=1, default=str) if args.json else describe(payload))
+    print(json.dumps(payload, indent=1, default=str) if args.json else describe(_visible(payload)))
+
+
+def _visible(payload: Any) -> Any:
+    """``payload`` with invisible characters of every string spelled out (JSON escapes its own).
+
+    Class and run names come from datasets, hub models and people: raw, a line break or a
+    right-to-left override in one would show a terminal another table than the real one.
+    """
+    if isinstance(payload, str):
+        return visible_label(payload)
+    if isinstance(payload, dict):
+        return {key: _visible(value) for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [_visible(value) for value in payload]
+    return payload
 
 
 def _describe_run(p: dict[str, Any]) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from tlcore.errors import ConfigError
 from tlcore.paths import resolve_weights_path
@@ -19,14 +20,179 @@ STRATEGIES = ("scratch", "frozen", "finetune", "frozen_then_finetune")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "translation")
 SOURCE_KINDS = ("builtin", "tfds", "folder", "zip")
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+BATCH_SIZES = (8, 16, 32, 64, 128)
+# numpy seeds stop at 2**32 - 1 and some TensorFlow ops take an int32 seed.
+MAX_SEED = 2**31 - 1
 
 # Bumped whenever training code changes what a spec produces, so old runs are not reused.
 SPEC_VERSION = 1
+
+SETTING = "setting"
 
 
 def _require(condition: bool, message: str, hint: str = "") -> None:
     if not condition:
         raise ConfigError(message, hint)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed range of a numeric setting, written once and read by every front end.
+
+    ``validate()`` refuses values outside it, the CLI checks flags against it and the Configure
+    form takes its widget limits from it, so the three can never disagree.
+
+    Attributes:
+        low: Smallest allowed value; ``None`` means no lower limit.
+        high: Largest allowed value; ``None`` means no upper limit.
+        low_open: ``low`` itself is excluded (a share that must be above 0).
+        high_open: ``high`` itself is excluded (dropout below 1).
+        step: Increment the form's widgets move by.
+        form_high: Largest value the form offers where the allowed range is open or too wide to
+            slide through; the CLI and saved experiments may still go up to ``high``.
+        presets: Values a pick-list offers (learning rates, batch sizes); the current value is
+            always added to them.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    step: float | None = None
+    form_high: float | None = None
+    presets: tuple[float, ...] = ()
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` is allowed; NaN never is."""
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return bool(above and below and value == value)
+
+    def describe(self) -> str:
+        """The range in words (``between 1 and 1000``) or, with an open end, as an interval."""
+        low, high = self.low, self.high
+        if low is not None and high is not None:
+            if not (self.low_open or self.high_open):
+                return f"between {_number(low)} and {_number(high)}"
+            return (f"in {'(' if self.low_open else '['}{_number(low)}, "
+                    f"{_number(high)}{')' if self.high_open else ']'}")
+        if low is not None:
+            return f"{'above' if self.low_open else 'at least'} {_number(low)}"
+        if high is not None:
+            return f"{'below' if self.high_open else 'at most'} {_number(high)}"
+        return "any number"
+
+    @property
+    def form_min(self) -> float | None:
+        """Smallest value a widget offers: ``low``, or one step above it when ``low`` is excluded.
+
+        ``None`` (no widget limit) when ``low`` is excluded and there is no step to stay above it by.
+        """
+        if self.low is None or not self.low_open:
+            return self.low
+        return self.low + self.step if self.step else None
+
+    @property
+    def form_max(self) -> float | None:
+        """Largest value a widget offers: ``form_high``, else ``high`` (one step below if excluded)."""
+        if self.form_high is not None:
+            return self.form_high
+        if self.high is None or not self.high_open:
+            return self.high
+        return self.high - self.step if self.step else None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the front ends need to know about one spec field, kept in the field's metadata.
+
+    Attributes:
+        label: Name shown to people and used in error messages (``Image size``).
+        help: One line for ``--help`` and widget tooltips.
+        bound: Allowed range of a number; ``None`` for non-numbers.
+        choices: Allowed values of a name, or of each item of a tuple of names.
+        unit: Unit said after the range in messages (``pixels``).
+    """
+
+    label: str
+    help: str = ""
+    bound: Bound | None = None
+    choices: tuple[str, ...] = ()
+    unit: str = ""
+
+    def check(self, value: Any) -> None:
+        """Refuse ``value`` when it is outside the bound or not among the choices.
+
+        ``None`` passes: optional fields (alpha, fine-tune layers) mean "the default" by it.
+
+        Raises:
+            ConfigError: The value is not allowed, with the allowed range or choices.
+        """
+        if value is None:
+            return
+        if self.bound is not None:
+            _require(isinstance(value, (int, float)) and not isinstance(value, bool),
+                     f"{self.label} must be a number, got {value!r}.")
+            unit = f" {self.unit}" if self.unit else ""
+            _require(self.bound.contains(value),
+                     f"{self.label} must be {self.bound.describe()}{unit}, got {_number(value)}.")
+        if self.choices:
+            items = value if isinstance(value, tuple) else (value,)
+            unknown = [str(item) for item in items if item not in self.choices]
+            _require(not unknown, f"Unknown {self.label.lower()}: {', '.join(unknown)}.",
+                     f"Choose from {', '.join(self.choices)}.")
+
+
+def _spec_field(default: Any, label: str, help: str = "", **setting: Any) -> Any:
+    """A dataclass field whose metadata carries its :class:`Setting`."""
+    return field(default=default, metadata={SETTING: Setting(label, help, **setting)})
+
+
+def settings(spec_class: type) -> dict[str, Setting]:
+    """Every field of ``spec_class`` (a spec dataclass) with its :class:`Setting`, in order."""
+    return {f.name: f.metadata[SETTING] for f in dataclasses.fields(spec_class)}
+
+
+def setting(spec_class: type, name: str) -> Setting:
+    """The :class:`Setting` of one field, e.g. ``setting(TrainSpec, "epochs").bound``."""
+    return settings(spec_class)[name]
+
+
+def _check_settings(spec: Any) -> None:
+    _check_text(spec)
+    for name, info in settings(type(spec)).items():
+        info.check(getattr(spec, name))
+
+
+def _check_text(spec: Any) -> None:
+    """Refuse text that is not valid UTF-8 (a path typed in a non-UTF-8 locale).
+
+    Such text arrives as surrogate escapes; stored in a run, it would break every page and
+    command that shows the run, for every user of a shared server.
+    """
+    for item in dataclasses.fields(spec):
+        value = getattr(spec, item.name)
+        for text in value if isinstance(value, tuple) else (value,):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ConfigError(
+                        f"The {item.name.replace('_', ' ')} {text.encode('utf-8', 'backslashreplace').decode()!r} "
+                        "is not valid UTF-8.",
+                        "Rename the file or folder with UTF-8 characters, or type it in a UTF-8 terminal.",
+                    ) from None
+
+
+_SHARE = Bound(0.0, 1.0, low_open=True, step=0.05)
+_HOLD_OUT = Bound(0.0, 1.0, low_open=True, high_open=True, step=0.05, form_high=0.4)
+_RATE = Bound(0.0, 1.0, low_open=True, presets=LEARNING_RATES)
+_SEED = Bound(0, MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -44,13 +210,17 @@ class DatasetSpec:
         data_dir: TFDS data directory; prepared data there works offline.
     """
 
-    source: str = "builtin:shapes"
-    subset: float = 1.0
-    image_size: int = 160
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 42
-    data_dir: str | None = None
+    source: str = _spec_field("builtin:shapes", "Dataset source",
+                              "builtin:NAME, tfds:NAME, folder:PATH or zip:PATH")
+    subset: float = _spec_field(1.0, "Subset", "fraction of the images used", bound=_SHARE)
+    image_size: int = _spec_field(160, "Image size", "side of the square model input",
+                                  bound=Bound(16, 1024, step=16), unit="pixels")
+    val_fraction: float = _spec_field(0.15, "Validation fraction", "share held out for validation",
+                                      bound=_HOLD_OUT)
+    test_fraction: float = _spec_field(0.15, "Test fraction", "share held out for testing",
+                                       bound=_HOLD_OUT)
+    seed: int = _spec_field(42, "Seed", "seed of the split and of training", bound=_SEED)
+    data_dir: str | None = _spec_field(None, "TFDS data directory", "prepared data there works offline")
 
     @property
     def kind(self) -> str:
@@ -71,14 +241,9 @@ class DatasetSpec:
             f"Dataset source {self.source!r} is not understood.",
             "Use builtin:NAME, tfds:NAME, folder:PATH or zip:PATH.",
         )
-        _require(0 < self.subset <= 1, f"Subset must be in (0, 1], got {self.subset}.")
+        _check_settings(self)
         _require(
-            16 <= self.image_size <= 1024,
-            f"Image size must be between 16 and 1024 pixels, got {self.image_size}.",
-        )
-        _require(
-            0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
-            and self.val_fraction + self.test_fraction < 0.9,
+            self.val_fraction + self.test_fraction < 0.9,
             "Validation and test fractions must each be in (0, 1) and leave at least 10 % "
             "for training.",
         )
@@ -94,9 +259,12 @@ class BackboneSpec:
         weights: ``imagenet``, ``none`` or a path to a weights file.
     """
 
-    name: str = "mobilenet_v2"
-    alpha: float | None = None
-    weights: str = "imagenet"
+    name: str = _spec_field("mobilenet_v2", "Backbone",
+                            "catalogue name (see `backbones`) or hub:URL_OR_FOLDER")
+    alpha: float | None = _spec_field(None, "Width multiplier alpha", "MobileNet width multiplier",
+                                      bound=Bound(0.0, 2.0, low_open=True))
+    weights: str = _spec_field("imagenet", "Weights",
+                               "imagenet | none | PATH to a weights file; none for the scratch strategy")
 
     @property
     def is_hub(self) -> bool:
@@ -114,10 +282,7 @@ class BackboneSpec:
         """
         _require(bool(self.name), "A backbone name is required.")
         _require(bool(self.weights), "Weights must be 'imagenet', 'none' or a file path.")
-        _require(
-            self.alpha is None or 0 < self.alpha <= 2,
-            f"Width multiplier alpha must be in (0, 2], got {self.alpha}.",
-        )
+        _check_settings(self)
         for location in self.local_files():
             resolve_weights_path(location)
 
@@ -156,73 +321,43 @@ class TrainSpec:
         seed: Seed of weight initialisation, shuffling, dropout and augmentation.
     """
 
-    strategy: str = "frozen"
-    epochs: int = 5
-    fine_tune_epochs: int = 0
-    fine_tune_layers: int | None = None
-    fine_tune_fraction: float = 0.25
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4
-    batch_size: int = 32
-    optimizer: str = "adam"
-    label_smoothing: float = 0.0
-    class_weights: bool = False
-    early_stopping_patience: int = 0
-    dropout: float = 0.2
-    augmentations: tuple[str, ...] = ()
-    feature_cache: bool = True
-    augment_views: int = 0
-    seed: int = 42
+    strategy: str = _spec_field("frozen", "Strategy", "which layers train, and when", choices=STRATEGIES)
+    epochs: int = _spec_field(5, "Epochs", "epochs of the first (or only) stage", bound=Bound(1, 1000))
+    fine_tune_epochs: int = _spec_field(0, "Fine-tune epochs", "second stage of frozen_then_finetune",
+                                        bound=Bound(0, 1000))
+    fine_tune_layers: int | None = _spec_field(None, "Fine-tune layers",
+                                               "backbone layers unfrozen from the top (default: by fraction)",
+                                               bound=Bound(1, None, form_high=2000))
+    fine_tune_fraction: float = _spec_field(0.25, "Fine-tune fraction",
+                                            "share of backbone layers unfrozen from the top", bound=_SHARE)
+    learning_rate: float = _spec_field(1e-3, "Learning rate", "learning rate of the head", bound=_RATE)
+    fine_tune_learning_rate: float = _spec_field(1e-4, "Fine-tune learning rate",
+                                                 "lower rate while backbone layers train", bound=_RATE)
+    batch_size: int = _spec_field(32, "Batch size", "images per step",
+                                  bound=Bound(1, 1024, presets=BATCH_SIZES))
+    optimizer: str = _spec_field("adam", "Optimizer", "the Keras optimizer of every stage",
+                                 choices=OPTIMIZERS)
+    label_smoothing: float = _spec_field(0.0, "Label smoothing", "of the cross-entropy loss",
+                                         bound=Bound(0.0, 1.0, high_open=True, step=0.05, form_high=0.3))
+    class_weights: bool = _spec_field(False, "Class weights", "weight classes inversely to their frequency")
+    early_stopping_patience: int = _spec_field(0, "Early-stopping patience",
+                                               "epochs without validation-loss improvement (0: off)",
+                                               bound=Bound(0, None, form_high=100))
+    dropout: float = _spec_field(0.2, "Dropout", "dropout before the dense head",
+                                 bound=Bound(0.0, 1.0, high_open=True, step=0.05, form_high=0.8))
+    augmentations: tuple[str, ...] = _spec_field((), "Augmentation", "active only while training",
+                                                 choices=AUGMENTATIONS)
+    feature_cache: bool = _spec_field(True, "Feature cache", "run the frozen part once per image")
+    augment_views: int = _spec_field(0, "Augmented views", "views precomputed per image (0: on the fly)",
+                                     bound=Bound(0, 20))
+    seed: int = _spec_field(42, "Seed", "seed of the split and of training", bound=_SEED)
 
     def validate(self) -> None:
-        _require(
-            self.strategy in STRATEGIES,
-            f"Unknown strategy {self.strategy!r}.",
-            f"Choose one of {', '.join(STRATEGIES)}.",
-        )
-        _require(1 <= self.epochs <= 1000, f"Epochs must be between 1 and 1000, got {self.epochs}.")
-        _require(
-            0 <= self.fine_tune_epochs <= 1000,
-            f"Fine-tune epochs must be between 0 and 1000, got {self.fine_tune_epochs}.",
-        )
+        _check_settings(self)
         _require(
             self.strategy != "frozen_then_finetune" or self.fine_tune_epochs >= 1,
             "frozen_then_finetune needs at least one fine-tune epoch.",
             "Set fine-tune epochs to 1 or more, or choose the frozen strategy.",
-        )
-        _require(
-            self.fine_tune_layers is None or self.fine_tune_layers >= 1,
-            f"Fine-tune layers must be at least 1, got {self.fine_tune_layers}.",
-        )
-        _require(
-            0 < self.fine_tune_fraction <= 1,
-            f"Fine-tune fraction must be in (0, 1], got {self.fine_tune_fraction}.",
-        )
-        _require(
-            0 < self.learning_rate <= 1 and 0 < self.fine_tune_learning_rate <= 1,
-            "Learning rates must be in (0, 1].",
-        )
-        _require(
-            1 <= self.batch_size <= 1024,
-            f"Batch size must be between 1 and 1024, got {self.batch_size}.",
-        )
-        _require(
-            self.optimizer in OPTIMIZERS,
-            f"Unknown optimizer {self.optimizer!r}.",
-            f"Choose one of {', '.join(OPTIMIZERS)}.",
-        )
-        _require(0 <= self.label_smoothing < 1, "Label smoothing must be in [0, 1).")
-        _require(0 <= self.dropout < 1, "Dropout must be in [0, 1).")
-        _require(self.early_stopping_patience >= 0, "Early-stopping patience cannot be negative.")
-        _require(
-            0 <= self.augment_views <= 20,
-            f"Augmented views must be between 0 and 20, got {self.augment_views}.",
-        )
-        unknown = sorted(set(self.augmentations) - set(AUGMENTATIONS))
-        _require(
-            not unknown,
-            f"Unknown augmentation(s): {', '.join(unknown)}.",
-            f"Choose from {', '.join(AUGMENTATIONS)}.",
         )
 
     @property
@@ -243,7 +378,8 @@ class RunSpec:
     train: TrainSpec = field(default_factory=TrainSpec)
     name: str = ""
 
-    def validate(self) -> "RunSpec":
+    def validate(self) -> RunSpec:
+        _check_text(self)
         self.dataset.validate()
         self.backbone.validate()
         self.train.validate()
@@ -258,7 +394,7 @@ class RunSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
         try:
             train = dict(data.get("train", {}))
             if "augmentations" in train:
@@ -280,7 +416,7 @@ class RunSpec:
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def with_strategy(self, strategy: str) -> "RunSpec":
+    def with_strategy(self, strategy: str) -> RunSpec:
         """The same run with another strategy; scratch implies random weights."""
         weights = "none" if strategy == "scratch" else (
             "imagenet" if self.backbone.weights == "none" else self.backbone.weights

@@ -6,20 +6,47 @@ point the studio at another home without re-importing anything.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tlcore.errors import BackboneError, TLError
+from tlcore.errors import BackboneError, StorageError, TLError
 
 DEFAULT_HOME = Path.home() / ".tlstudio"
 
 
-def tl_home() -> Path:
-    """Root of the run store, artifacts, caches and extracted uploads (``$TL_HOME``)."""
+def tl_home(create: bool = True) -> Path:
+    """Root of the run store, artifacts, caches and extracted uploads (``$TL_HOME``).
+
+    Args:
+        create: Make the folder if it is missing; readers pass False, so that a read-only
+            disk can still be read.
+
+    Raises:
+        StorageError: ``TL_HOME`` is a file, or it is missing and cannot be created.
+    """
     home = Path(os.environ.get("TL_HOME", DEFAULT_HOME)).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    return home
+    return ensure_folder(home, "TL_HOME") if create else home
+
+
+def ensure_folder(path: Path, what: str) -> Path:
+    """``mkdir -p path``; a file in the way or an unwritable parent is a StorageError.
+
+    A full disk is left as the ``OSError`` it is, which the runner reports in its own words.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise not_a_folder_error(path, what) from exc
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StorageError(
+            f"The folder {path} could not be created ({exc.strerror or exc}).",
+            "Set TL_HOME to a folder this user can write to (or make this one writable).",
+        ) from exc
+    return path
 
 
 def data_roots() -> list[Path]:
@@ -91,7 +118,13 @@ def is_inside(path: Path, roots: Sequence[Path]) -> bool:
     return any(path.is_relative_to(root) for root in roots)
 
 
+def not_a_folder_error(path: Path, what: str) -> StorageError:
+    return StorageError(
+        f"{what} ({path}) is a file, not a folder.",
+        f"Point {what} at a folder (or move the file away): the studio keeps its runs and "
+        "caches there.",
+    )
+
+
 def subdir(name: str) -> Path:
-    path = tl_home() / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return ensure_folder(tl_home() / name, f"TL_HOME's {name} folder")

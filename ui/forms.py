@@ -7,17 +7,18 @@ half-edited experiment as it was. Keys are namespaced ``configure.*``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from tlcore.backbones import CATALOGUE
-from tlcore.config import AUGMENTATIONS, OPTIMIZERS, STRATEGIES, BackboneSpec, DatasetSpec, TrainSpec
+from tlcore.config import BackboneSpec, DatasetSpec, TrainSpec, setting
 from tlcore.data import COMMON_TFDS, builtin_datasets
-from tlcore.report.plots import class_counts_figure
 from tlcore.data.preview import DatasetPreview
 from tlcore.data.uploads import MAX_ZIP_UPLOAD_BYTES, save_upload
+from tlcore.report.plots import class_counts_figure
 from ui import glue
 
 SOURCES = {"builtin": "Built-in demo set", "tfds": "TensorFlow Datasets",
@@ -26,8 +27,22 @@ WEIGHTS = {"imagenet": "ImageNet", "none": "None (random)", "file": "A file"}
 STRATEGY_HELP = {"scratch": "random weights, train everything", "frozen": "train only the new head",
                  "finetune": "train the head and the top of the backbone",
                  "frozen_then_finetune": "head first, then fine-tune at a lower rate"}
-RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
-BATCH_SIZES = (8, 16, 32, 64, 128)
+
+
+def _limits(spec_class: type, name: str, kind: type = float) -> dict[str, Any]:
+    """A widget's ``min_value``, ``max_value`` and ``step``, read from the field's bound in tlcore.config."""
+    bound = setting(spec_class, name).bound
+    limits = {"min_value": bound.form_min, "max_value": bound.form_max, "step": bound.step}
+    return {key: kind(value) for key, value in limits.items() if value is not None}
+
+
+def _presets(spec_class: type, name: str, current: float) -> list[float]:
+    """The values a pick-list offers for a field: its presets plus the current value."""
+    return sorted({*setting(spec_class, name).bound.presets, current})
+
+
+def _choices(spec_class: type, name: str) -> tuple[str, ...]:
+    return setting(spec_class, name).choices
 
 
 def _index(options: Sequence[Any] | dict, current: Any) -> int:
@@ -61,7 +76,8 @@ def _source(d: DatasetSpec) -> tuple[str, str | None]:
     if upload is not None:
         saved = glue.attempt(save_upload, upload.getvalue(), upload.name, doing="saving the upload")
         source = f"zip:{saved}" if saved else "zip:"
-    st.caption(f"Using the uploaded archive `{source[4:]}`." if source != "zip:" else "Upload a zip to use it.")
+    st.caption(f"Using the uploaded archive `{source[4:]}`." if source != "zip:"
+               else "Upload a zip to use it.")
     return source, None
 
 
@@ -69,11 +85,16 @@ def dataset_form(d: DatasetSpec) -> DatasetSpec:
     """Source, subset, image size, split shares and seed."""
     source, data_dir = _source(d)
     cols = st.columns(5)
-    subset = cols[0].slider("Share of images used", 0.05, 1.0, d.subset, 0.05, key="configure.subset")
-    size = cols[1].number_input("Image size (px)", 16, 1024, d.image_size, 16, key="configure.image_size")
-    val = cols[2].slider("Validation share", 0.05, 0.4, d.val_fraction, 0.05, key="configure.val")
-    test = cols[3].slider("Test share", 0.05, 0.4, d.test_fraction, 0.05, key="configure.test")
-    seed = cols[4].number_input("Seed (splits, training)", 0, 2**31 - 1, d.seed, key="configure.seed")
+    subset = cols[0].slider("Share of images used", value=d.subset, key="configure.subset",
+                            **_limits(DatasetSpec, "subset"))
+    size = cols[1].number_input("Image size (px)", value=d.image_size, key="configure.image_size",
+                                **_limits(DatasetSpec, "image_size", int))
+    val = cols[2].slider("Validation share", value=d.val_fraction, key="configure.val",
+                         **_limits(DatasetSpec, "val_fraction"))
+    test = cols[3].slider("Test share", value=d.test_fraction, key="configure.test",
+                          **_limits(DatasetSpec, "test_fraction"))
+    seed = cols[4].number_input("Seed (splits, training)", value=d.seed, key="configure.seed",
+                                **_limits(DatasetSpec, "seed", int))
     return dataclasses.replace(d, source=source, subset=subset, image_size=int(size), val_fraction=val,
                                test_fraction=test, seed=int(seed), data_dir=data_dir)
 
@@ -115,10 +136,11 @@ def backbone_form(b: BackboneSpec) -> BackboneSpec:
                                   format_func=lambda n: CATALOGUE[n].title, key="configure.backbone")
         info = CATALOGUE[name]
         if info.alphas:
-            alpha = alpha_col.selectbox("Width multiplier (alpha)", info.alphas, key=f"configure.alpha.{name}",
+            alpha = alpha_col.selectbox("Width multiplier (alpha)", info.alphas,
+                                        key=f"configure.alpha.{name}",
                                         index=_index(info.alphas, b.alpha or info.default_alpha))
     mode = weights_col.radio("Weights", list(WEIGHTS), format_func=WEIGHTS.get, horizontal=True,
-                             index=_index(WEIGHTS, b.weights if b.weights in ("imagenet", "none") else "file"),
+                             index=_index(WEIGHTS, b.weights if b.weights in WEIGHTS else "file"),
                              key="configure.weights")
     if info is not None:
         st.caption(f"{info.title}: {info.params / 1e6:.1f} M parameters, ImageNet top-1 {info.top1:.1f} %, "
@@ -130,50 +152,77 @@ def backbone_form(b: BackboneSpec) -> BackboneSpec:
     return dataclasses.replace(b, name=name, alpha=alpha, weights=weights)
 
 
-def training_form(t: TrainSpec, seed: int) -> TrainSpec:
-    """Strategy and hyperparameters; fine-tune settings are enabled only where they apply."""
-    strategy = st.radio("Strategy", STRATEGIES, index=_index(STRATEGIES, t.strategy), horizontal=True,
+def _stages(t: TrainSpec) -> dict[str, Any]:
+    """Strategy, epochs and how much of the backbone fine-tunes (enabled only where it applies)."""
+    strategies = _choices(TrainSpec, "strategy")
+    strategy = st.radio("Strategy", strategies, index=_index(strategies, t.strategy), horizontal=True,
                         format_func=lambda s: f"{s} ({STRATEGY_HELP[s]})", key="configure.strategy")
     tunes = strategy in ("finetune", "frozen_then_finetune")
     c = st.columns(4)
-    epochs = c[0].number_input("Epochs", 1, 1000, t.epochs, key="configure.epochs")
-    ft_epochs = c[1].number_input("Fine-tune epochs (second stage)", 0, 1000, t.fine_tune_epochs,
-                                  key="configure.ft_epochs", disabled=strategy != "frozen_then_finetune")
-    ft_layers = c[2].number_input("Fine-tune layers", 1, 2000, t.fine_tune_layers,
+    epochs = c[0].number_input("Epochs", value=t.epochs, key="configure.epochs",
+                               **_limits(TrainSpec, "epochs", int))
+    ft_epochs = c[1].number_input("Fine-tune epochs (second stage)", value=t.fine_tune_epochs,
+                                  key="configure.ft_epochs", disabled=strategy != "frozen_then_finetune",
+                                  **_limits(TrainSpec, "fine_tune_epochs", int))
+    ft_layers = c[2].number_input("Fine-tune layers", value=t.fine_tune_layers,
                                   key="configure.ft_layers", disabled=not tunes,
-                                  help="Empty: unfreeze the share of layers set on the right.")
-    ft_fraction = c[3].slider("Share of backbone layers fine-tuned", 0.05, 1.0, t.fine_tune_fraction, 0.05,
-                              key="configure.ft_fraction", disabled=not tunes)
+                                  help="Empty: unfreeze the share of layers set on the right.",
+                                  **_limits(TrainSpec, "fine_tune_layers", int))
+    ft_fraction = c[3].slider("Share of backbone layers fine-tuned", value=t.fine_tune_fraction,
+                              key="configure.ft_fraction", disabled=not tunes,
+                              **_limits(TrainSpec, "fine_tune_fraction"))
+    return {"strategy": strategy, "epochs": int(epochs), "fine_tune_epochs": int(ft_epochs),
+            "fine_tune_layers": int(ft_layers) if ft_layers else None, "fine_tune_fraction": ft_fraction}
+
+
+def _optimisation(t: TrainSpec, tunes: bool) -> dict[str, Any]:
+    """Learning rates, batch size and optimizer, offered from the presets in tlcore.config."""
     c = st.columns(4)
-    lr = c[0].select_slider("Learning rate", sorted({*RATES, t.learning_rate}), t.learning_rate,
-                            format_func=lambda v: f"{v:g}", key="configure.lr")
-    ft_lr = c[1].select_slider("Fine-tune learning rate", sorted({*RATES, t.fine_tune_learning_rate}),
+    lr = c[0].select_slider("Learning rate", _presets(TrainSpec, "learning_rate", t.learning_rate),
+                            t.learning_rate, format_func=lambda v: f"{v:g}", key="configure.lr")
+    ft_lr = c[1].select_slider("Fine-tune learning rate",
+                               _presets(TrainSpec, "fine_tune_learning_rate", t.fine_tune_learning_rate),
                                t.fine_tune_learning_rate, format_func=lambda v: f"{v:g}",
                                key="configure.ft_lr", disabled=not tunes)
-    sizes = sorted({*BATCH_SIZES, t.batch_size})
+    sizes = _presets(TrainSpec, "batch_size", t.batch_size)
     batch = c[2].selectbox("Batch size", sizes, index=_index(sizes, t.batch_size), key="configure.batch")
-    optimizer = c[3].selectbox("Optimizer", OPTIMIZERS, index=_index(OPTIMIZERS, t.optimizer),
+    optimizers = _choices(TrainSpec, "optimizer")
+    optimizer = c[3].selectbox("Optimizer", optimizers, index=_index(optimizers, t.optimizer),
                                key="configure.optimizer")
+    return {"learning_rate": lr, "fine_tune_learning_rate": ft_lr, "batch_size": int(batch),
+            "optimizer": optimizer}
+
+
+def _regularisation(t: TrainSpec) -> dict[str, Any]:
+    """Label smoothing, dropout, early stopping, class weights, augmentation and the feature cache."""
     c = st.columns(4)
-    smoothing = c[0].slider("Label smoothing", 0.0, 0.3, t.label_smoothing, 0.05, key="configure.smoothing")
-    dropout = c[1].slider("Dropout", 0.0, 0.8, t.dropout, 0.05, key="configure.dropout")
-    patience = c[2].number_input("Early-stopping patience (0: off)", 0, 100, t.early_stopping_patience,
-                                 key="configure.patience")
-    class_weights = c[3].toggle("Class weights (for imbalance)", t.class_weights, key="configure.class_weights")
+    smoothing = c[0].slider("Label smoothing", value=t.label_smoothing, key="configure.smoothing",
+                            **_limits(TrainSpec, "label_smoothing"))
+    dropout = c[1].slider("Dropout", value=t.dropout, key="configure.dropout",
+                          **_limits(TrainSpec, "dropout"))
+    patience = c[2].number_input("Early-stopping patience (0: off)", value=t.early_stopping_patience,
+                                 key="configure.patience",
+                                 **_limits(TrainSpec, "early_stopping_patience", int))
+    class_weights = c[3].toggle("Class weights (for imbalance)", t.class_weights,
+                                key="configure.class_weights")
     c = st.columns([2, 1, 1], vertical_alignment="bottom")
-    augmentations = c[0].multiselect("Augmentations (training only)", AUGMENTATIONS, list(t.augmentations),
-                                     key="configure.augment")
+    augmentations = c[0].multiselect("Augmentations (training only)", _choices(TrainSpec, "augmentations"),
+                                     list(t.augmentations), key="configure.augment")
     feature_cache = c[1].toggle("Cache frozen features", t.feature_cache, key="configure.feature_cache",
                                 help="Run the frozen part once per image instead of every epoch: "
                                      "same result, much faster.")
-    views = c[2].number_input("Augmented views per image", 0, 20, t.augment_views, key="configure.views",
+    views = c[2].number_input("Augmented views per image", value=t.augment_views, key="configure.views",
                               disabled=not (augmentations and feature_cache),
                               help="With augmentations and the cache: views precomputed per image "
-                                   "(0 augments on the fly, without the cache).")
-    return dataclasses.replace(
-        t, strategy=strategy, epochs=int(epochs), fine_tune_epochs=int(ft_epochs),
-        fine_tune_layers=int(ft_layers) if ft_layers else None, fine_tune_fraction=ft_fraction,
-        learning_rate=lr, fine_tune_learning_rate=ft_lr, batch_size=int(batch), optimizer=optimizer,
-        label_smoothing=smoothing, class_weights=class_weights, early_stopping_patience=int(patience),
-        dropout=dropout, augmentations=tuple(augmentations), feature_cache=feature_cache,
-        augment_views=int(views), seed=seed)
+                                   "(0 augments on the fly, without the cache).",
+                              **_limits(TrainSpec, "augment_views", int))
+    return {"label_smoothing": smoothing, "dropout": dropout, "early_stopping_patience": int(patience),
+            "class_weights": class_weights, "augmentations": tuple(augmentations),
+            "feature_cache": feature_cache, "augment_views": int(views)}
+
+
+def training_form(t: TrainSpec, seed: int) -> TrainSpec:
+    """Strategy and hyperparameters; fine-tune settings are enabled only where they apply."""
+    stages = _stages(t)
+    tunes = stages["strategy"] in ("finetune", "frozen_then_finetune")
+    return dataclasses.replace(t, **stages, **_optimisation(t, tunes), **_regularisation(t), seed=seed)

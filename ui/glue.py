@@ -8,7 +8,6 @@ that is ``tlcore``'s job.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import logging
 import sys
@@ -34,6 +33,7 @@ from tlcore.report.evaluate import EvalReport
 from tlcore.report.plots import comparison_figure, confusion_figure, per_class_f1_figure
 from tlcore.runs.experiments import list_experiments, load_experiment
 from tlcore.runs.store import RunStore
+from tlcore.training.estimate import ServerProfile, measure_server
 
 log = logging.getLogger("tlstudio.ui")
 T = TypeVar("T")
@@ -153,6 +153,16 @@ def store() -> RunStore:
     return _store_at(str(tl_home()))
 
 
+def store_opens() -> bool:
+    """Whether the run store can be used; if not, say why and what to do, as every page would.
+
+    A damaged ``runs.sqlite``, a ``TL_HOME`` that is a file or cannot be created: every page
+    and the jobs sidebar need the store, so the frame shows the one message instead of them.
+    Not cached when it fails, so the app works again as soon as the store is repaired.
+    """
+    return attempt(store, doing="opening the run store") is not None
+
+
 def watched_run() -> str | None:
     """The run the Train page shows: ``?run=`` in the URL wins, else the session's choice."""
     from_url = st.query_params.get(RUN_PARAM)
@@ -212,12 +222,20 @@ def catalogue_rows() -> list[dict]:
     return _catalogue(str(keras_models_dir()))
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _server_profile(home: str) -> ServerProfile:
+    return measure_server(RunStore(root=Path(home)))
+
+
+def server_profile() -> ServerProfile:
+    """This server's cores and its finished runs' speeds, for estimates; re-read each minute."""
+    return _server_profile(str(store().root))
+
+
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def _loaded(home: str, run_id: str, model_mtime: float) -> LoadedRun:
     del model_mtime  # part of the key only: a retrained model is loaded again
-    loaded = load_run(run_id, RunStore(root=Path(home)))
-    freeze_heap()  # the model lives as long as the cache entry
-    return loaded
+    return load_run(run_id, RunStore(root=Path(home)))
 
 
 def loaded_run(run_id: str) -> LoadedRun:
@@ -291,18 +309,6 @@ def per_class_f1_chart(runs: list[RunRecord], labels: dict[str, str]) -> go.Figu
 # ---- per-run costs Streamlit adds ----------------------------------------------------------
 
 
-def freeze_heap() -> None:
-    """Take every object alive now out of the garbage collector's full passes.
-
-    After every script run, page render and fragment rerun alike, Streamlit calls
-    ``gc.collect(2)``. With TensorFlow, Keras, plotly and pandas loaded the heap holds about
-    400 000 tracked objects, and each full pass costs 0.2-0.3 s of CPU with the GIL held: more
-    than the page itself. Modules, the store and loaded models live as long as the process, so
-    freezing them (``gc.freeze``) leaves that pass only the objects of the last run to look at.
-    """
-    gc.freeze()
-
-
 def _clean_problem_modules_but_keras() -> None:
     """Streamlit's after-run clean-up of stateful modules, without the Keras reset.
 
@@ -330,4 +336,3 @@ def keep_keras_state() -> None:
 
 
 keep_keras_state()
-freeze_heap()  # the imports above are the bulk of the heap

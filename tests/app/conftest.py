@@ -15,7 +15,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from streamlit import config
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import script_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from specs import tiny_spec  # noqa: E402  (tests/tlcore/specs.py: the shared tiny run)
@@ -25,6 +27,21 @@ from tlcore.runs import jobs  # noqa: E402
 from tlcore.runs.store import RunStore  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def streamlit_as_pinned() -> None:
+    """Fail every page test when Streamlit drops what the app relies on beyond its public API.
+
+    ``requirements.txt`` pins the minor version these were checked against; before moving the
+    pin, review the places named below.
+    """
+    assert hasattr(PagesManager, "uses_pages_directory"), (
+        "streamlit renamed PagesManager.uses_pages_directory: review warm_server below and "
+        "ui.glue.require_frame")
+    assert hasattr(script_runner, "_clean_problem_modules"), (
+        "streamlit renamed script_runner._clean_problem_modules: review ui.glue.keep_keras_state")
+    assert config.get_option("runner.postScriptGC") is not None  # raises if the option is gone
+
+
 @pytest.fixture(autouse=True)
 def warm_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run pages as a server does once any session has executed ``st.navigation``.
@@ -32,8 +49,8 @@ def warm_server(monkeypatch: pytest.MonkeyPatch) -> None:
     AppTest forgets before every run that ``st.navigation`` was called, so with a ``pages/``
     folder beside app.py each run would go through Streamlit's old multipage shim: the state
     of a freshly started server, in which staged file uploads get lost. That cold state lasts
-    until the first visit on a real server; ``ui.glue.require_frame`` covers it and the browser
-    test exercises it.
+    until the first visit on a real server; ``ui.glue.require_frame`` covers it and
+    ``tests/e2e/test_studio_flow.py::test_a_cold_deep_link_gets_the_frame_and_the_run`` proves it.
     """
     original = PagesManager.__init__
 

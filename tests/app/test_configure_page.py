@@ -1,5 +1,7 @@
+import pytest
 from apptools import class_zip, open_app, texts
 
+from tlcore.config import DatasetSpec, TrainSpec, setting
 from tlcore.runs.experiments import list_experiments, load_experiment
 
 
@@ -72,3 +74,41 @@ def test_a_folder_outside_the_data_root_is_refused_by_the_engine(tmp_path):
     at.button(key="configure.preview").click().run()
     assert not at.exception
     assert any("outside the folders datasets may be read from" in e.value for e in at.error)
+
+
+NUMBER_INPUTS = {
+    "configure.image_size": (DatasetSpec, "image_size"), "configure.seed": (DatasetSpec, "seed"),
+    "configure.epochs": (TrainSpec, "epochs"), "configure.ft_epochs": (TrainSpec, "fine_tune_epochs"),
+    "configure.ft_layers": (TrainSpec, "fine_tune_layers"),
+    "configure.patience": (TrainSpec, "early_stopping_patience"),
+    "configure.views": (TrainSpec, "augment_views"),
+}
+SLIDERS = {
+    "configure.subset": (DatasetSpec, "subset"), "configure.val": (DatasetSpec, "val_fraction"),
+    "configure.test": (DatasetSpec, "test_fraction"),
+    "configure.ft_fraction": (TrainSpec, "fine_tune_fraction"),
+    "configure.smoothing": (TrainSpec, "label_smoothing"), "configure.dropout": (TrainSpec, "dropout"),
+}
+
+
+def test_widget_limits_and_options_are_the_bounds_and_choices_of_tlcore_config():
+    at = open_app("pages/configure.py")
+    for key, (spec_class, name) in NUMBER_INPUTS.items():
+        bound = setting(spec_class, name).bound
+        widget = at.number_input(key=key)
+        assert (widget.min, widget.max) == (bound.form_min, bound.form_max), key
+    for key, (spec_class, name) in SLIDERS.items():
+        bound = setting(spec_class, name).bound
+        widget = at.slider(key=key)
+        assert (widget.min, widget.max, widget.step) == pytest.approx(
+            (bound.form_min, bound.form_max, bound.step)), key
+        assert all(bound.contains(v) for v in (widget.min, widget.max))
+    rates = setting(TrainSpec, "learning_rate").bound.presets
+    assert [float(v) for v in at.select_slider(key="configure.lr").options] == sorted(rates)
+    sizes = setting(TrainSpec, "batch_size").bound.presets
+    assert [int(v) for v in at.selectbox(key="configure.batch").options] == sorted(sizes)
+    assert tuple(at.selectbox(key="configure.optimizer").options) == setting(TrainSpec, "optimizer").choices
+    augmentations = setting(TrainSpec, "augmentations").choices
+    assert tuple(at.multiselect(key="configure.augment").options) == augmentations
+    strategies = setting(TrainSpec, "strategy").choices
+    assert [o.split(" ")[0] for o in at.radio(key="configure.strategy").options] == list(strategies)

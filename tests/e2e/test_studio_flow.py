@@ -22,9 +22,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
@@ -34,6 +34,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 from tlcore.records import ACTIVE, EpochRecord
 from tlcore.runs.store import RunStore
+from tlcore.training.estimate import ServerProfile, server_cores
 
 pytestmark = pytest.mark.e2e
 
@@ -93,14 +94,13 @@ def _start_studio(tmp: Path, run_id: str = "") -> Studio:
     env.pop("TL_AUTH", None)  # the sign-in gate stays off
     if PRETRAINED:
         shutil.copytree(ASSET_WEIGHTS, tmp / "keras" / "models", dirs_exist_ok=True)
-    log = open(tmp / "server.log", "wb")
-    process = subprocess.Popen(
-        [str(STREAMLIT), "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, ended as one at teardown
-    )
-    log.close()
+    with open(tmp / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(STREAMLIT), "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, ended as one at teardown
+        )
     studio = Studio(f"http://127.0.0.1:{port}", tmp / "tlhome", process, run_id)
     deadline = time.monotonic() + SERVER_START_S
     while not _healthy(studio.url):
@@ -241,7 +241,8 @@ def launch_and_wait(page: Page, name: str, epochs: int) -> None:
     expect(widget(page, "train.stop").get_by_role("button")).to_be_visible(timeout=PAGE_MS)
     expect(page.get_by_test_id("stSidebar").get_by_text(name, exact=True)).to_be_visible()
     main = page.get_by_test_id("stMain")
-    expect(main.get_by_role("heading", name=re.compile(f"^{re.escape(name)} · [0-9a-f]{{12}}$"))).to_be_visible()
+    heading = re.compile(f"^{re.escape(name)} · [0-9a-f]{{12}}$")
+    expect(main.get_by_role("heading", name=heading)).to_be_visible()
     # Finished: the Stop button goes (the summary is written just before the status changes,
     # so the metrics alone could show up one poll early), the test metrics are there, and the
     # curves hold every epoch.
@@ -253,10 +254,11 @@ def launch_and_wait(page: Page, name: str, epochs: int) -> None:
     curves = widget(page, "train.curves").get_by_test_id("stPlotlyChart")
     expect(curves).to_be_visible()
     for trace in range(4):  # loss and accuracy, train and validation: one marker per epoch
-        expect(curves.locator(".scatterlayer .trace").nth(trace).locator(".points path")).to_have_count(epochs)
+        points = curves.locator(".scatterlayer .trace").nth(trace).locator(".points path")
+        expect(points).to_have_count(epochs)
     expect(curves.locator("[class*=xtitle]")).to_have_text(["epoch", "epoch"])
-    expect(page.get_by_test_id("stSidebar").get_by_text("No training jobs are running or queued.")).to_be_visible(
-        timeout=PAGE_MS)
+    idle_sidebar = page.get_by_test_id("stSidebar").get_by_text("No training jobs are running or queued.")
+    expect(idle_sidebar).to_be_visible(timeout=PAGE_MS)
 
 
 def no_errors(page: Page) -> None:
@@ -301,7 +303,8 @@ def star_png(size: int = 96) -> bytes:
 
 def test_configure_train_twice_compare_and_classify(studio: Studio, page: Page) -> None:
     page.goto(studio.url)
-    expect(page.get_by_role("heading", name="Transfer-Learning Studio", level=1)).to_be_visible(timeout=PAGE_MS)
+    title = page.get_by_role("heading", name="Transfer-Learning Studio", level=1)
+    expect(title).to_be_visible(timeout=PAGE_MS)
     expect(page.get_by_role("heading", name="The classic experiment")).to_be_visible()
     expect(page.get_by_test_id("stSidebar").get_by_role("heading", name="Jobs")).to_be_visible()
     shoot(page, "home.png")
@@ -329,6 +332,10 @@ def test_configure_train_twice_compare_and_classify(studio: Studio, page: Page) 
     expect(page.get_by_test_id("stImage").nth(len(SHAPES) - 1)).to_be_visible()
     expect(widget(page, "configure.counts").get_by_test_id("stPlotlyChart")).to_be_visible()
     expect(page.get_by_test_id("stMetric").filter(has_text="Whole run, 2 epoch(s)")).to_be_visible()
+    # No finished run yet, so the estimate is the rule of thumb, for this server's own cores.
+    server = re.escape(ServerProfile(cores=server_cores()).label)
+    basis = re.compile(rf"^Rule of thumb for {server}; \d+ training images\.$")
+    expect(page.get_by_text(basis)).to_be_visible()
     save_experiment(page, "shapes lr 0.001")
     shoot(page, "configure.png")
 
@@ -366,7 +373,8 @@ def test_configure_train_twice_compare_and_classify(studio: Studio, page: Page) 
         expect(curves.locator(".scatterlayer .trace")).to_have_count(2)
     expect(page.get_by_role("heading", name="Test metrics")).to_be_visible()
     expect(page.get_by_test_id("stDataFrame")).to_be_visible()
-    expect(page.get_by_test_id("stMain").get_by_test_id("stPlotlyChart")).to_have_count(5)  # 2 curves, 2 confusions, F1
+    charts = page.get_by_test_id("stMain").get_by_test_id("stPlotlyChart")
+    expect(charts).to_have_count(5)  # 2 curves, 2 confusions, F1
 
     uploader = page.get_by_test_id("stFileUploader")
     uploader.locator("input[type=file]").set_input_files(

@@ -1,6 +1,8 @@
 import csv
+import dataclasses
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,8 @@ import pytest
 from PIL import Image
 from specs import TINY_SIZE
 
-from tlcore.cli import main
-from tlcore.config import RunSpec, TrainSpec
+from tlcore.cli import build_parser, main, spec_from_args
+from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec, settings
 from tlcore.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +63,8 @@ def test_train_json_then_reuse_show_predict(capsys, tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["train", *TINY[:2], "--backbone", "no_such_net", "--strategy", "frozen", "--epochs", "1"], "no_such_net"),
+        (["train", *TINY[:2], "--backbone", "no_such_net", "--strategy", "frozen", "--epochs", "1"],
+         "no_such_net"),
         (["train", "--dataset", "folder:/definitely/missing", *TINY[2:], "--strategy", "frozen"], "missing"),
         (["train", *TINY, "--strategy", "frozen", "--image-size", "0"], "Image size"),
         (["show", "nope"], "nope"),
@@ -83,7 +86,8 @@ def test_module_entry_point_and_catalogue_listing():
 
 
 def finished_run(store, learning_rate: float, test_accuracy: float) -> str:
-    spec = RunSpec(name=f"lr {learning_rate:g}", train=TrainSpec(strategy="frozen", learning_rate=learning_rate))
+    spec = RunSpec(name=f"lr {learning_rate:g}",
+                   train=TrainSpec(strategy="frozen", learning_rate=learning_rate))
     run, _ = store.create_run(spec)
     store.update(run.id, summary={"test_accuracy": test_accuracy, "macro_f1": test_accuracy - 0.01,
                                   "best_val_accuracy": 0.7, "train_seconds": 3.5,
@@ -125,3 +129,101 @@ def test_compare_refuses_unfinished_and_unknown_runs_with_one_line(capsys):
 
     code, _, err = run_cli(capsys, "compare", done, "nosuchrun")
     assert code == 2 and "nosuchrun" in err
+
+
+SPECS = {"dataset": DatasetSpec, "backbone": BackboneSpec, "train": TrainSpec}
+SPEC_VERBS = ("train", "submit", "classic")
+
+
+def expected_flag(section: str, name: str) -> str:
+    """``--image-size`` for ``image_size``; a field named like a RunSpec part gets its section."""
+    clashes = name in {f.name for f in dataclasses.fields(RunSpec)}
+    return "--" + (f"{section}-{name}" if clashes else name).replace("_", "-")
+
+
+def verb_help(capsys, verb: str) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        main([verb, "--help"])
+    assert stopped.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb", SPEC_VERBS)
+def test_every_spec_field_has_a_flag_named_after_it(capsys, verb):
+    shown = verb_help(capsys, verb)
+    for section, spec_class in SPECS.items():
+        for f in dataclasses.fields(spec_class):
+            if verb == "classic" and f.name == "strategy":
+                continue  # the classic experiment runs all three strategies itself
+            flag = expected_flag(section, f.name)
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", shown), f"{verb} has no {flag}"
+            if f.type == "bool":
+                assert f"--no-{flag[2:]}" in shown
+
+
+def parse(*flags: str):
+    return spec_from_args(build_parser().parse_args(["train", *TINY, "--strategy", "finetune", *flags]))
+
+
+def test_flags_reach_the_spec_fields_they_are_named_after():
+    spec = parse("--early-stopping-patience", "3", "--augment-views", "2", "--no-feature-cache",
+                 "--fine-tune-learning-rate", "3e-5", "--augmentations", "flip,zoom", "--augmentations",
+                 "contrast", "--class-weights", "--fine-tune-layers", "5", "--optimizer", "sgd",
+                 "--val-fraction", "0.2", "--data-dir", "/tmp/tfds", "--seed", "7", "--backbone-name",
+                 "mobilenet_v2", "--source", "builtin:shapes", "--learning-rate", "0.01")
+    t = spec.train
+    assert (t.early_stopping_patience, t.augment_views, t.feature_cache) == (3, 2, False)
+    assert t.fine_tune_learning_rate == 3e-5 and t.learning_rate == 0.01
+    assert t.augmentations == ("flip", "zoom", "contrast") and t.class_weights
+    assert (t.fine_tune_layers, t.optimizer, t.seed) == (5, "sgd", 7)
+    assert spec.dataset.val_fraction == 0.2 and spec.dataset.data_dir == "/tmp/tfds"
+    assert spec.dataset.seed == 7 and spec.dataset.image_size == TINY_SIZE
+    assert spec.backbone == BackboneSpec(name="mobilenet_v2", alpha=0.35, weights="none")
+
+
+def test_documented_short_flags_set_the_same_fields_and_omitted_flags_keep_spec_defaults():
+    short = parse("--lr", "0.01", "--fine-tune-lr", "3e-5", "--patience", "3", "--augment", "flip,zoom")
+    long = parse("--learning-rate", "0.01", "--fine-tune-learning-rate", "3e-5",
+                 "--early-stopping-patience", "3", "--augmentations", "flip", "--augmentations", "zoom")
+    assert short == long
+    defaults = TrainSpec()
+    assert parse().train == dataclasses.replace(defaults, strategy="finetune", epochs=1)
+    assert parse().dataset.subset == DatasetSpec().subset
+
+
+def outside(bound) -> list[str]:
+    """Values just past each limit of ``bound``, as typed on the command line."""
+    values = []
+    if bound.low is not None:
+        values.append(bound.low if bound.low_open else bound.low - 1)
+    if bound.high is not None:
+        values.append(bound.high if bound.high_open else bound.high + 1)
+    return [str(int(v)) if float(v).is_integer() else str(v) for v in values]
+
+
+BOUNDED_FLAGS = sorted({
+    (expected_flag(section, name), f"{info.label} must be {info.bound.describe()}", value)
+    for section, spec_class in SPECS.items()
+    for name, info in settings(spec_class).items() if info.bound is not None
+    for value in outside(info.bound)
+})
+
+
+@pytest.mark.parametrize("flag, refusal, value", BOUNDED_FLAGS)
+def test_a_value_outside_its_bound_is_refused_with_one_line_and_code_2(capsys, flag, refusal, value):
+    code, out, err = run_cli(capsys, "submit", *TINY, "--strategy", "frozen", flag, value)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: argument {flag}") and refusal in err and err.count("\n") == 1
+    assert "Traceback" not in err and "usage:" not in err
+    assert RunStore().list_runs() == []
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--strategy", "magic"], "Unknown strategy: magic"),
+    (["--strategy", "frozen", "--augment", "flip,blur"], "Unknown augmentation: blur"),
+    (["--strategy", "frozen", "--epochs", "two"], "Epochs must be a whole number"),
+    (["--strategy", "frozen", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_mistyped_flags_are_one_line_user_errors(capsys, args, needle):
+    code, _, err = run_cli(capsys, "train", *TINY, *args)
+    assert code == 2 and needle in err and err.count("\n") == 1 and err.startswith("error:")

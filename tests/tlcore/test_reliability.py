@@ -34,6 +34,7 @@ from tlcore.deploy.serving import load_run
 from tlcore.records import ACTIVE, EpochRecord
 from tlcore.runs.store import RunStore
 from tlcore.training.loop import RunResult, train
+from tlcore.training.observer import BatchProgress, TrainingObserver
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULT_FILES = ("model.keras", "model.partial.keras", "report.json", "class_names.json", "mistakes")
@@ -115,13 +116,16 @@ def test_a_run_whose_worker_died_resumes_after_its_last_epoch() -> None:
 
     recorded: list[int] = []
 
-    def crash_in_epoch_three(batch: int, steps: int) -> None:
-        if recorded and recorded[-1] == 2:  # epoch 2 is recorded and checkpointed by now
-            raise Killed
+    class CrashInEpochThree(TrainingObserver):
+        def on_epoch(self, record: EpochRecord) -> None:
+            recorded.append(record.epoch)
+
+        def on_batch(self, progress: BatchProgress) -> None:
+            if recorded and recorded[-1] == 2:  # epoch 2 is recorded and checkpointed by now
+                raise Killed
 
     with pytest.raises(Killed):
-        execute_run(store, run_id, on_batch=crash_in_epoch_three,
-                    on_epoch=lambda record: recorded.append(record.epoch))
+        execute_run(store, run_id, observer=CrashInEpochThree())
     assert store.get(run_id).status == "running"  # as a killed worker leaves it
     before = history(store, run_id)
     assert [epoch for epoch, _ in before] == [1, 2]
@@ -253,11 +257,11 @@ def test_a_full_disk_fails_the_run_with_a_clear_reason_and_resume_finishes_it(mo
 
 
 def test_a_full_disk_while_checkpointing_fails_the_run_clearly(monkeypatch) -> None:
-    import tlcore.training.loop
+    import tlcore.training.checkpoint
 
     store = RunStore()
     run_id = claimed_run(store, epochs=2)
-    monkeypatch.setattr(tlcore.training.loop, "save_checkpoint", disk_full)
+    monkeypatch.setattr(tlcore.training.checkpoint, "save_checkpoint", disk_full)
     failed = execute_run(store, run_id)
     assert failed.status == "failed" and "ran out of disk space" in failed.error
     assert not store.model_path(run_id).exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,32 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         "tf_saved_model",
     ),
 }
+
+
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Unicode categories that print as nothing or as something else: controls (line breaks
+included), format characters (direction overrides, zero-width), surrogates, private use,
+unassigned code points, line and paragraph separators."""
+
+
+def visible_label(name: str) -> str:
+    r"""``name`` with every invisible character spelled out (``a\u000ab``), the rest unchanged.
+
+    Runs made before datasets refused such class names, TFDS names and hub models can carry
+    them. Written raw, a line break makes ``labels.txt`` one line longer than the model has
+    outputs, so every label after it names the wrong class, and a right-to-left override
+    shows a terminal or a file viewer another name than the one stored.
+    """
+    return "".join(
+        (rf"\u{ord(char):04x}" if ord(char) <= 0xFFFF else rf"\U{ord(char):08x}")
+        if unicodedata.category(char) in INVISIBLE_CATEGORIES else char
+        for char in name
+    )
+
+
+def labels_text(class_names: list[str]) -> str:
+    """The text of ``labels.txt``: exactly one line per model output, in output order."""
+    return "".join(visible_label(name) + "\n" for name in class_names)
 
 
 def metadata_path(export: Path) -> Path:
@@ -133,8 +160,9 @@ def _build_package(
     model_file = package / export_format.model_name
     _write_model(loaded, export_format, model_file)
     metadata = {**_metadata(loaded, format_name), **_checked(model_file, export_format, loaded, dataset)}
-    (package / "labels.txt").write_text("\n".join(loaded.class_names) + "\n")
-    (package / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    # labels.txt is escaped, one line per output; metadata.json keeps the true names (JSON-escaped).
+    (package / "labels.txt").write_text(labels_text(loaded.class_names), encoding="utf-8")
+    (package / "metadata.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
     return metadata
 
 

@@ -22,7 +22,7 @@ import tlcore.backbones  # noqa: F401 - registers the custom layers that saved m
 from tlcore.errors import ArtifactError, RunStateError
 from tlcore.records import RunArtifacts, RunStatus
 from tlcore.report.evaluate import ImageInput, Prediction, predict
-from tlcore.runs.store import RunStore
+from tlcore.runs.store import RunStore, missing_files_error
 
 SERVABLE = frozenset({RunStatus.FINISHED, RunStatus.STOPPED})
 """Statuses whose saved model is final (a stopped run keeps the epochs it finished)."""
@@ -36,7 +36,8 @@ class LoadedRun:
     image_size: int
     lock: threading.Lock
 
-    def predict(self, images: Sequence[ImageInput], top_k: int = 3) -> list[list[Prediction]]:
+    def predict(self, images: Sequence[ImageInput], top_k: int | None = None) -> list[list[Prediction]]:
+        """Top-k labels per image; ``top_k`` outside 1 to the number of classes is a ConfigError."""
         with self.lock:
             return predict(self.model, self.class_names, images, self.image_size, top_k)
 
@@ -76,8 +77,9 @@ def load_run(run_id: str, store: RunStore | None = None) -> LoadedRun:
 
     Raises:
         RunNotFoundError: No such run (or a malformed id).
-        RunStateError: The run is not finished or stopped, or has no saved model.
-        ArtifactError: The model or its class names cannot be loaded safely.
+        RunStateError: The run is not finished or stopped, or stopped before saving a model.
+        ArtifactError: The model or its class names cannot be loaded safely, or the files of
+            a finished run are missing.
     """
     store = store or RunStore()
     run = store.get(run_id)
@@ -87,7 +89,10 @@ def load_run(run_id: str, store: RunStore | None = None) -> LoadedRun:
             "Wait until it finishes." if run.is_active else "Resume it, or pick another run.",
         )
     path: Path = store.model_path(run_id)
-    if not path.exists():
+    missing = store.missing_results(run, only=(path.name, RunArtifacts.CLASS_NAMES))
+    if missing:
+        raise missing_files_error(run, missing)
+    if not path.exists():  # a run stopped before its first epoch ended
         raise RunStateError(
             f"Run {run_id} has no saved model (status: {run.status}).",
             "Only runs that finished (or stopped after at least one epoch) can classify images.",

@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 from typing import Any
 
 import keras
 import numpy as np
 
 from tlcore.data import Split
+from tlcore.errors import ConfigError
 from tlcore.images import load_image
 
 ImageInput = bytes | str | os.PathLike | np.ndarray
+
+DEFAULT_TOP_K = 3
+"""Predictions per image when none is asked for (fewer for a model with fewer classes)."""
 
 
 @dataclass
@@ -175,13 +180,40 @@ def top_predictions(
     return results
 
 
+def check_top_k(top_k: int, num_classes: int) -> int:
+    """Refuse a top-k a model cannot answer, instead of quietly answering another one.
+
+    The CLI's ``--top-k``, the Compare page's slider and :func:`predict` all pass through here,
+    so ``0``, ``-5`` or ``100000`` fail the same way everywhere.
+
+    Raises:
+        ConfigError: ``top_k`` is not a whole number from 1 to ``num_classes``.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, Integral) or not 1 <= top_k <= num_classes:
+        raise ConfigError(
+            f"Top-k must be a whole number from 1 to {num_classes} (the model's number of "
+            f"classes); got {top_k!r}.",
+            f"Ask for 1 to {num_classes} predictions per image.",
+        )
+    return int(top_k)
+
+
 def predict(
     model: keras.Model,
     class_names: Sequence[str],
     images: Sequence[ImageInput],
     image_size: int,
-    top_k: int = 3,
+    top_k: int | None = None,
 ) -> list[list[Prediction]]:
-    """Top-k labels for each image (bytes, paths or arrays)."""
+    """Top-k labels for each image (bytes, paths or arrays).
+
+    Args:
+        top_k: Labels per image, from 1 to the number of classes; None for up to
+            :data:`DEFAULT_TOP_K`.
+
+    Raises:
+        ConfigError: ``top_k`` is outside 1 to the number of classes (:func:`check_top_k`).
+    """
+    top_k = min(DEFAULT_TOP_K, len(class_names)) if top_k is None else check_top_k(top_k, len(class_names))
     batch = prepare_images(images, image_size)
     return top_predictions(predict_probabilities(model, batch), class_names, top_k)

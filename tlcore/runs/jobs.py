@@ -5,6 +5,11 @@ The store is the only channel between the app and the workers: ``submit`` queues
 store and starts the next queued run when it ends. ``reap`` marks runs whose worker died as
 failed, so no run stays "running" forever.
 
+Exactly one process trains a run. ``dispatch`` claims queued runs for itself in one
+transaction, then hands each to the worker it starts (the worker finds the dispatcher's pid in
+:data:`CLAIMED_BY_ENV`); a foreground ``python -m tlcore train`` inserts its run already
+claimed by itself, so a dispatcher never sees it queued.
+
 A full disk can stop a worker from writing its failure to the store as well. It then leaves an
 empty marker file in the run's folder (an empty file needs no data block, so it can usually
 still be created) and exits with :data:`EXIT_DISK_FULL`; ``reap``, which runs once the store
@@ -26,8 +31,7 @@ import psutil
 from tlcore.config import RunSpec
 from tlcore.errors import StorageError
 from tlcore.records import RunRecord, RunStatus
-from tlcore.runs.checks import spec_problems
-from tlcore.runs.store import RunStore
+from tlcore.runs.store import Claimant, RunStore
 
 DEFAULT_MAX_JOBS = 1
 LAUNCH_GRACE_S = 120.0
@@ -38,6 +42,9 @@ trains on the same cores, and training still gets every cycle the app leaves idl
 EXIT_DISK_FULL = 75
 """Exit status of a worker that ran out of disk space and could not record it (EX_TEMPFAIL:
 the run can succeed once space is freed)."""
+
+CLAIMED_BY_ENV = "TL_CLAIMED_BY"
+"""Environment variable holding the pid of the dispatcher that claimed a worker's run for it."""
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding the ``tlcore`` package: a worker runs there so ``-m tlcore`` imports it."""
@@ -63,6 +70,8 @@ def worker_nice() -> int:
 
 def check_spec(spec: RunSpec) -> RunSpec:
     """Refuse a spec that would fail before training (bad settings, unknown backbone, ...)."""
+    from tlcore.runs.checks import spec_problems  # imports TensorFlow: a dispatcher needs none
+
     problems = spec_problems(spec)
     if problems:
         raise problems[0]
@@ -88,10 +97,14 @@ def submit(
 
 
 def dispatch(store: RunStore) -> list[str]:
-    """Reap dead workers, then start a worker for each queued run that fits under the limit."""
+    """Reap dead workers, then start a worker for each queued run that fits under the limit.
+
+    The runs are claimed for this process first and handed to their workers once started, so
+    a run is never without one owner that ``reap`` can check, and never has two.
+    """
     reap(store)
     started = []
-    for run in store.claim_queued(max_jobs()):
+    for run in store.claim_queued(max_jobs(), Claimant.current()):
         try:
             process = spawn_worker(store, run.id)
         except OSError as exc:  # out of processes or memory: say so now, not after the grace
@@ -100,9 +113,10 @@ def dispatch(store: RunStore) -> list[str]:
             continue
         try:
             created = psutil.Process(process.pid).create_time()
-        except psutil.NoSuchProcess:  # it already exited; reap reports it
-            created = None
-        store.update(run.id, worker_pid=process.pid, worker_started=created)
+        except psutil.NoSuchProcess:  # it already exited: a start time no live process has
+            created = 0.0
+        # A no-op when the worker already took the run over, or finished it.
+        store.claim(run.id, Claimant(process.pid, created), handed_from=os.getpid())
         started.append(run.id)
     return started
 
@@ -111,7 +125,7 @@ def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
     """Start ``python -m tlcore worker RUN_ID`` in its own session so it survives the app."""
     log_path = store.artifacts(run_id).worker_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TL_HOME": str(store.root)}
+    env = {**os.environ, "TL_HOME": str(store.root), CLAIMED_BY_ENV: str(os.getpid())}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "tlcore", "worker", run_id],
@@ -190,20 +204,27 @@ def cancel(run_id: str, store: RunStore | None = None) -> RunRecord:
     return store.get(run_id)
 
 
-def claim_for_this_process(store: RunStore, run_id: str) -> bool:
-    """Record this process as the run's worker; False when the run already ended (cancelled)."""
-    run = store.get(run_id)
-    if not run.is_active:
+def claim_for_this_process(store: RunStore, run_id: str, handed_from: int | None = None) -> bool:
+    """Record this process as the run's only worker (see :meth:`RunStore.claim`).
+
+    Args:
+        handed_from: The pid of the dispatcher that claimed the run for this process.
+
+    Returns:
+        False when the run ended (cancelled) or another process already trains it.
+    """
+    if not store.claim(run_id, Claimant.current(), handed_from):
         return False
-    store.update(
-        run_id,
-        status=RunStatus.RUNNING,
-        started_at=run.started_at or time.time(),
-        worker_pid=os.getpid(),
-        worker_started=psutil.Process().create_time(),
-    )
     store.artifacts(run_id).disk_full_marker.unlink(missing_ok=True)  # left by an earlier attempt
     return True
+
+
+def _dispatcher_pid() -> int | None:
+    """The pid :func:`spawn_worker` left for this worker process, if it was started by one."""
+    try:
+        return int(os.environ[CLAIMED_BY_ENV])
+    except (KeyError, ValueError):
+        return None
 
 
 def run_worker(run_id: str, store: RunStore | None = None) -> int:
@@ -217,7 +238,7 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
 
     store = store or RunStore()
     try:
-        if not claim_for_this_process(store, run_id):
+        if not claim_for_this_process(store, run_id, handed_from=_dispatcher_pid()):
             return 1
         run = execute_run(store, run_id)
     except Exception as exc:

@@ -14,17 +14,17 @@ import os
 import shutil
 import time
 import traceback
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from tlcore.training.checkpoint import Checkpoint, clear_checkpoint
 from tlcore.errors import StorageError, TLError
-from tlcore.report.evaluate import EvalReport
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunSummary
+from tlcore.report.evaluate import EvalReport
 from tlcore.runs.store import RunStore
+from tlcore.training.checkpoint import Checkpoint, clear_checkpoint
 from tlcore.training.loop import RunResult, train
+from tlcore.training.observer import BatchProgress, TrainingObserver
 
 log = logging.getLogger(__name__)
 
@@ -49,57 +49,71 @@ class _Throttle:
         return False
 
 
+class StoreObserver(TrainingObserver):
+    """Writes a run's epochs, progress and notes to the run store, and reads its stop flag.
+
+    Per-batch progress writes and stop polls are throttled, so the hooks stay cheap. An
+    optional ``watcher`` (the CLI's progress bar) sees the same epochs, batches and notes, and
+    may stop the run too.
+    """
+
+    def __init__(
+        self, store: RunStore, run_id: str, total_epochs: int, done_epochs: int,
+        watcher: TrainingObserver | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.total_epochs = total_epochs
+        self.done_epochs = done_epochs
+        self.watcher = watcher or TrainingObserver()
+        self._progress_gate = _Throttle(PROGRESS_INTERVAL_S)
+        self._stop_gate = _Throttle(STOP_POLL_INTERVAL_S)
+        self._stop_seen = False
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        self.done_epochs = record.epoch
+        self.store.add_epoch(self.run_id, record)
+        self.store.update(self.run_id, progress=self.done_epochs / self.total_epochs)
+        self.watcher.on_epoch(record)
+
+    def on_batch(self, progress: BatchProgress) -> None:
+        self.watcher.on_batch(progress)
+        if progress.steps and self._progress_gate.ready():
+            done = self.done_epochs + progress.batch / progress.steps
+            self.store.update(self.run_id, progress=done / self.total_epochs)
+
+    def note(self, message: str) -> None:
+        self.store.add_note(self.run_id, message)
+        self.watcher.note(message)
+
+    def should_stop(self) -> bool:
+        if not self._stop_seen and self._stop_gate.ready():
+            self._stop_seen = self.store.stop_requested(self.run_id)
+        return self._stop_seen or self.watcher.should_stop()
+
+
 def execute_run(
     store: RunStore,
     run_id: str,
-    on_batch: Callable[[int, int], None] | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
+    observer: TrainingObserver | None = None,
     reraise_user_errors: bool = False,
 ) -> RunRecord:
     """Train the stored run ``run_id`` and record everything in ``store``.
 
     Args:
+        observer: Also sees the run's epochs, batches and notes (a progress bar), besides
+            the store.
         reraise_user_errors: After recording a user-caused failure (``TLError``, a full disk
             included), raise it again, so a foreground caller such as the CLI can report it.
     """
     run = store.get(run_id)
-    total_epochs = run.spec.train.total_epochs
     checkpoint_dir = store.artifacts(run_id).checkpoint
     resume = Checkpoint.load(checkpoint_dir)
     done_epochs = resume.epoch if resume else 0
-    progress_gate, stop_gate = _Throttle(PROGRESS_INTERVAL_S), _Throttle(STOP_POLL_INTERVAL_S)
-    stop_seen = False
-
-    def record_epoch(record: EpochRecord) -> None:
-        nonlocal done_epochs
-        done_epochs = record.epoch
-        store.add_epoch(run_id, record)
-        store.update(run_id, progress=done_epochs / total_epochs)
-        if on_epoch is not None:
-            on_epoch(record)
-
-    def record_batch(batch: int, steps: int) -> None:
-        if on_batch is not None:
-            on_batch(batch, steps)
-        if steps and progress_gate.ready():
-            store.update(run_id, progress=(done_epochs + batch / steps) / total_epochs)
-
-    def should_stop() -> bool:
-        nonlocal stop_seen
-        if not stop_seen and stop_gate.ready():
-            stop_seen = store.stop_requested(run_id)
-        return stop_seen
-
+    recorder = StoreObserver(store, run_id, run.spec.train.total_epochs, done_epochs, observer)
     store.clear_epochs(run_id, after=done_epochs)
     try:
-        result = train(
-            run.spec,
-            on_epoch=record_epoch,
-            should_stop=should_stop,
-            on_batch=record_batch,
-            on_note=lambda text: store.add_note(run_id, text),
-            checkpoint_dir=checkpoint_dir,
-        )
+        result = train(run.spec, observer=recorder, checkpoint_dir=checkpoint_dir)
         if store.epochs(run_id):
             report = result.test_report()
             save_artifacts(store, run_id, result, report)
@@ -107,17 +121,25 @@ def execute_run(
         if result.status == RunStatus.FINISHED:  # after finish: a crash in between loses no work
             clear_checkpoint(checkpoint_dir)
     except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
-        error = exc if isinstance(exc, TLError) else as_storage_error(exc)
-        if error is None:
-            log.error("run %s failed:\n%s", run_id, traceback.format_exc())
-            store.finish(run_id, RunStatus.FAILED, f"Internal error ({type(exc).__name__}): {exc}")
-        else:
-            store.finish(run_id, RunStatus.FAILED, str(error))
-            if reraise_user_errors and error is exc:
-                raise
-            if reraise_user_errors:
-                raise error from exc
+        record_failure(store, run_id, exc, reraise_user_errors)
     return store.get(run_id)
+
+
+def record_failure(store: RunStore, run_id: str, exc: Exception, reraise_user_errors: bool) -> None:
+    """Mark the run failed with a reason a user can act on; an unexpected error is logged.
+
+    Call it while ``exc`` is being handled: the log gets its traceback.
+    """
+    error = exc if isinstance(exc, TLError) else as_storage_error(exc)
+    if error is None:
+        log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+        store.finish(run_id, RunStatus.FAILED, f"Internal error ({type(exc).__name__}): {exc}")
+        return
+    store.finish(run_id, RunStatus.FAILED, str(error))
+    if reraise_user_errors and error is exc:
+        raise exc
+    if reraise_user_errors:
+        raise error from exc
 
 
 def as_storage_error(exc: BaseException) -> StorageError | None:
@@ -151,17 +173,19 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
     """
     artifacts = store.artifacts(run_id)
     artifacts.folder.mkdir(parents=True, exist_ok=True)
+    summary = run_summary(result, report, store.epochs(run_id))
     try:
         result.model.save(artifacts.partial_model)
         os.replace(artifacts.partial_model, artifacts.model)
         store.write_json(run_id, RunArtifacts.REPORT, report.to_dict())
         store.write_json(run_id, RunArtifacts.CLASS_NAMES, result.bundle.class_names)
         save_mistake_thumbnails(store, run_id, result, report)
+        store.write_record(run_id, RunStatus(result.status), summary)  # for `doctor --rebuild`
     except BaseException:
         artifacts.partial_model.unlink(missing_ok=True)
         remove_artifacts(store, run_id)
         raise
-    store.update(run_id, summary=run_summary(result, report, store.epochs(run_id)))
+    store.update(run_id, summary=summary)
 
 
 def run_summary(result: RunResult, report: EvalReport, history: list[EpochRecord]) -> RunSummary:

@@ -7,7 +7,9 @@ people launching the same spec at once end up watching one run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -15,13 +17,16 @@ import time
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from tlcore.config import RunSpec
 from tlcore.errors import ArtifactError, PermissionDeniedError, RunNotFoundError, RunStateError
 from tlcore.files import atomic_write
-from tlcore.paths import tl_home
+from tlcore.paths import ensure_folder, tl_home
 from tlcore.records import (
     ACTIVE,
     EPOCH_FIELDS,
@@ -31,6 +36,14 @@ from tlcore.records import (
     RunRecord,
     RunStatus,
     RunSummary,
+)
+from tlcore.runs.database import (
+    DB_NAME,
+    DOCTOR,
+    open_database,
+    read_only_error,
+    refuse_lost_runs,
+    unwritable_error,
 )
 
 SCHEMA = """
@@ -66,28 +79,79 @@ CREATE TABLE IF NOT EXISTS epochs (
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a run id may look like: ids name artifact folders, so no separators or dots."""
 
+RECORD_FILE = "run.json"
+"""In a run's folder: its row and epochs (:meth:`RunStore.write_record`), for ``doctor --rebuild``."""
+
 REUSABLE = (RunStatus.FINISHED, RunStatus.RUNNING, RunStatus.QUEUED)
 """A new run reuses a run of the same spec key in one of these statuses (a finished one first)."""
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """The process a run is claimed for: its pid and start time (a recycled pid has another)."""
+
+    pid: int
+    started: float
+
+    @classmethod
+    def current(cls) -> Claimant:
+        """This process."""
+        return cls(os.getpid(), psutil.Process().create_time())
 
 
 class RunStore:
     """Runs, epochs and artifacts under one root (``TL_HOME`` unless given)."""
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root else tl_home()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.root / "runs.sqlite"
+    def __init__(
+        self, root: Path | None = None, read_only: bool | None = None, adopt_folders: bool = False
+    ) -> None:
+        """Open the store; one that can only be read is opened read-only and nothing is created.
+
+        Args:
+            read_only: Force read-only access (the doctor only looks); None: read-only exactly
+                when ``root`` cannot be written.
+            adopt_folders: Open an empty store although run folders are on disk, because the
+                caller lists them again (``doctor --rebuild``).
+
+        Raises:
+            StorageError: ``root`` is a file or cannot be created, the database is damaged
+                or a folder, or it is empty while run folders are on disk.
+        """
+        self.root = Path(root) if root else tl_home(create=False)
+        self.db_path = self.root / DB_NAME
+        self._database = open_database(self.root, read_only)
+        if not adopt_folders:
+            refuse_lost_runs(self.root)
+        if not self.read_only:
+            ensure_folder(self.root, "TL_HOME")
         with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+            # Reads every page of both tables: a truncated or overwritten file fails here.
+            conn.execute("SELECT (SELECT COUNT(*) FROM runs), (SELECT COUNT(*) FROM epochs)").fetchone()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this store can only be read (``TL_HOME`` or ``runs.sqlite`` is not writable)."""
+        return self._database.read_only
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys=ON")
+        """A connection; SQLite failures that come from the file are StorageErrors that say so."""
         try:
+            conn = self._database.connect()
+        except sqlite3.Error as exc:
+            raise self._database.error(exc) or exc from exc
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA foreign_keys=ON")
             yield conn
+        except sqlite3.DatabaseError as exc:
+            error = self._database.error(exc)
+            if error is None:
+                raise
+            raise error from exc
         finally:
             conn.close()
 
@@ -106,9 +170,14 @@ class RunStore:
     # ---- runs -------------------------------------------------------------------------
 
     def create_run(
-        self, spec: RunSpec, owner: str | None = None, force: bool = False
+        self, spec: RunSpec, owner: str | None = None, force: bool = False,
+        claimant: Claimant | None = None,
     ) -> tuple[RunRecord, bool]:
         """Queue a new run, or return the finished or active run with the same spec key.
+
+        Args:
+            claimant: Insert the new run already running for this process (a foreground
+                train): a queued run could be claimed by a dispatcher before its creator.
 
         Returns:
             The run and whether it was reused rather than created.
@@ -124,11 +193,15 @@ class RunStore:
                 ).fetchone()
                 if row is not None:
                     return _to_record(row), True
-            run_id = uuid.uuid4().hex[:12]
+            run_id, now = uuid.uuid4().hex[:12], time.time()
+            status, claim = (
+                (RunStatus.QUEUED, (None, None, None)) if claimant is None
+                else (RunStatus.RUNNING, (now, claimant.pid, claimant.started))
+            )
             conn.execute(
-                "INSERT INTO runs (id, key, name, spec, status, owner, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, key, spec.name, json.dumps(spec.to_dict()), RunStatus.QUEUED, owner, time.time()),
+                "INSERT INTO runs (id, key, name, spec, status, owner, created_at, started_at,"
+                " worker_pid, worker_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, key, spec.name, json.dumps(spec.to_dict()), status, owner, now, *claim),
             )
         return self.get(run_id), False
 
@@ -233,8 +306,36 @@ class RunStore:
             )
         return run
 
-    def claim_queued(self, limit: int) -> list[RunRecord]:
-        """Atomically move up to ``limit`` - running queued runs (oldest first) to running."""
+    def claim(self, run_id: str, claimant: Claimant, handed_from: int | None = None) -> bool:
+        """Atomically make ``claimant`` the one process that trains the run.
+
+        One ``UPDATE ... WHERE`` in a write transaction, so of several processes claiming at
+        once exactly one wins. A queued run can be claimed; a running one only by the process
+        already recorded as its worker, or when the process recorded (``handed_from``, a
+        dispatcher) claimed it on the claimant's behalf and started it.
+
+        Returns:
+            Whether the run is now the claimant's; False when another process trains it or
+            it ended (cancelled, failed).
+        """
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, started_at = COALESCE(started_at, ?), worker_pid = ?,"
+                " worker_started = ? WHERE id = ? AND (status = ? OR (status = ? AND (worker_pid = ?"
+                " OR (worker_pid = ? AND ABS(worker_started - ?) < 1))))",
+                (RunStatus.RUNNING, time.time(), claimant.pid, claimant.started, run_id,
+                 RunStatus.QUEUED, RunStatus.RUNNING, handed_from, claimant.pid, claimant.started),
+            )
+        return cursor.rowcount == 1
+
+    def claim_queued(self, limit: int, claimant: Claimant | None = None) -> list[RunRecord]:
+        """Atomically move up to ``limit`` - running queued runs (oldest first) to running.
+
+        The runs are recorded as the claimant's (this process unless given) until it hands
+        each to the worker it starts (:meth:`claim` with ``handed_from``), so no other
+        process can claim them in between, and ``reap`` sees a live owner meanwhile.
+        """
+        claimant = claimant or Claimant.current()
         with self.transaction() as conn:
             running = conn.execute(
                 "SELECT COUNT(*) FROM runs WHERE status = ?", (RunStatus.RUNNING,)
@@ -248,9 +349,9 @@ class RunStore:
             now = time.time()
             for run_id in ids:
                 conn.execute(
-                    "UPDATE runs SET status = ?, started_at = ?, worker_pid = NULL,"
-                    " worker_started = NULL WHERE id = ?",
-                    (RunStatus.RUNNING, now, run_id),
+                    "UPDATE runs SET status = ?, started_at = ?, worker_pid = ?,"
+                    " worker_started = ? WHERE id = ? AND status = ?",
+                    (RunStatus.RUNNING, now, claimant.pid, claimant.started, run_id, RunStatus.QUEUED),
                 )
         return [self.get(i) for i in ids]
 
@@ -308,14 +409,33 @@ class RunStore:
         return self.artifacts(run_id).folder
 
     def write_json(self, run_id: str, name: str, payload: Any) -> Path:
-        """Write an artifact atomically: a crash or a full disk never leaves half a file."""
+        """Write an artifact atomically: a crash or a full disk never leaves half a file.
+
+        Raises:
+            StorageError: The store is read-only, or the folder cannot be written.
+        """
+        if self.read_only:
+            raise read_only_error(self.root)
         folder = self.artifact_dir(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        return atomic_write(folder / name, json.dumps(payload, indent=1))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return atomic_write(folder / name, json.dumps(payload, indent=1))
+        except OSError as exc:  # a full disk stays an OSError, for the runner to report
+            raise unwritable_error(self.root, exc) or exc from exc
 
     def read_json(self, run_id: str, name: str) -> Any:
+        """A JSON artifact of the run.
+
+        Raises:
+            ArtifactError: The file is damaged, or missing although the run finished.
+            RunStateError: The file is missing because the run has not finished.
+        """
         path = self.artifact_dir(run_id) / name
         if not path.exists():
+            run = self.get(run_id)
+            missing = self.missing_results(run)
+            if missing:
+                raise missing_files_error(run, missing)
             raise RunStateError(f"Run {run_id} has no {name} yet.", "Wait until it has finished.")
         try:
             return json.loads(path.read_text())
@@ -327,6 +447,93 @@ class RunStore:
 
     def model_path(self, run_id: str) -> Path:
         return self.artifacts(run_id).model
+
+    def missing_results(self, run: RunRecord, only: Collection[str] = ()) -> list[str]:
+        """Names of the result files a finished run must have and has not (none for other runs).
+
+        A stopped run counts as finished once its results were saved (it then has a summary).
+
+        Args:
+            only: Check just these file names (serving needs the model and class names).
+        """
+        if run.status != RunStatus.FINISHED and run.summary is None:
+            return []
+        artifacts = self.artifacts(run.id)
+        return [path.name for path in (artifacts.model, artifacts.report, artifacts.class_names)
+                if (not only or path.name in only) and not path.exists()]
+
+    # ---- the run's own record, for rebuilding the run list -----------------------------
+
+    def write_record(self, run_id: str, status: RunStatus, summary: RunSummary) -> Path:
+        """Keep the run's row and epochs in its folder, so ``doctor --rebuild`` can list it again.
+
+        Written with the results, just before the run ends with ``status``.
+        """
+        run = dataclasses.replace(
+            self.get(run_id), status=RunStatus(status), summary=summary, finished_at=time.time(),
+            worker_pid=None, worker_started=None, stop_requested=False,
+        )
+        payload = {"run": _record_to_dict(run), "epochs": [e.to_dict() for e in self.epochs(run_id)]}
+        return self.write_json(run_id, RECORD_FILE, payload)
+
+    def read_record(self, run_id: str) -> tuple[RunRecord, list[EpochRecord]] | None:
+        """The run and epochs :meth:`write_record` kept in the folder, or None without that file.
+
+        Raises:
+            ArtifactError: The file is damaged or was not written by :meth:`write_record`.
+        """
+        if not (self.artifact_dir(run_id) / RECORD_FILE).exists():
+            return None
+        payload = self.read_json(run_id, RECORD_FILE)
+        try:
+            run = _record_from_dict(payload["run"])
+            epochs = [EpochRecord(**e) for e in payload["epochs"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(
+                f"The file {RECORD_FILE} of run {run_id} is damaged ({type(exc).__name__}: {exc}).",
+                "The run cannot be listed again from its folder; delete the folder if it is not needed.",
+            ) from exc
+        if run.id != run_id:
+            raise ArtifactError(f"The file {RECORD_FILE} in run folder {run_id} describes run {run.id}.",
+                                "Move it back to its own folder, or delete it.")
+        return run, epochs
+
+    def restore(self, run: RunRecord, epochs: Collection[EpochRecord]) -> bool:
+        """Add a run read back from its folder, with its epochs; False when it is listed already."""
+        check_run_id(run.id)
+        row = _record_to_dict(run)
+        row.update(spec=json.dumps(row["spec"]), stop_requested=int(run.stop_requested))
+        names = list(row)
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                f"INSERT OR IGNORE INTO runs ({', '.join(names)}) VALUES {_placeholders(names)}",
+                [_column_value(row[name]) for name in names],
+            )
+            if cursor.rowcount == 0:
+                return False
+            for record in epochs:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)})"
+                    f" VALUES (?, {', '.join('?' * len(EPOCH_FIELDS))})",
+                    (run.id, *(getattr(record, f) for f in EPOCH_FIELDS)),
+                )
+        return True
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's ``integrity_check`` finds wrong with the file (empty when sound)."""
+        with self._connect() as conn:
+            rows = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
+        return [] if rows == ["ok"] else rows
+
+
+def missing_files_error(run: RunRecord, missing: Collection[str]) -> ArtifactError:
+    """A finished run whose folder lost its results: say so, rather than "not finished yet"."""
+    return ArtifactError(
+        f"Run {run.id} is {run.status}, but its files are missing ({', '.join(missing)} not "
+        "found in its folder).",
+        f"Its folder under TL_HOME/runs was moved or deleted. Run {DOCTOR} to check the store, "
+        f"then delete the run (`python -m tlcore delete {run.id}`) or train it again.",
+    )
 
 
 def check_run_id(run_id: str) -> None:
@@ -353,6 +560,23 @@ def _column_value(value: Any) -> Any:
     if isinstance(value, RunSummary):
         value = value.to_dict()
     return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _record_to_dict(run: RunRecord) -> dict[str, Any]:
+    """A run as JSON-ready values: the spec and summary as dicts, the rest as they are."""
+    data = {f.name: getattr(run, f.name) for f in dataclasses.fields(RunRecord)}
+    data.update(spec=run.spec.to_dict(), summary=run.summary.to_dict() if run.summary else None)
+    return data
+
+
+def _record_from_dict(data: dict[str, Any]) -> RunRecord:
+    values = dict(data)
+    values.update(
+        spec=RunSpec.from_dict(values["spec"]),
+        status=RunStatus(values["status"]),
+        summary=RunSummary.from_dict(values["summary"]) if values.get("summary") else None,
+    )
+    return RunRecord(**values)
 
 
 def _to_record(row: sqlite3.Row) -> RunRecord:

@@ -2,7 +2,7 @@
 
 Only weights are kept (the optimizer's moments restart on resume, which the run log says):
 small enough to write every epoch, and written atomically so a crash mid-write leaves the
-previous checkpoint intact.
+previous checkpoint intact. :class:`CheckpointCallback` writes them from inside ``fit``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Checkpoint:
     epoch: int
 
     @classmethod
-    def load(cls, folder: Path) -> "Checkpoint | None":
+    def load(cls, folder: Path) -> Checkpoint | None:
         try:
             state = json.loads((folder / STATE_FILE).read_text())
         except (FileNotFoundError, ValueError):
@@ -47,6 +47,31 @@ def save_checkpoint(folder: Path, model: keras.Model, epoch: int) -> None:
     state = folder / (STATE_FILE + ".partial")
     state.write_text(json.dumps({"epoch": epoch}))
     os.replace(state, folder / STATE_FILE)
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves the classifier's weights after every finished epoch.
+
+    Put it after the callback that records epochs (:class:`~tlcore.training.reporting.ObserverCallback`):
+    recorded first, a kill in between redoes the epoch instead of leaving a gap in the history.
+    An epoch that a stop request cut short (``stop_training`` already set when it ends) is not
+    finished, so it is not saved.
+
+    Args:
+        folder: Where the checkpoint goes (created when missing).
+        classifier: The model whose weights are saved: the whole classifier, also when ``fit``
+            trains only its upper part on cached features.
+    """
+
+    def __init__(self, folder: Path, classifier: keras.Model) -> None:
+        super().__init__()
+        self.folder = folder
+        self.classifier = classifier
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.model.stop_training:
+            return
+        save_checkpoint(self.folder, self.classifier, epoch + 1)
 
 
 def clear_checkpoint(folder: Path) -> None:

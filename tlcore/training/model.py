@@ -13,8 +13,8 @@ would cripple the baseline, so scratch trains BatchNorm normally.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 
@@ -56,7 +56,7 @@ class FreezePolicy:
     trainable_top: int | None
 
     @classmethod
-    def for_finetune(cls, backbone: keras.Model, layers: int | None, fraction: float) -> "FreezePolicy":
+    def for_finetune(cls, backbone: keras.Model, layers: int | None, fraction: float) -> FreezePolicy:
         count = len(backbone.layers)
         top = layers if layers is not None else math.ceil(fraction * count)
         return cls(trainable_top=max(1, min(top, count)))

@@ -14,6 +14,9 @@ import pytest
 from calibrated import calibrated_weights
 from specs import tiny_spec
 
+from tlcore.config import BackboneSpec
+from tlcore.data import load_dataset
+from tlcore.report.evaluate import predict_probabilities
 from tlcore.training.cached_stage import (
     FEATURE_BATCH,
     StageFeatures,
@@ -21,9 +24,6 @@ from tlcore.training.cached_stage import (
     last_single_tensor_cut,
     views_dataset,
 )
-from tlcore.config import BackboneSpec
-from tlcore.data import load_dataset
-from tlcore.report.evaluate import predict_probabilities
 from tlcore.training.features import FeatureCache
 from tlcore.training.loop import train
 
@@ -64,7 +64,7 @@ def assert_same_training(cached, uncached, bundle):
     assert [e.loss for e in cached.history] == pytest.approx([e.loss for e in uncached.history], rel=1e-4)
     assert [e.val_accuracy for e in cached.history] == pytest.approx(
         [e.val_accuracy for e in uncached.history], abs=1e-6)
-    for a, b in zip(cached.model.weights, uncached.model.weights):
+    for a, b in zip(cached.model.weights, uncached.model.weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4, err_msg=a.path)
     np.testing.assert_allclose(predict_probabilities(cached.model, bundle.test.images),
                                predict_probabilities(uncached.model, bundle.test.images), atol=1e-3)

@@ -1,17 +1,25 @@
 import dataclasses
+import os
 
 import pytest
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
+from tlcore.records import EpochRecord, RunStatus
+from tlcore.runs.store import RunStore
 from tlcore.training.estimate import (
     ANCHOR_FORWARD_IPS,
+    ANCHOR_SERVER,
     ANCHOR_TRAIN_IPS,
     STAGE_START_S,
+    ServerProfile,
+    estimate_basis,
     estimate_epoch_seconds,
     estimate_run_seconds,
     eta_seconds,
     format_seconds,
     images_per_second,
+    measure_server,
+    server_cores,
 )
 
 
@@ -35,7 +43,7 @@ def test_anchor_is_the_measured_mobilenet_v2_throughput():
 
 
 def test_frozen_epoch_is_about_a_forward_pass_of_the_training_images():
-    seconds = estimate_epoch_seconds(spec(), 700)
+    seconds = estimate_epoch_seconds(spec(), 700, ANCHOR_SERVER)
     forward = 700 / 70
     assert forward < seconds < forward * 1.5  # plus validation and a fixed overhead
 
@@ -59,7 +67,8 @@ def test_more_images_and_more_epochs_take_longer():
 
 def test_two_stage_runs_average_cheap_and_dear_epochs():
     two_stage = spec(strategy="frozen_then_finetune", epochs=2, ft=2)
-    frozen, tuned = estimate_epoch_seconds(spec(epochs=2), 500), estimate_epoch_seconds(spec(strategy="finetune"), 500)
+    frozen = estimate_epoch_seconds(spec(epochs=2), 500)
+    tuned = estimate_epoch_seconds(spec(strategy="finetune"), 500)
     assert estimate_epoch_seconds(two_stage, 500) == pytest.approx((frozen + tuned) / 2)
     assert estimate_run_seconds(two_stage, 500) == pytest.approx(2 * frozen + 2 * tuned + 2 * STAGE_START_S)
     assert estimate_run_seconds(spec(epochs=2), 500) == pytest.approx(2 * frozen + STAGE_START_S)
@@ -117,3 +126,64 @@ def test_augmentation_costs_name_both_options_and_cached_views_are_cheaper():
         dataclasses.replace(spec, train=dataclasses.replace(spec.train, augment_views=4)), 1000)
     assert views < fly
     assert len(re.findall(r"≈", text)) == 2
+
+
+def finished_run(store: RunStore, run_spec: RunSpec, seconds: list[float], images: int = 500) -> str:
+    """A finished run in ``store`` whose epochs took ``seconds`` each for ``images`` training images."""
+    run, _ = store.create_run(run_spec)
+    for epoch, took in enumerate(seconds, start=1):
+        store.add_epoch(run.id, EpochRecord(epoch, "frozen", 1.0, 0.5, 1.0, 0.5, 1e-3, took, images / took))
+    store.finish(run.id, RunStatus.FINISHED)
+    return run.id
+
+
+def test_estimates_follow_the_speed_recorded_by_finished_runs(tmp_path):
+    store = RunStore(tmp_path)
+    # 500 images: the first epoch also traced the graph, the steady ones ran at 50 images/s
+    finished_run(store, spec(epochs=3), seconds=[30.0, 10.0, 10.0])
+    server = measure_server(store, cores=2)
+    assert [s.images_per_second for s in server.samples] == [pytest.approx(50.0)]
+    assert estimate_epoch_seconds(spec(), 1000, server) == pytest.approx(20.0)
+    assert estimate_run_seconds(spec(epochs=4), 1000, server) == pytest.approx(4 * 20.0 + STAGE_START_S)
+    # twice the image area costs twice the time
+    assert estimate_epoch_seconds(spec(size=226), 1000, server) == pytest.approx(40.0, rel=0.01)
+    assert estimate_epoch_seconds(spec(), 1000, ANCHOR_SERVER) < 19  # the rule of thumb: about 18 s
+    basis = estimate_basis(spec(), server)
+    assert basis == "Measured on this server, 2 cores: 1 finished run(s) like this one"
+
+
+def test_without_comparable_runs_the_rule_of_thumb_scaled_to_the_cores_applies(tmp_path):
+    store = RunStore(tmp_path)
+    assert measure_server(store, cores=2) == ANCHOR_SERVER
+    finished_run(store, spec(name="resnet50", alpha=None), seconds=[5.0, 5.0])  # another backbone
+    unfinished, _ = store.create_run(spec(strategy="finetune"))
+    store.add_epoch(unfinished.id, EpochRecord(1, "finetune", 1.0, 0.5, 1.0, 0.5, 1e-3, 1.0, 500.0))
+    server = measure_server(store, cores=2)
+    assert len(server.samples) == 1
+    for other in (spec(), spec(strategy="finetune"), spec(cache=True)):
+        assert estimate_epoch_seconds(other, 700, server) == estimate_epoch_seconds(other, 700, ANCHOR_SERVER)
+        assert estimate_basis(other, server) == "Rule of thumb for this server, 2 cores"
+    four = ServerProfile(cores=4)
+    assert images_per_second(spec(), training=True, cores=4) == pytest.approx(2 * ANCHOR_TRAIN_IPS)
+    assert estimate_epoch_seconds(spec(), 700, four) == pytest.approx(
+        (estimate_epoch_seconds(spec(), 700, ANCHOR_SERVER) - 1.0) / 2 + 1.0)  # the fixed overhead stays
+
+
+def test_a_two_stage_run_measured_in_one_stage_is_partly_measured(tmp_path):
+    store = RunStore(tmp_path)
+    finished_run(store, spec(), seconds=[10.0, 10.0])
+    server = measure_server(store, cores=2)
+    two_stage = spec(strategy="frozen_then_finetune", epochs=2, ft=2)
+    assert estimate_basis(two_stage, server).startswith("Partly measured on this server, 2 cores")
+    tuned = estimate_epoch_seconds(spec(strategy="finetune"), 500, ANCHOR_SERVER)
+    assert estimate_epoch_seconds(two_stage, 500, server) == pytest.approx((10.0 + tuned) / 2)
+
+
+def test_the_label_names_this_servers_core_count(tmp_path, monkeypatch):
+    assert ServerProfile(cores=1).label == "this server, 1 core"
+    assert ServerProfile(cores=8).label == "this server, 8 cores"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert server_cores() == 3
+    server = measure_server(RunStore(tmp_path))
+    assert server.cores == 3
+    assert estimate_basis(spec(), server) == "Rule of thumb for this server, 3 cores"

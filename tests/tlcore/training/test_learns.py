@@ -17,8 +17,8 @@ import tensorflow as tf
 from specs import tiny_spec
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
-from tlcore.report.evaluate import evaluate
 from tlcore.paths import keras_models_dir
+from tlcore.report.evaluate import evaluate
 from tlcore.training.loop import train
 
 

@@ -3,12 +3,15 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from recording import RecordingObserver
 from specs import tiny_spec
 
-from tlcore.data import load_dataset
-from tlcore.training.model import backbone_of
 from tlcore.config import TrainSpec
-from tlcore.training.loop import OPTIMIZER_FACTORIES, compile_for_stage, plan_stages, train
+from tlcore.data import load_dataset
+from tlcore.training.compiling import OPTIMIZER_FACTORIES, compile_for_stage
+from tlcore.training.loop import train
+from tlcore.training.model import backbone_of
+from tlcore.training.stages import plan_stages
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,8 @@ def test_frozen_changes_no_backbone_weight_but_trains_the_head(bundle):
     after = trained_backbone_weights(result)
     assert before.keys() == after.keys()
     assert all(np.array_equal(before[k], after[k]) for k in before)
-    assert result.trainable_params == sum(int(np.prod(w.shape)) for w in result.model.get_layer("classifier").weights)
+    head = result.model.get_layer("classifier")
+    assert result.trainable_params == sum(int(np.prod(w.shape)) for w in head.weights)
 
 
 def test_finetune_changes_only_the_unfrozen_top_and_never_batchnorm_statistics(bundle):
@@ -58,8 +62,9 @@ def test_finetune_changes_only_the_unfrozen_top_and_never_batchnorm_statistics(b
 
 def test_two_stage_numbers_epochs_on_and_lowers_the_learning_rate(bundle):
     spec = tiny_spec("frozen_then_finetune", epochs=2, fine_tune_epochs=1, fine_tune_layers=5)
-    events = []
-    result = train(spec, bundle=bundle, on_epoch=events.append)
+    observer = RecordingObserver()
+    result = train(spec, bundle=bundle, observer=observer)
+    events = observer.epochs
     assert [(e.epoch, e.stage) for e in events] == [(1, "frozen"), (2, "frozen"), (3, "finetune")]
     assert events[2].learning_rate == pytest.approx(spec.train.fine_tune_learning_rate)
     assert events[0].learning_rate == pytest.approx(spec.train.learning_rate)
@@ -69,31 +74,23 @@ def test_two_stage_numbers_epochs_on_and_lowers_the_learning_rate(bundle):
 
 def test_stop_request_ends_at_the_next_batch_keeping_finished_epochs(bundle):
     spec = tiny_spec("frozen", epochs=5, feature_cache=False)
-    batches = []
-
-    def should_stop():
-        return len(batches) >= 1 and result_epochs
-
-    result_epochs = []
-    result = train(spec, bundle=bundle, on_epoch=result_epochs.append,
-                   on_batch=lambda b, s: batches.append(b), should_stop=should_stop)
+    observer = RecordingObserver(stop_when=lambda seen: len(seen.batches) >= 1 and bool(seen.epochs))
+    result = train(spec, bundle=bundle, observer=observer)
     assert result.status == "stopped"
     assert [e.epoch for e in result.history] == [1]
     steps = -(-len(bundle.train) // spec.train.batch_size)
-    assert len(batches) == steps + 1
+    assert len(observer.batches) == steps + 1
 
 
 def test_a_head_on_cached_features_reports_and_stops_once_per_epoch(bundle):
     spec = tiny_spec("frozen", epochs=5)
     steps = -(-len(bundle.train) // spec.train.batch_size)
     assert steps > 1
-    batches, epochs = [], []
-    result = train(spec, bundle=bundle, on_epoch=epochs.append,
-                   on_batch=lambda b, s: batches.append((b, s)),
-                   should_stop=lambda: bool(epochs))
+    observer = RecordingObserver(stop_when=lambda seen: bool(seen.epochs))
+    result = train(spec, bundle=bundle, observer=observer)
     assert result.status == "stopped"
     assert [e.epoch for e in result.history] == [1]
-    assert batches == [(steps, steps)] * 2
+    assert [(p.batch, p.steps) for p in observer.batches] == [(steps, steps)] * 2
 
 
 def test_same_seed_same_metrics(bundle):
@@ -118,9 +115,8 @@ def test_a_run_resumes_after_its_last_checkpoint(bundle, tmp_path):
     spec = tiny_spec("frozen_then_finetune", epochs=2, fine_tune_epochs=1, fine_tune_layers=5)
     full = train(spec, bundle=bundle)
     folder = tmp_path / "checkpoint"
-    calls = []
-    first = train(spec, bundle=bundle, checkpoint_dir=folder, on_epoch=calls.append,
-                  should_stop=lambda: len(calls) >= 1)
+    first = train(spec, bundle=bundle, checkpoint_dir=folder,
+                  observer=RecordingObserver(stop_when=lambda seen: len(seen.epochs) >= 1))
     assert first.status == "stopped" and [e.epoch for e in first.history] == [1]
     resumed = train(spec, bundle=bundle, checkpoint_dir=folder)
     assert [(e.epoch, e.stage) for e in resumed.history] == [(2, "frozen"), (3, "finetune")]
@@ -178,6 +174,6 @@ def test_building_the_training_state_first_trains_bit_for_bit_the_same(optimizer
     built_history = fit_small(built).history
     assert built_history == plain_history
     assert len(plain.weights) == len(built.weights)
-    for a, b in zip(plain.weights, built.weights):
+    for a, b in zip(plain.weights, built.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert plain.optimizer.iterations.numpy() == built.optimizer.iterations.numpy() == 6
