@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -41,7 +42,7 @@ print(json.dumps({"started": started, "rounds": rounds}))
 
 
 @pytest.fixture
-def dispatcher() -> Claimant:
+def dispatcher() -> Iterator[Claimant]:
     """Another live process, standing in for the app that dispatches queued runs."""
     sleeper = subprocess.Popen(["sleep", "120"])
     yield Claimant(sleeper.pid, psutil.Process(sleeper.pid).create_time())
