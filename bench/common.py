@@ -87,7 +87,7 @@ def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argp
 
 def main(
     p: argparse.ArgumentParser,
-    run: Callable[[argparse.Namespace, "BenchEnv"], None],
+    run: Callable[[argparse.Namespace, BenchEnv], None],
     argv: Sequence[str] | None = None,
 ) -> None:
     """Parse the options, set up the temporary homes, run the benchmark, clean up."""
@@ -231,7 +231,7 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self.phases: list[Phase] = []
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -371,7 +371,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + " |"
 
     rule = "| " + " | ".join("-" * w for w in widths) + " |"
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])

@@ -117,12 +117,13 @@ def measure(
     """Run the phases ``--repeat`` times in turn; returns the best of each run, every timed
     phase and the diagnostic rows."""
     import keras_recipe
+
     from tlcore.training.features import FeatureCache
 
     fraction = cmp.finetune_fraction
-    recipe_kwargs = dict(weights_224=env.weights_224, image_size=args.image_size,
-                         batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
-                         learning_rate=args.learning_rate, finetune_fraction=fraction)
+    recipe_kwargs = {"weights_224": env.weights_224, "image_size": args.image_size,
+                     "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
+                     "learning_rate": args.learning_rate, "finetune_fraction": fraction}
     studio_fields: dict[str, object] = {"strategy": cmp.strategy}
     if fraction:
         studio_fields["fine_tune_fraction"] = fraction
@@ -173,7 +174,7 @@ class Best:
     seconds: float
     cpu_seconds: float
 
-    def update(self, result: object, phase: common.Phase) -> "Best":
+    def update(self, result: object, phase: common.Phase) -> Best:
         faster = phase.seconds < self.seconds
         return Best(result if faster else self.result, min(self.seconds, phase.seconds),
                     min(self.cpu_seconds, phase.cpu_seconds))
@@ -279,8 +280,8 @@ def forward_rates(
     import tensorflow as tf
 
     from tlcore.backbones import build_backbone
-    from tlcore.training.cached_stage import FEATURE_BATCH, plan_cut
     from tlcore.data import load_dataset
+    from tlcore.training.cached_stage import FEATURE_BATCH, plan_cut
     from tlcore.training.folding import FrozenForward
     from tlcore.training.model import FreezePolicy, build_classifier
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-
 from common import ALPHA, FileSplit, epoch_clock
 
 

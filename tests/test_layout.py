@@ -58,7 +58,8 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_tlcore_never_imports_streamlit() -> None:
-    offenders = [str(p) for p in modules() if any(m.split(".")[0] == "streamlit" for m in imported_modules(p))]
+    offenders = [str(p) for p in modules()
+                 if any(m.split(".")[0] == "streamlit" for m in imported_modules(p))]
     assert offenders == []
 
 
@@ -108,6 +109,8 @@ def readme_map() -> set[str]:
 
 
 def test_the_readme_map_names_every_module_and_folder_and_nothing_else() -> None:
-    actual = {p.relative_to(TLCORE).as_posix() for p in modules() if p.name not in ("__init__.py", "__main__.py")}
-    actual |= {p.relative_to(TLCORE).as_posix() for p in TLCORE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    actual = {p.relative_to(TLCORE).as_posix() for p in modules()
+              if p.name not in ("__init__.py", "__main__.py")}
+    actual |= {p.relative_to(TLCORE).as_posix() for p in TLCORE.iterdir()
+               if p.is_dir() and p.name != "__pycache__"}
     assert readme_map() == actual

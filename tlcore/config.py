@@ -182,9 +182,9 @@ def _check_text(spec: Any) -> None:
                 try:
                     text.encode("utf-8")
                 except UnicodeEncodeError:
+                    shown = text.encode("utf-8", "backslashreplace").decode()
                     raise ConfigError(
-                        f"The {item.name.replace('_', ' ')} {text.encode('utf-8', 'backslashreplace').decode()!r} "
-                        "is not valid UTF-8.",
+                        f"The {item.name.replace('_', ' ')} {shown!r} is not valid UTF-8.",
                         "Rename the file or folder with UTF-8 characters, or type it in a UTF-8 terminal.",
                     ) from None
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union
 
-Content = Union[bytes, str, Callable[[Path], None]]
+Content = bytes | str | Callable[[Path], None]
 """What to write: bytes, text (UTF-8), or a function that writes the file at the path it gets."""
 
 

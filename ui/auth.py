@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tlcore.runs.access import AccessConfig, User, resolve_user
 from tlcore.errors import TLError
+from tlcore.runs.access import AccessConfig, User, resolve_user
 from ui import glue
 
 USER = "user"

@@ -2,11 +2,10 @@
 
 from email.parser import BytesParser
 
+import st_client
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.Common_pb2 import UploadedFileInfo
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
-import st_client
 
 
 def test_a_rerun_names_the_page_fragment_widgets_and_cached_messages():

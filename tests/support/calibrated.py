@@ -20,7 +20,8 @@ from tlcore.config import BackboneSpec
 def calibrated_weights(images: np.ndarray, path: Path, alpha: float = 0.35) -> Path:
     keras.utils.set_random_seed(1)
     resolved = build_backbone(BackboneSpec("mobilenet_v2", alpha, "none"), images.shape[1])
-    batchnorms = [l for l in resolved.model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    batchnorms = [layer for layer in resolved.model.layers
+                  if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in batchnorms:
         layer.momentum = 0.0
     resolved.model(resolved.preprocess(images.astype("float32")), training=True)

@@ -26,13 +26,13 @@ from imagegen import encode, random_pixels
 from PIL import Image
 from specs import tiny_spec
 
-from tlcore.runs import jobs
-from tlcore.training.checkpoint import Checkpoint
-from tlcore.report.evaluate import EvalReport, evaluate
-from tlcore.runs.runner import execute_run, save_artifacts
 from tlcore.deploy.serving import load_run
 from tlcore.records import ACTIVE, EpochRecord
+from tlcore.report.evaluate import EvalReport, evaluate
+from tlcore.runs import jobs
+from tlcore.runs.runner import execute_run, save_artifacts
 from tlcore.runs.store import RunStore
+from tlcore.training.checkpoint import Checkpoint
 from tlcore.training.loop import RunResult, train
 from tlcore.training.observer import BatchProgress, TrainingObserver
 

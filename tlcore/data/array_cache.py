@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from tlcore.files import atomic_write
-
 
 DEFAULT_CACHE_MB = 4096
 

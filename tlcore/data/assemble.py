@@ -101,7 +101,7 @@ def _decode_all(
     skipped: list[SkippedFile] = []
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
         results = pool.map(lambda i: _read_or_error(read, int(i)), keep)
-        for done, (index, result) in enumerate(zip(keep, results), start=1):
+        for done, (index, result) in enumerate(zip(keep, results, strict=True), start=1):
             image_id = catalogue.ids[index]
             if isinstance(result, BadImageError):
                 skipped.append(SkippedFile(image_id, str(result)))

@@ -80,13 +80,13 @@ class DatasetBundle:
 
     def splits(self) -> dict[str, Split]:
         """The three splits by name, in the order train, val, test."""
-        return dict(zip(SPLIT_NAMES, (self.train, self.val, self.test)))
+        return dict(zip(SPLIT_NAMES, (self.train, self.val, self.test), strict=True))
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Split name -> class name -> number of images (zeros included)."""
         n_classes = len(self.class_names)
         return {
-            name: dict(zip(self.class_names, split.class_counts(n_classes).tolist()))
+            name: dict(zip(self.class_names, split.class_counts(n_classes).tolist(), strict=True))
             for name, split in self.splits().items()
         }
 

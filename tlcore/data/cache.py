@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,8 +27,8 @@ import numpy as np
 import PIL
 
 from tlcore.config import DatasetSpec
-from tlcore.data.bundle import SPLIT_NAMES, DatasetBundle, Progress, SkippedFile, Split
 from tlcore.data.array_cache import ArrayCache, cache_limit_bytes, feature_key
+from tlcore.data.bundle import SPLIT_NAMES, DatasetBundle, Progress, SkippedFile, Split
 from tlcore.paths import subdir
 
 CACHE_FORMAT = 1
@@ -105,10 +106,8 @@ def load_cached(
             progress(total, total)
         return bundle
     bundle = load(progress)
-    try:
+    with suppress(OSError):  # A full or read-only disk costs the next load time, never this one its data.
         cache.put(key, bundle)
-    except OSError:
-        pass  # A full or read-only disk costs the next load time, never this one its data.
     return bundle
 
 

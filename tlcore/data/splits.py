@@ -48,7 +48,7 @@ def check_class_counts(labels: np.ndarray, class_names: Sequence[str], note: str
             f"(one folder per class). {note}",
         )
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
-    small = [(name, int(n)) for name, n in zip(class_names, counts) if n < MIN_IMAGES_PER_CLASS]
+    small = [(name, int(n)) for name, n in zip(class_names, counts, strict=False) if n < MIN_IMAGES_PER_CLASS]
     if small:
         listing = ", ".join(f"{name!r} has {n}" for name, n in small)
         raise DatasetError(
@@ -92,7 +92,7 @@ def stratified_partition(
         bounds = np.cumsum(_held_out_sizes(len(order), fractions))
         pieces = np.split(order, bounds)
         parts[0].append(pieces[-1])
-        for part, piece in zip(parts[1:], pieces[:-1]):
+        for part, piece in zip(parts[1:], pieces[:-1], strict=False):
             part.append(piece)
     return [np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=np.int64) for p in parts]
 

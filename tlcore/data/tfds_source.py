@@ -192,7 +192,7 @@ def _carve_missing(read: dict[str, Split], spec: DatasetSpec) -> dict[str, Split
     rest, *parts = stratified_partition(
         train.ids, train.labels, [fractions[role] for role in missing], spec.seed
     )
-    carved = {role: train.take(part) for role, part in zip(missing, parts)}
+    carved = {role: train.take(part) for role, part in zip(missing, parts, strict=True)}
     return {**read, **carved, "train": train.take(rest)}
 
 

@@ -16,8 +16,9 @@ stage. Everything that is not such a pair runs as the Keras layer itself.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -34,8 +35,8 @@ class _FoldedConvolution:
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         layer = self.layer
-        options = dict(strides=layer.strides, padding=layer.padding,
-                       data_format=layer.data_format, dilation_rate=layer.dilation_rate)
+        options = {"strides": layer.strides, "padding": layer.padding,
+                   "data_format": layer.data_format, "dilation_rate": layer.dilation_rate}
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             outputs = keras.ops.depthwise_conv(inputs, self.kernel, **options)
         else:

@@ -74,12 +74,12 @@ def random_mobilenet(alpha: float, size: int, name: str = "mobilenet") -> keras.
 
 def assert_same_weights(a: keras.Model, b: keras.Model) -> None:
     assert len(a.weights) == len(b.weights)
-    for left, right in zip(a.get_weights(), b.get_weights()):
+    for left, right in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(left, right)
 
 
 def test_catalogue_has_the_promised_backbones() -> None:
-    assert REQUIRED <= set(CATALOGUE)
+    assert set(CATALOGUE) >= REQUIRED
     for name, info in CATALOGUE.items():
         assert info.name == name
         assert callable(getattr(keras.applications, info.constructor))

@@ -95,7 +95,8 @@ def test_builtin_shapes_is_deterministic_balanced_and_disjoint(monkeypatch) -> N
     assert len(all_ids(bundle)) == SHAPES_PER_CLASS * len(bundle.class_names)
     counts = bundle.counts()
     assert set(counts) == {"train", "val", "test"}
-    assert all(n == SHAPES_PER_CLASS for n in map(sum, zip(*(c.values() for c in counts.values()))))
+    per_class = zip(*(c.values() for c in counts.values()), strict=True)
+    assert all(n == SHAPES_PER_CLASS for n in map(sum, per_class))
     again = load_dataset(spec)
     assert np.array_equal(bundle.train.images, again.train.images)
     assert bundle.train.ids == again.train.ids
@@ -108,7 +109,7 @@ def test_builtin_images_differ_between_and_within_classes() -> None:
     assert list(samples) == bundle.class_names
     assert all(len(images) == 3 for images in samples.values())
     firsts = [images[0].astype(int) for images in samples.values()]
-    assert all(np.abs(a - b).mean() > 5 for a, b in zip(firsts, firsts[1:]))
+    assert all(np.abs(a - b).mean() > 5 for a, b in zip(firsts, firsts[1:], strict=False))
 
 
 def test_seed_changes_the_split_but_not_the_images() -> None:
@@ -166,7 +167,7 @@ def test_folder_pixels_are_the_files_pixels(tmp_path: Path) -> None:
     write_class_folders(tmp_path / "d", {"a": 3, "b": 3}, size=SIZE)  # PNG: lossless
     bundle = load_dataset(folder_spec(tmp_path / "d"))
     for split in (bundle.train, bundle.val, bundle.test):
-        for image, label, image_id in zip(split.images, split.labels, split.ids):
+        for image, label, image_id in zip(split.images, split.labels, split.ids, strict=True):
             index = int(image_id.split("/img")[1][:3])
             assert image_id.startswith(bundle.class_names[label] + "/")
             assert np.array_equal(image, random_pixels(1000 * int(label) + index, SIZE, SIZE))

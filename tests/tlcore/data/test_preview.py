@@ -1,8 +1,8 @@
 import pytest
 
 from tlcore.config import DatasetSpec
-from tlcore.errors import DatasetError
 from tlcore.data.preview import preview_dataset
+from tlcore.errors import DatasetError
 
 
 def test_preview_keeps_samples_counts_and_warnings_only():

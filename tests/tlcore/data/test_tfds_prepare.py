@@ -14,7 +14,7 @@ from tlcore.data import load_dataset
 @pytest.fixture
 def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "tfds-source"
-    write_class_folders(folder, {name: 10 for name in CLASSES})
+    write_class_folders(folder, dict.fromkeys(CLASSES, 10))
     monkeypatch.setenv(SOURCE_VARIABLE, str(folder))
     return folder
 

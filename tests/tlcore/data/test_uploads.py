@@ -3,9 +3,9 @@ import zipfile
 
 import pytest
 
+from tlcore.data.uploads import MAX_ZIP_UPLOAD_BYTES, archives_dir, check_zip_size, save_upload
 from tlcore.errors import UploadError
 from tlcore.paths import tl_home
-from tlcore.data.uploads import MAX_ZIP_UPLOAD_BYTES, archives_dir, check_zip_size, save_upload
 
 
 def small_zip() -> bytes:
