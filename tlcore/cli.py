@@ -21,7 +21,8 @@ from typing import Any, NoReturn
 from tqdm import tqdm
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, Setting, TrainSpec, settings
-from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run, visible_label
+from tlcore.data.labels import visible_label
+from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run
 from tlcore.deploy.export_check import ExportCheck
 from tlcore.errors import ConfigError, RunStateError, StorageError, TLError
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,14 +17,10 @@ import numpy as np
 from tlcore.config import DatasetSpec
 from tlcore.data.assemble import Catalogue, bundle_from_catalogue
 from tlcore.data.bundle import DatasetBundle, Progress
+from tlcore.data.labels import is_invisible, visible_label
 from tlcore.errors import BadImageError, DatasetError
 from tlcore.images import IMAGE_EXTENSIONS, load_image
 from tlcore.paths import data_roots, is_inside, resolve_allowed
-
-HIDDEN_CHARACTER_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-"""Unicode categories a class name may not hold: controls, format characters (bidi
-overrides, zero-width), surrogates, private-use and unassigned code points, line and
-paragraph separators."""
 
 IGNORED_FOLDERS = ("__MACOSX",)
 """Folders that archivers add and that never hold a class (hidden ones are skipped too)."""
@@ -131,11 +126,10 @@ def check_class_folder(class_dir: Path, allowed: Sequence[Path], where: str) -> 
             "be read from.",
             "Copy that class's images into the dataset folder instead of linking to them.",
         )
-    hidden = [char for char in shown if unicodedata.category(char) in HIDDEN_CHARACTER_CATEGORIES]
+    hidden = [char for char in shown if is_invisible(char)]
     if hidden:
-        visible = "".join(rf"\u{ord(char):04x}" if char in hidden else char for char in shown)
         raise DatasetError(
-            f"{where} has a class folder named '{visible}', which "
+            f"{where} has a class folder named '{visible_label(shown)}', which "
             f"holds {len(hidden)} control or formatting character(s) (line breaks, direction "
             "overrides) that would show its label as something else.",
             "Rename the folder with letters, digits, spaces and punctuation only.",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from tlcore.config import DatasetSpec
+from tlcore.data.labels import visible_label
 from tlcore.deploy.export_check import check_export
 from tlcore.deploy.serving import LoadedRun, load_run
 from tlcore.errors import ConfigError, ExportError, StorageError, TLError
@@ -62,27 +62,6 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         "tf_saved_model",
     ),
 }
-
-
-INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-"""Unicode categories that print as nothing or as something else: controls (line breaks
-included), format characters (direction overrides, zero-width), surrogates, private use,
-unassigned code points, line and paragraph separators."""
-
-
-def visible_label(name: str) -> str:
-    r"""``name`` with every invisible character spelled out (``a\u000ab``), the rest unchanged.
-
-    Runs made before datasets refused such class names, TFDS names and hub models can carry
-    them. Written raw, a line break makes ``labels.txt`` one line longer than the model has
-    outputs, so every label after it names the wrong class, and a right-to-left override
-    shows a terminal or a file viewer another name than the one stored.
-    """
-    return "".join(
-        (rf"\u{ord(char):04x}" if ord(char) <= 0xFFFF else rf"\U{ord(char):08x}")
-        if unicodedata.category(char) in INVISIBLE_CATEGORIES else char
-        for char in name
-    )
 
 
 def labels_text(class_names: list[str]) -> str:
