@@ -117,11 +117,6 @@ class RunArtifacts:
         return self.folder / "model.keras"
 
     @property
-    def partial_model(self) -> Path:
-        """Where the model is saved first, then renamed to :attr:`model` (Keras wants the suffix)."""
-        return self.folder / "model.partial.keras"
-
-    @property
     def report(self) -> Path:
         return self.folder / self.REPORT
 

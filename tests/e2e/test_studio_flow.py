@@ -328,7 +328,9 @@ def test_configure_train_twice_compare_and_classify(studio: Studio, page: Page) 
     expect(page.get_by_text(re.compile(r"^5 classes, 350 images \(\d+ for training\)$"))).to_be_visible(
         timeout=PAGE_MS)
     for shape in SHAPES:
-        expect(page.get_by_test_id("stMain").get_by_text(shape, exact=True)).to_be_visible()
+        # The sample captions (the counts chart's axis names the classes too).
+        expect(page.get_by_test_id("stMain").get_by_role("strong").filter(
+            has_text=re.compile(f"^{shape}$"))).to_be_visible()
     expect(page.get_by_test_id("stImage").nth(len(SHAPES) - 1)).to_be_visible()
     expect(widget(page, "configure.counts").get_by_test_id("stPlotlyChart")).to_be_visible()
     expect(page.get_by_test_id("stMetric").filter(has_text="Whole run, 2 epoch(s)")).to_be_visible()

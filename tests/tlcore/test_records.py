@@ -34,7 +34,7 @@ def test_summary_from_an_old_or_partial_dict_leaves_missing_fields_empty():
 def test_artifact_names_stay_those_existing_run_folders_hold(tmp_path: Path):
     artifacts = RunArtifacts(tmp_path / "3f2a9c01be47")
     names = {
-        "model": "model.keras", "partial_model": "model.partial.keras", "report": "report.json",
+        "model": "model.keras", "report": "report.json",
         "class_names": "class_names.json", "mistakes": "mistakes", "checkpoint": "checkpoint",
         "worker_log": "worker.log", "disk_full_marker": "disk-full", "exports": "exports",
     }

@@ -12,7 +12,6 @@ preprocessing is a layer inside the model, so a deployment only decodes and resi
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from tlcore.data.labels import visible_label
 from tlcore.deploy.export_check import check_export
 from tlcore.deploy.serving import LoadedRun, load_run
 from tlcore.errors import ConfigError, ExportError, StorageError, TLError
+from tlcore.files import atomic_write
 from tlcore.runs.store import RunStore
 
 
@@ -162,11 +162,8 @@ def _checked(model_file: Path, export_format: ExportFormat, loaded: LoadedRun,
 
 def _publish(work: Path, metadata: dict[str, Any], target: Path) -> None:
     """Zip the package and move it into place, metadata first: a reader never sees half an export."""
-    sidecar, partial = work / "metadata.json", work / "export.zip"
-    sidecar.write_text(json.dumps(metadata, indent=1))
-    _zip_folder(work / "package", partial)
-    os.replace(sidecar, metadata_path(target))
-    os.replace(partial, target)
+    atomic_write(metadata_path(target), json.dumps(metadata, indent=1))
+    atomic_write(target, lambda partial: _zip_folder(work / "package", partial))
 
 
 def _write_model(loaded: LoadedRun, export_format: ExportFormat, path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
 import time
 import traceback
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from tlcore.errors import StorageError, TLError
+from tlcore.files import atomic_write
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunSummary
 from tlcore.report.evaluate import EvalReport
 from tlcore.runs.store import RunStore
@@ -175,14 +175,12 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
     artifacts.folder.mkdir(parents=True, exist_ok=True)
     summary = run_summary(result, report, store.epochs(run_id))
     try:
-        result.model.save(artifacts.partial_model)
-        os.replace(artifacts.partial_model, artifacts.model)
+        atomic_write(artifacts.model, result.model.save, keep_suffix=True)
         store.write_json(run_id, RunArtifacts.REPORT, report.to_dict())
         store.write_json(run_id, RunArtifacts.CLASS_NAMES, result.bundle.class_names)
         save_mistake_thumbnails(store, run_id, result, report)
         store.write_record(run_id, RunStatus(result.status), summary)  # for `doctor --rebuild`
     except BaseException:
-        artifacts.partial_model.unlink(missing_ok=True)
         remove_artifacts(store, run_id)
         raise
     store.update(run_id, summary=summary)

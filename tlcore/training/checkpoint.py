@@ -8,11 +8,12 @@ previous checkpoint intact. :class:`CheckpointCallback` writes them from inside 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+
+from tlcore.files import atomic_write
 
 WEIGHTS_FILE = "checkpoint.weights.h5"
 STATE_FILE = "checkpoint.json"
@@ -41,12 +42,8 @@ class Checkpoint:
 
 def save_checkpoint(folder: Path, model: keras.Model, epoch: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / ("partial." + WEIGHTS_FILE)
-    model.save_weights(partial)
-    os.replace(partial, folder / WEIGHTS_FILE)
-    state = folder / (STATE_FILE + ".partial")
-    state.write_text(json.dumps({"epoch": epoch}))
-    os.replace(state, folder / STATE_FILE)
+    atomic_write(folder / WEIGHTS_FILE, model.save_weights, keep_suffix=True)
+    atomic_write(folder / STATE_FILE, json.dumps({"epoch": epoch}))
 
 
 class CheckpointCallback(keras.callbacks.Callback):

@@ -57,7 +57,7 @@ def assert_trained_once_by_this_process(store: RunStore, run_id: str, epochs: in
     assert [e.epoch for e in store.epochs(run_id)] == list(range(1, epochs + 1))
     assert len(run.notes) == len(set(run.notes)), run.notes
     artifacts = store.artifacts(run_id)
-    assert artifacts.model.exists() and not artifacts.partial_model.exists()
+    assert artifacts.model.exists() and not [p for p in artifacts.folder.iterdir() if p.name.startswith(".")]
     assert not artifacts.worker_log.exists(), "a worker process was started for it"
 
 
