@@ -117,7 +117,7 @@ def execute_run(
         if store.epochs(run_id):
             report = result.test_report()
             save_artifacts(store, run_id, result, report)
-        store.finish(run_id, RunStatus(result.status))
+        store.finish(run_id, result.status)
         if result.status == RunStatus.FINISHED:  # after finish: a crash in between loses no work
             clear_checkpoint(checkpoint_dir)
     except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
@@ -179,7 +179,7 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
         store.write_json(run_id, RunArtifacts.REPORT, report.to_dict())
         store.write_json(run_id, RunArtifacts.CLASS_NAMES, result.bundle.class_names)
         save_mistake_thumbnails(store, run_id, result, report)
-        store.write_record(run_id, RunStatus(result.status), summary)  # for `doctor --rebuild`
+        store.write_record(run_id, result.status, summary)  # for `doctor --rebuild`
     except BaseException:
         remove_artifacts(store, run_id)
         raise

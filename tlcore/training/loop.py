@@ -21,7 +21,7 @@ import numpy as np
 from tlcore.backbones import ResolvedBackbone, build_backbone
 from tlcore.config import RunSpec
 from tlcore.data import DatasetBundle, load_dataset
-from tlcore.records import EpochRecord
+from tlcore.records import EpochRecord, RunStatus
 from tlcore.report.evaluate import EvalReport, evaluate, report_from_probabilities
 from tlcore.training.allocator import keep_freed_memory
 from tlcore.training.cached_stage import CachedFeatureStage, weights_identity
@@ -37,9 +37,9 @@ from tlcore.training.stages import ImageStage, PreparedStage, Stage, StageInputs
 
 @dataclass
 class RunResult:
-    """What training produced; ``status`` is ``finished`` or ``stopped``."""
+    """What training produced; ``status`` is finished or stopped."""
 
-    status: str
+    status: RunStatus
     model: keras.Model
     bundle: DatasetBundle
     history: list[EpochRecord]
@@ -112,13 +112,13 @@ def train(
     keras.utils.set_random_seed(spec.train.seed)
     run = start_run(spec, observer or TrainingObserver(), bundle, checkpoint_dir)
     history: list[EpochRecord] = []
-    status, test_probabilities = "finished", None
+    status, test_probabilities = RunStatus.FINISHED, None
     for inputs in stage_inputs(run, plan_stages(spec.train, backbone_of(run.model))):
         outcome = fit_stage(run, inputs, stage_kind(run, inputs.stage).prepare(inputs))
         history.extend(outcome.history)
         test_probabilities = outcome.test_probabilities
         if outcome.stopped:
-            status = "stopped"
+            status = RunStatus.STOPPED
             break
     return RunResult(
         status=status,
