@@ -131,6 +131,7 @@ def test_a_dispatch_right_after_a_foreground_train_inserts_its_run_starts_no_wor
     assert_trained_once_by_this_process(RunStore(), payload["run_id"], epochs=2)
 
 
+@pytest.mark.slow
 def test_a_dispatcher_looping_in_another_process_never_takes_a_foreground_train(
         isolated_home, tmp_path, capsys):
     ready, stop = tmp_path / "ready", tmp_path / "stop"
