@@ -432,7 +432,7 @@ class StudioResult:
 
 
 _FEATURE_NOTE = re.compile(
-    r"Frozen part up to .* cache, ([0-9.]+) s(?:, ([0-9.]+) s of it while the head trained)?\.$"
+    r"Frozen part up to .* feature store, ([0-9.]+) s(?:, ([0-9.]+) s of it while the head trained)?\.$"
 )
 
 

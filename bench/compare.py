@@ -26,6 +26,7 @@ because ``tlcore.training.loop.train`` raises glibc's allocator thresholds for t
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ def measure(
     phase and the diagnostic rows."""
     import keras_recipe
 
-    from tlcore.training.features import FeatureCache
+    from tlcore.paths import subdir
 
     fraction = cmp.finetune_fraction
     recipe_kwargs = {"weights_224": env.weights_224, "image_size": args.image_size,
@@ -151,8 +152,7 @@ def measure(
             for repeat in range(args.repeat):
                 for name, call in runs:
                     if name == "studio cold":
-                        for entry in FeatureCache().entries():  # cold means an empty cache
-                            entry.unlink()
+                        shutil.rmtree(subdir("features"))  # cold means an empty feature store
                     common.reset_keras(args.seed)
                     label = name if args.repeat == 1 else f"{name} #{repeat + 1}"
                     with rss.phase(label) as phase:

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> None:
     with common.RssSampler() as rss:
         FreezePolicy(0).apply(backbone)
         head = plan_cut(model, FreezePolicy(0))
-        features = {name: head.lower.predict(split.images.astype("float32"), batch_size=64,
+        features = {name: head.lower.predict(split.images[:].astype("float32"), batch_size=64,
                                              verbose=0)
                     for name, split in (("train", bundle.train), ("val", bundle.val))}
         labels = {"train": one_hot(bundle.train.labels, classes),

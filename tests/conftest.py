@@ -8,8 +8,10 @@ absent.
 
 from __future__ import annotations
 
+import os
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 # Shared test helpers (generated images, tiny specs) import by name from every test folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+
+# Module-scoped fixtures load data before any test's own TL_HOME is set: they get this one,
+# never the real home of whoever runs the tests.
+os.environ["TL_HOME"] = tempfile.mkdtemp(prefix="tltest-home-")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -26,7 +26,7 @@ from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run
 from tlcore.deploy.export_check import ExportCheck
 from tlcore.errors import ConfigError, RunStateError, StorageError, TLError
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus
-from tlcore.report.summaries import comparison_rows, rows_to_csv
+from tlcore.report.summaries import comparison_rows, format_percent, rows_to_csv
 from tlcore.runs.jobs import check_spec
 from tlcore.runs.store import Claimant, RunStore
 from tlcore.training.observer import BatchProgress, TrainingObserver
@@ -121,8 +121,17 @@ def _help(info: Setting, default: Any, required: bool) -> str:
 
 def _add_spec_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """A flag for every field of the three specs, with its bound, choices and default."""
+    _add_section_arguments(parser, SPEC_SECTIONS, skip)
+    parser.add_argument("--name", default="", help="a label for people; not part of the run's settings")
+    parser.add_argument("--force", action="store_true", help="train again even if an equal run finished")
+    parser.add_argument("--json", action="store_true")
+
+
+def _add_section_arguments(
+    parser: argparse.ArgumentParser, sections: dict[str, type], skip: tuple[str, ...] = ()
+) -> None:
     seen: set[str] = set()
-    for section, spec_class in SPEC_SECTIONS.items():
+    for section, spec_class in sections.items():
         hints, defaults = typing.get_type_hints(spec_class), spec_class()
         for name, info in settings(spec_class).items():
             key, flag = f"{section}.{name}", spec_flag(section, name)
@@ -133,9 +142,6 @@ def _add_spec_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] =
             parser.add_argument(flag, *ALIASES.get(key, ()), dest=_dest(section, name), default=None,
                                 required=required, help=_help(info, getattr(defaults, name), required),
                                 **_value_options(info, hints[name]))
-    parser.add_argument("--name", default="", help="a label for people; not part of the run's settings")
-    parser.add_argument("--force", action="store_true", help="train again even if an equal run finished")
-    parser.add_argument("--json", action="store_true")
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
@@ -149,7 +155,17 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     weights = args.weights or ("none" if args.strategy == "scratch" else "imagenet")
     spec = RunSpec(dataset=parts["dataset"], backbone=dataclasses.replace(parts["backbone"], weights=weights),
                    train=parts["train"], name=args.name)
-    return check_spec(spec)
+    return check_spec(spec.with_absolute_paths())  # a typed relative path means this folder
+
+
+def _skipped_files(store: RunStore, run: RunRecord) -> list[dict[str, str]] | None:
+    """Files the run's decode pass could not read, once it has recorded its data."""
+    from tlcore.runs.data_identity import DATA_FILE
+
+    try:
+        return list(store.read_json(run.id, DATA_FILE).get("skipped", []))
+    except TLError:  # not trained yet, or a run from before data.json
+        return None
 
 
 def run_payload(store: RunStore, run: RunRecord) -> dict[str, Any]:
@@ -160,6 +176,8 @@ def run_payload(store: RunStore, run: RunRecord) -> dict[str, Any]:
         "error": run.error,
         "worker_pid": run.worker_pid,
         "spec": run.spec.to_dict(),
+        "data_fingerprint": run.data_fingerprint or None,
+        "skipped_files": _skipped_files(store, run),
         "notes": run.notes,
         "duration": run.duration,
         "history": [e.to_dict() for e in store.epochs(run.id)],
@@ -209,14 +227,16 @@ class _EpochBar(TrainingObserver):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tlcore.runs.jobs import reap
+    from tlcore.runs.jobs import create_for_data, reap
     from tlcore.runs.runner import execute_run
 
     store = RunStore()
     spec = spec_from_args(args)
     reap(store)
     # Inserted already claimed: a dispatcher must never find this run queued and start a worker.
-    run, reused = store.create_run(spec, force=args.force, claimant=Claimant.current())
+    run, reused, change = create_for_data(store, spec, force=args.force, claimant=Claimant.current())
+    if change:
+        _say(args, change)
     if reused and run.is_active:
         _say(args, f"An equal run {run.id} is {run.status}; following it.")
         run = _follow(store, run.id)
@@ -227,7 +247,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     else:
-        _say(args, f"Reusing finished run {run.id} (same settings); pass --force to retrain.")
+        _say(args, f"Reusing finished run {run.id} (same settings, same data); pass --force to retrain.")
     payload = {**run_payload(store, run), "cached": reused}
     _emit(args, payload, _describe_run)
     return 0 if run.status in (RunStatus.FINISHED, RunStatus.STOPPED) else 1
@@ -248,9 +268,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     submission = submit(spec_from_args(args), force=args.force)
     run = submission.run
     store = RunStore()
+    if submission.data_change:
+        _say(args, submission.data_change)
     payload = {
         "run_id": run.id, "status": run.status, "cached": submission.reused,
-        "queue_position": store.queue_position(run.id),
+        "queue_position": store.queue_position(run.id), "data_fingerprint": run.data_fingerprint,
     }
     _emit(args, payload, lambda p: f"{p['run_id']} {p['status']}" + (" (reused)" if p["cached"] else ""))
     return 0
@@ -275,8 +297,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore()
     if not store.read_only:  # a read-only store is listed as it is: dead workers stay unrecorded
         reap(store)
-    _emit(args, [_run_row(r) for r in store.list_runs()], _describe_rows)
+    _emit(args, [_run_row(r) for r in store.list_runs()],
+          lambda rows: _describe_rows(_with_percents(rows, "test_accuracy")))
     return 0
+
+
+def _with_percents(rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
+    """Rows for people: accuracies as the app shows them (``96.7%``, ``—`` for none).
+
+    Only the text output: JSON and CSV keep the numbers, for programs.
+    """
+    return [{**row, **{column: format_percent(row[column]) for column in columns}} for row in rows]
 
 
 def _run_row(run: RunRecord) -> dict[str, Any]:
@@ -304,10 +335,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """The Compare page's test-metrics table (and its CSV download) for the runs named."""
     store = RunStore()
     runs = [store.get(run_id) for run_id in args.run_ids]
-    unfinished = [run for run in runs if run.status != RunStatus.FINISHED]
+    unfinished = [run for run in runs if run.summary is None]  # a stopped run may have results
     if unfinished:
         raise RunStateError(
-            "Only finished runs have test metrics to compare: "
+            "Only finished runs (or runs stopped after an epoch) have test metrics to compare: "
             + ", ".join(f"{run.id} is {run.status}" for run in unfinished) + ".",
             "Wait for them to finish (`python -m tlcore show RUN`) or leave them out.",
         )
@@ -315,7 +346,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.csv:
         print(rows_to_csv(_visible(rows)), end="")
     else:
-        _emit(args, rows, _describe_table)
+        _emit(args, rows,
+              lambda rows: _describe_table(_with_percents(rows, "test accuracy", "best val accuracy")))
     return 0
 
 
@@ -340,18 +372,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tlcore.deploy.serving import load_run
+    from tlcore.deploy.serving import check_threshold, load_run
     from tlcore.report.evaluate import check_top_k
 
+    check_threshold(args.threshold)  # before the model loads: a typo fails fast
     loaded = load_run(args.run_id)
     if args.top_k is not None:  # once, as one line, rather than as every image's error
         check_top_k(args.top_k, len(loaded.class_names))
     results, failed = [], False
     for image in args.images:
         try:
-            predictions = loaded.predict([image], top_k=args.top_k)[0]
-            results.append({"image": image, "predictions": [
-                {"label": p.label, "probability": p.probability} for p in predictions]})
+            answer = loaded.classify([image], top_k=args.top_k, threshold=args.threshold)[0]
+            results.append({"image": image, "answer": answer.label, "predictions": [
+                {"label": p.label, "probability": p.probability} for p in answer.predictions]})
         except TLError as exc:
             failed = True
             results.append({"image": image, "error": str(exc)})
@@ -368,9 +401,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
-    from tlcore.backbones import describe_catalogue
+    from tlcore.backbones.catalogue import SIZE_RULE, describe_catalogue
 
-    _emit(args, describe_catalogue(), _describe_rows)
+    def describe(rows: list[dict[str, Any]]) -> str:
+        brief = [{k: v for k, v in row.items() if k not in ("weights", "size_rule")} for row in rows]
+        return _describe_rows(brief) + f"\nMobileNet and MobileNetV2: {SIZE_RULE}."
+
+    _emit(args, describe_catalogue(), describe)
     return 0
 
 
@@ -402,6 +439,31 @@ def cmd_delete(args: argparse.Namespace) -> int:
     RunStore().delete(args.run_id)
     print(f"deleted {args.run_id}")
     return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Counts per class and split, warnings and fingerprint, as the Configure page shows them."""
+    from tlcore.data.preview import preview_dataset
+
+    values = {name: getattr(args, _dest("dataset", name)) for name in settings(DatasetSpec)}
+    dataset = DatasetSpec(**{name: value for name, value in values.items() if value is not None})
+    preview = preview_dataset(dataset.with_absolute_paths(), per_class=0)
+    _emit(args, preview.to_dict(), _describe_preview)
+    return 0
+
+
+def _describe_preview(payload: dict[str, Any]) -> str:
+    lines = [f"{payload['images']:,} images in {len(payload['class_names'])} classes · "
+             f"fingerprint {payload['fingerprint']}"]
+    lines.append("class".ljust(24) + "".join(split.rjust(9) for split in payload["counts"]))
+    for name in payload["class_names"]:
+        lines.append(name[:23].ljust(24) + "".join(f"{counts[name]:>9,}" for counts in payload["counts"].values()))
+    lines += [f"warning: {warning}" for warning in payload["warnings"]]
+    lines += [f"skipped: {skipped['id']}: {skipped['reason']}" for skipped in payload["skipped"]]
+    if payload["unchecked"]:
+        lines.append(f"{payload['unchecked']:,} image(s) not decoded by any run yet; unreadable ones show up "
+                     "after the first run.")
+    return "\n".join(lines)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -471,8 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--top-k", type=int, default=None,
                          help="labels per image, 1 to the number of classes (default: up to 3)")
+    predict.add_argument("--threshold", type=float, default=None,
+                         help="confidence from 0 to 1: below it the answer is 'not sure' (JSON: "
+                              "answer null) instead of the most likely class (default: off)")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
+    preview = verbs.add_parser("preview", help="a dataset's counts, warnings and fingerprint, without decoding it")
+    _add_section_arguments(preview, {"dataset": DatasetSpec})
+    preview.add_argument("--json", action="store_true")
+    preview.set_defaults(handler=cmd_preview)
     doctor = verbs.add_parser("doctor", help="check the run store, run folders and caches")
     doctor.add_argument("--rebuild", action="store_true",
                         help="rebuild the run list from the run folders (a damaged store is kept aside)")
@@ -550,5 +619,5 @@ def _describe_predictions(results: list[dict[str, Any]]) -> str:
             lines.append(f"{r['image']}: error: {r['error']}")
         else:
             tops = ", ".join(f"{p['label']} {p['probability']:.2f}" for p in r["predictions"])
-            lines.append(f"{r['image']}: {tops}")
+            lines.append(f"{r['image']}: " + (tops if r["answer"] is not None else f"not sure ({tops})"))
     return "\n".join(lines)

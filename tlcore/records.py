@@ -186,6 +186,11 @@ class RunRecord:
         return self.status in ACTIVE
 
     @property
+    def data_fingerprint(self) -> str:
+        """The fingerprint of the data the run was launched on ("" for runs from before)."""
+        return self.key.partition("-")[2]
+
+    @property
     def duration(self) -> float | None:
         if self.started_at is None:
             return None

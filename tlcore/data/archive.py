@@ -20,11 +20,14 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tlcore.config import DatasetSpec
+from tlcore.data.assemble import bundle_from_catalogue
 from tlcore.data.bundle import DatasetBundle, Progress
-from tlcore.data.folder import has_visible_files, load_class_tree, visible_subfolders
+from tlcore.data.catalogue import Catalogue
+from tlcore.data.folder import has_visible_files, list_class_tree, visible_subfolders
 from tlcore.errors import DatasetError, UploadError
 from tlcore.paths import data_roots, resolve_allowed, subdir, tl_home
 
@@ -34,12 +37,26 @@ MAX_EXTRACTED_BYTES = 2 * 1024**3
 MAX_ARCHIVE_FILES = 50_000
 """Most entries an archive may hold."""
 
+MAX_INFLATION_RATIO = 100
+"""Most times its own size an archive may inflate to (past :data:`RATIO_FREE_BYTES`).
+
+JPEG and PNG images barely compress, so a dataset zip inflates to about its own size; zeros
+deflate about a thousand times, so without this a 2 MB upload kept 2 GB of disk."""
+
+RATIO_FREE_BYTES = 32 * 1024**2
+"""Inflated bytes allowed whatever the ratio: small archives of flat synthetic images."""
+
 _CHUNK = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def load_zip(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBundle:
-    """Extract ``zip:PATH`` (once per distinct archive) and load its class folders.
+    """Extract ``zip:PATH`` (once per distinct archive) and load its class folders."""
+    return bundle_from_catalogue(list_zip(spec), spec, progress)
+
+
+def list_zip(spec: DatasetSpec) -> Catalogue:
+    """Extract ``zip:PATH`` (once per distinct archive) and catalogue its class folders.
 
     The archive may hold the class folders at its top level or inside one enclosing
     folder (``flowers/daisy/...``), as zipping a dataset folder usually produces.
@@ -60,7 +77,7 @@ def load_zip(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBund
     extracted = subdir("uploads") / _sha256(archive)[:16]
     if not extracted.is_dir():
         safe_extract(archive, extracted)
-    return load_class_tree(_class_root(extracted), [extracted], spec, "The archive", progress)
+    return list_class_tree(_class_root(extracted), [extracted], spec, "The archive")
 
 
 def safe_extract(
@@ -90,7 +107,8 @@ def safe_extract(
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
         with _as_upload_error(), zipfile.ZipFile(zip_path) as archive:
-            _extract_members(archive, staging, max_total_bytes, max_files)
+            budget = _Budget(max_total_bytes, os.path.getsize(zip_path))
+            _extract_members(archive, staging, budget, max_files)
         _publish(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -116,7 +134,7 @@ def _as_upload_error() -> Iterator[None]:
 
 
 def _extract_members(
-    archive: zipfile.ZipFile, staging: Path, max_total_bytes: int, max_files: int
+    archive: zipfile.ZipFile, staging: Path, budget: _Budget, max_files: int
 ) -> None:
     """Check every member first, then write them while counting inflated bytes."""
     members = archive.infolist()
@@ -134,7 +152,7 @@ def _extract_members(
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            written = _copy_capped(archive, info, target, written, max_total_bytes)
+            written = _copy_capped(archive, info, target, written, budget)
         except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise _member_error(info, exc) from exc
 
@@ -208,18 +226,37 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """How many bytes an archive may inflate to: a fixed total, and a multiple of its own size."""
+
+    max_bytes: int
+    archive_bytes: int
+
+    def check(self, written: int) -> None:
+        """Refuse the archive once ``written`` bytes exceed either limit."""
+        if written > self.max_bytes:
+            raise UploadError(
+                f"The archive inflates to more than {self.max_bytes / 2**20:.0f} MB.",
+                "Upload a smaller dataset or use a folder on the server.",
+            )
+        if written > max(RATIO_FREE_BYTES, MAX_INFLATION_RATIO * self.archive_bytes):
+            raise UploadError(
+                f"The archive unpacks to more than {MAX_INFLATION_RATIO} times its own size "
+                f"({self.archive_bytes / 2**20:.1f} MB), as zip bombs do; image datasets hardly compress.",
+                "Zip a folder of JPEG or PNG images (raw pixels such as BMP compress too well), "
+                "or use a folder on the server.",
+            )
+
+
 def _copy_capped(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, written: int, cap: int
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, written: int, budget: _Budget
 ) -> int:
     """Inflate one member into ``target``; return the running total of bytes written."""
     with archive.open(info) as source, open(target, "wb") as sink:
         while chunk := source.read(_CHUNK):
             written += len(chunk)
-            if written > cap:
-                raise UploadError(
-                    f"The archive inflates to more than {cap / 2**20:.0f} MB.",
-                    "Upload a smaller dataset or use a folder on the server.",
-                )
+            budget.check(written)
             sink.write(chunk)
     return written
 

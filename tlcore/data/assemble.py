@@ -1,120 +1,91 @@
-"""Turn a catalogue of candidate images into a split, decoded bundle.
+"""Turn a catalogue of candidate images into three splits read from the pixel store.
 
-Sources that can list their images before decoding them (generated shapes, a folder, an
-extracted zip) share this path: validate the classes, take the subset, decode in parallel,
-drop what fails to decode, validate again, split. A catalogue that fingerprints its content
-has the finished bundle cached on disk (:mod:`tlcore.data.cache`).
+Every source lists its images first (:class:`~tlcore.data.catalogue.Catalogue`); from there the
+path is shared: validate the classes, take the subset, decode what the pixel store has not
+seen, drop what fails to decode, validate again, split by each image's seeded hash. Nothing
+here holds more than one chunk of pixels in memory.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+import time
 
 import numpy as np
 
 from tlcore.config import DatasetSpec
-from tlcore.data.bundle import DatasetBundle, Progress, SkippedFile, Split, SplitWriter, make_bundle
-from tlcore.data.cache import load_cached
+from tlcore.data.bundle import DatasetBundle, Progress, SkippedFile, Split, make_bundle
+from tlcore.data.catalogue import FREE, Catalogue
+from tlcore.data.pixels import CACHE_LIMIT_VARIABLE, decode_missing, evict_pixels, pixel_store
+from tlcore.data.rows import RowsEvicted, RowStore
 from tlcore.data.splits import check_class_counts, stratified_partition, stratified_subset
-from tlcore.errors import BadImageError
+from tlcore.errors import StorageError
 
-DECODE_WORKERS = min(8, os.cpu_count() or 1)
-"""Decoding threads: PIL releases the GIL while decoding, so threads use every core."""
-
-Reader = Callable[[int], np.ndarray]
-"""Decodes catalogue entry ``i`` at the requested size, raising BadImageError on failure."""
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """What a source knows before decoding: one id and label per candidate image.
-
-    Attributes:
-        ids: Stable, printable identifier of each image.
-        labels: Label index of each image.
-        class_names: Label index -> class name.
-        content: JSON-able fingerprint of what the reader would decode, cheap to take and
-            changed whenever the pixels could change (file sizes and times, a generator
-            version); ``None`` leaves the bundle uncached.
-    """
-
-    ids: list[str]
-    labels: np.ndarray
-    class_names: list[str]
-    content: Mapping[str, Any] | None = None
+ROLES = ("train", "val", "test")
+EVICTION_RETRIES = 3
 
 
 def bundle_from_catalogue(
-    catalogue: Catalogue,
-    read: Reader,
-    spec: DatasetSpec,
-    progress: Progress | None = None,
+    catalogue: Catalogue, spec: DatasetSpec, progress: Progress | None = None
 ) -> DatasetBundle:
-    """Subset, decode and split a catalogue following ``spec``, or read the cached result.
+    """Subset, decode (what is new) and split a catalogue following ``spec``.
 
     Raises:
         DatasetError: Too few classes or images, before or after dropping unreadable files.
     """
-    if catalogue.content is None:
-        return _assemble(catalogue, read, spec, progress)
-    content = {
-        "ids": catalogue.ids,
-        "labels": np.asarray(catalogue.labels).tolist(),
-        "class_names": catalogue.class_names,
-        "source": catalogue.content,
-    }
-    return load_cached(
-        spec, content, lambda report: _assemble(catalogue, read, spec, report), progress
-    )
-
-
-def _assemble(
-    catalogue: Catalogue, read: Reader, spec: DatasetSpec, progress: Progress | None
-) -> DatasetBundle:
+    started = time.time()
     check_class_counts(catalogue.labels, catalogue.class_names)
-    keep = stratified_subset(catalogue.ids, catalogue.labels, spec.subset, spec.seed)
-    pool, skipped = _decode_all(catalogue, keep, read, spec.image_size, progress)
+    keep = stratified_subset(catalogue.identities, catalogue.labels, spec.subset, spec.seed)
+    for attempt in range(EVICTION_RETRIES):
+        try:
+            bundle = _splits_of_stored(catalogue, keep, spec, progress)
+            break
+        except RowsEvicted as exc:  # another process evicted rows we had just checked: decode again
+            if attempt == EVICTION_RETRIES - 1:
+                raise StorageError(
+                    f"The pixel store is so full that other runs evicted {len(exc.args[0])} of this "
+                    f"dataset's images {EVICTION_RETRIES} times while they were being read.",
+                    f"Raise {CACHE_LIMIT_VARIABLE} (megabytes) or run fewer jobs at once.",
+                ) from exc
+    evict_pixels(pixel_store(spec.image_size), in_use_since=started)
+    return bundle
+
+
+def _splits_of_stored(
+    catalogue: Catalogue, keep: np.ndarray, spec: DatasetSpec, progress: Progress | None
+) -> DatasetBundle:
+    store = decode_missing(catalogue, keep, spec.image_size, progress)
+    bad = store.bad([catalogue.identities[i] for i in keep])
+    skipped = [SkippedFile(catalogue.ids[i], bad[catalogue.identities[i]])
+               for i in keep if catalogue.identities[i] in bad]
+    good = np.array([i for i in keep if catalogue.identities[i] not in bad], dtype=np.int64)
     note = f"{len(skipped)} file(s) could not be decoded and were skipped." if skipped else ""
-    check_class_counts(pool.labels, catalogue.class_names, note)
-    train, val, test = stratified_partition(
-        pool.ids, pool.labels, (spec.val_fraction, spec.test_fraction), spec.seed
-    )
-    return make_bundle(
-        pool.take(train), pool.take(val), pool.take(test),
-        catalogue.class_names, skipped, spec.source,
-    )
+    check_class_counts(catalogue.labels[good], catalogue.class_names, note)
+    parts = assign_splits(catalogue, good, spec)
+    train, val, test = (split_of(catalogue, good[part], store) for part in parts)
+    return make_bundle(train, val, test, catalogue.class_names, skipped, spec.source, catalogue)
 
 
-def _decode_all(
-    catalogue: Catalogue,
-    keep: np.ndarray,
-    read: Reader,
-    image_size: int,
-    progress: Progress | None,
-) -> tuple[Split, list[SkippedFile]]:
-    """Decode the kept entries in parallel, in order; failures become SkippedFile entries."""
-    writer = SplitWriter(image_size, len(keep))
-    skipped: list[SkippedFile] = []
-    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-        results = pool.map(lambda i: _read_or_error(read, int(i)), keep)
-        for done, (index, result) in enumerate(zip(keep, results, strict=True), start=1):
-            image_id = catalogue.ids[index]
-            if isinstance(result, BadImageError):
-                skipped.append(SkippedFile(image_id, str(result)))
-            else:
-                writer.add(result, catalogue.labels[index], image_id)
-            if progress is not None:
-                progress(done, len(keep))
-    return writer.result(), skipped
+def assign_splits(catalogue: Catalogue, indices: np.ndarray, spec: DatasetSpec) -> list[np.ndarray]:
+    """Positions in ``indices`` of the train, validation and test images.
+
+    Official splits stay as they are; the roles a source has no official split for are carved
+    from its free images (the official training split of a TFDS dataset, say) by hash.
+    """
+    fixed = (np.full(len(indices), FREE) if catalogue.fixed_split is None
+             else catalogue.fixed_split[indices])
+    roles = {role: np.flatnonzero(fixed == k) for k, role in enumerate(ROLES)}
+    missing = [k for k, role in enumerate(ROLES[1:], start=1) if not len(roles[role])]
+    pool = np.flatnonzero((fixed == FREE) | (fixed == 0))
+    fractions = {1: spec.val_fraction, 2: spec.test_fraction}
+    carved = stratified_partition([catalogue.identities[i] for i in indices[pool]],
+                                  catalogue.labels[indices[pool]],
+                                  [fractions[k] for k in missing], spec.seed)
+    result = {0: pool[carved[0]], **{k: pool[part] for k, part in zip(missing, carved[1:], strict=True)}}
+    return [np.sort(result.get(k, roles[role])) for k, role in enumerate(ROLES)]
 
 
-def _read_or_error(read: Reader, index: int) -> np.ndarray | BadImageError:
-    """Return the error instead of raising it, so one bad file does not cancel the batch."""
-    try:
-        return read(index)
-    except BadImageError as exc:
-        return exc
+def split_of(catalogue: Catalogue, indices: np.ndarray, store: RowStore) -> Split:
+    """The catalogue entries at ``indices`` as a split whose images are read from ``store``."""
+    identities = [catalogue.identities[i] for i in indices]
+    return Split(store.array(identities), catalogue.labels[indices].astype(np.int32),
+                 [catalogue.ids[i] for i in indices], identities)

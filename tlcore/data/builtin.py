@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tlcore.config import DatasetSpec
-from tlcore.data.assemble import Catalogue, Reader, bundle_from_catalogue
+from tlcore.data.assemble import bundle_from_catalogue
 from tlcore.data.bundle import DatasetBundle, Progress
+from tlcore.data.catalogue import Catalogue, parallel_decoder
 from tlcore.errors import DatasetError
 from tlcore.images import load_image
 
@@ -96,16 +97,17 @@ def _contrasting_colour(rng: np.random.Generator, background_mean: np.ndarray) -
     return colour
 
 
-def _shapes(image_size: int) -> tuple[Catalogue, Reader]:
+def _shapes() -> Catalogue:
     names = list(SHAPE_OUTLINES)
     labels = np.repeat(np.arange(len(names), dtype=np.int32), SHAPES_PER_CLASS)
     ids = [f"{names[k]}/{j:03d}" for k in range(len(names)) for j in range(SHAPES_PER_CLASS)]
 
-    def read(index: int) -> np.ndarray:
+    def read(index: int, size: int) -> np.ndarray:
         rng = np.random.default_rng([SHAPES_SEED, index])
-        return load_image(render_shape(names[labels[index]], rng), image_size)
+        return load_image(render_shape(names[labels[index]], rng), size)
 
-    return Catalogue(ids, labels, names, content={"shapes": SHAPES_VERSION}), read
+    identities = [f"shapes:{SHAPES_VERSION}:{index}" for index in range(len(ids))]
+    return Catalogue(ids, labels, names, identities, parallel_decoder(read))
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class Builtin:
     """A generated dataset: a one-line description and a factory of catalogue + reader."""
 
     description: str
-    make: Callable[[int], tuple[Catalogue, Reader]]
+    make: Callable[[], Catalogue]
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -131,7 +133,12 @@ def builtin_datasets() -> dict[str, str]:
 
 
 def load_builtin(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBundle:
-    """Generate, split and return the builtin dataset named by ``spec.location``.
+    """Generate, split and return the builtin dataset named by ``spec.location``."""
+    return bundle_from_catalogue(list_builtin(spec), spec, progress)
+
+
+def list_builtin(spec: DatasetSpec) -> Catalogue:
+    """The catalogue of the builtin dataset named by ``spec.location``.
 
     Raises:
         DatasetError: The name is not a builtin dataset.
@@ -142,5 +149,4 @@ def load_builtin(spec: DatasetSpec, progress: Progress | None = None) -> Dataset
             f"There is no builtin dataset called {spec.location!r}.",
             f"Known builtin datasets: {', '.join(sorted(BUILTINS))}.",
         )
-    catalogue, read = entry.make(spec.image_size)
-    return bundle_from_catalogue(catalogue, read, spec, progress)
+    return entry.make()

@@ -1,17 +1,22 @@
-"""What every dataset source produces: decoded, resized splits held in memory.
+"""What every dataset source produces: three splits of decoded, resized images.
 
-Splits are plain ``uint8`` arrays decoded by :func:`tlcore.images.load_image`, the same
-function ``predict`` uses, so a model never sees pixels prepared two different ways, and
-features of a frozen backbone can be cached per image id. Training builds its own
-``tf.data`` pipeline from these arrays.
+A split's images are ``uint8`` rows decoded by :func:`tlcore.images.load_image`, the same
+function ``predict`` uses, so a model never sees pixels prepared two different ways. They are
+read from the pixel store on disk as they are needed (:class:`tlcore.data.rows.RowArray`);
+small arrays made in memory work the same. Each image carries its content identity, under
+which a frozen backbone's features are cached.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from tlcore.data.catalogue import Catalogue
+from tlcore.data.rows import RowArray
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while images are decoded."""
@@ -26,22 +31,33 @@ class Split:
     """One split of a dataset.
 
     Attributes:
-        images: ``uint8`` array of shape ``[N, S, S, 3]``.
+        images: ``uint8`` images of shape ``[N, S, S, 3]``: a :class:`~tlcore.data.rows.RowArray`
+            on disk, or an array.
         labels: ``int32`` array of shape ``[N]``, indices into the bundle's class names.
         ids: One stable identifier per image (a relative path, ``train/123``, ...).
+        identities: Content identity per image (for images in memory, a hash of each
+            one's pixels by default).
     """
 
-    images: np.ndarray
+    images: np.ndarray | RowArray
     labels: np.ndarray
     ids: list[str]
+    identities: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.identities:
+            self.identities = ([hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in self.images]
+                               if isinstance(self.images, np.ndarray) else list(self.ids))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> Split:
-        """The images at ``indices``, in that order."""
+        """The images at ``indices``, in that order (read from disk only when used)."""
         index = np.asarray(indices, dtype=np.int64)
-        return Split(self.images[index], self.labels[index], [self.ids[i] for i in index])
+        images = self.images.take(index) if isinstance(self.images, RowArray) else self.images[index]
+        return Split(images, self.labels[index], [self.ids[i] for i in index],
+                     [self.identities[i] for i in index])
 
     def class_counts(self, n_classes: int) -> np.ndarray:
         """Number of images of each class, zeros included."""
@@ -68,6 +84,8 @@ class DatasetBundle:
         skipped: Inputs that could not be used.
         warnings: Things the user should know (imbalance, skipped files).
         source: The ``DatasetSpec.source`` this came from.
+        fingerprint: Hash of the catalogue the splits came from (:attr:`Catalogue.fingerprint`).
+        manifest: ``id -> [identity, class]`` of that catalogue, to tell later what changed.
     """
 
     train: Split
@@ -77,6 +95,8 @@ class DatasetBundle:
     skipped: list[SkippedFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     source: str = ""
+    fingerprint: str = ""
+    manifest: dict[str, list[str]] = field(default_factory=dict)
 
     def splits(self) -> dict[str, Split]:
         """The three splits by name, in the order train, val, test."""
@@ -105,6 +125,7 @@ def make_bundle(
     class_names: list[str],
     skipped: list[SkippedFile],
     source: str,
+    catalogue: Catalogue | None = None,
 ) -> DatasetBundle:
     """Assemble a bundle and derive the warnings every source owes its user."""
     warnings = []
@@ -116,7 +137,10 @@ def make_bundle(
     imbalance = imbalance_warning(np.asarray(counts), class_names)
     if imbalance:
         warnings.append(imbalance)
-    return DatasetBundle(train, val, test, class_names, skipped, warnings, source)
+    if catalogue is None:
+        return DatasetBundle(train, val, test, class_names, skipped, warnings, source)
+    return DatasetBundle(train, val, test, class_names, skipped, warnings, source,
+                         catalogue.fingerprint, catalogue.manifest())
 
 
 def imbalance_warning(counts: np.ndarray, class_names: Sequence[str]) -> str | None:
@@ -130,30 +154,3 @@ def imbalance_warning(counts: np.ndarray, class_names: Sequence[str]) -> str | N
         "Consider class weights (TrainSpec.class_weights) or more images of the small classes."
     )
 
-
-class SplitWriter:
-    """Collects decoded images straight into one array, so a split is never held twice.
-
-    Args:
-        image_size: Side of the (square) images.
-        capacity: Expected number of images; the array grows if more arrive.
-    """
-
-    def __init__(self, image_size: int, capacity: int) -> None:
-        self._images = np.zeros((max(capacity, 1), image_size, image_size, 3), dtype=np.uint8)
-        self._labels: list[int] = []
-        self._ids: list[str] = []
-
-    def add(self, image: np.ndarray, label: int, image_id: str) -> None:
-        """Append one decoded image of shape ``(S, S, 3)``."""
-        n = len(self._ids)
-        if n == len(self._images):
-            self._images = np.concatenate([self._images, np.zeros_like(self._images)])
-        self._images[n] = image
-        self._labels.append(int(label))
-        self._ids.append(image_id)
-
-    def result(self) -> Split:
-        """The split of everything added so far."""
-        n = len(self._ids)
-        return Split(self._images[:n], np.asarray(self._labels, dtype=np.int32), self._ids)

@@ -8,15 +8,15 @@ that points elsewhere is skipped, not read.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from tlcore.config import DatasetSpec
-from tlcore.data.assemble import Catalogue, bundle_from_catalogue
+from tlcore.data.assemble import bundle_from_catalogue
 from tlcore.data.bundle import DatasetBundle, Progress
+from tlcore.data.catalogue import Catalogue, file_identities, parallel_decoder
 from tlcore.data.labels import is_invisible, visible_label
 from tlcore.errors import BadImageError, DatasetError
 from tlcore.images import IMAGE_EXTENSIONS, load_image
@@ -24,13 +24,6 @@ from tlcore.paths import data_roots, is_inside, resolve_allowed
 
 IGNORED_FOLDERS = ("__MACOSX",)
 """Folders that archivers add and that never hold a class (hidden ones are skipped too)."""
-
-SETTLE_SECONDS = 3.0
-"""A tree with a file modified more recently than this is loaded without the cache.
-
-File systems stamp times in ticks (milliseconds on most, one or two seconds on some), so a
-file rewritten within the tick of its last write, at the same size, looks unchanged; a
-bundle cached from it could be stale for good. Once files have settled, any write shows."""
 
 
 def load_folder(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBundle:
@@ -40,14 +33,28 @@ def load_folder(spec: DatasetSpec, progress: Progress | None = None) -> DatasetB
         DatasetError: The folder is outside the data roots, missing, not a folder, or its
             classes cannot be split.
     """
-    roots = data_roots()
+    return bundle_from_catalogue(list_folder(spec), spec, progress)
+
+
+def folder_root(spec: DatasetSpec, roots: Sequence[Path]) -> Path:
+    """The dataset folder ``spec`` names, resolved inside ``roots``.
+
+    Raises:
+        DatasetError: It lies outside the data roots, does not exist or is not a folder.
+    """
     root = resolve_allowed(spec.location, roots, "datasets", DatasetError)
     if not root.is_dir():
         raise DatasetError(
             f"{spec.location!r} {'is not a folder' if root.exists() else 'does not exist'}.",
             "Give the folder that holds one sub-folder per class (use zip:PATH for archives).",
         )
-    return load_class_tree(root, roots, spec, f"The folder {spec.location!r}", progress)
+    return root
+
+
+def list_folder(spec: DatasetSpec) -> Catalogue:
+    """The catalogue of ``folder:PATH`` (checked as :func:`load_folder` checks it)."""
+    roots = data_roots()
+    return list_class_tree(folder_root(spec, roots), roots, spec, f"The folder {spec.location!r}")
 
 
 def load_class_tree(
@@ -57,19 +64,21 @@ def load_class_tree(
     where: str,
     progress: Progress | None = None,
 ) -> DatasetBundle:
-    """Load the class folders under ``root``; files must resolve inside ``allowed``.
+    """Load the class folders under ``root`` (see :func:`list_class_tree`)."""
+    return bundle_from_catalogue(list_class_tree(root, allowed, spec, where), spec, progress)
+
+
+def list_class_tree(root: Path, allowed: Sequence[Path], spec: DatasetSpec, where: str) -> Catalogue:
+    """Catalogue the class folders under ``root``; files must resolve inside ``allowed``.
 
     Image files are found recursively in each class folder (extensions from
     :data:`~tlcore.images.IMAGE_EXTENSIONS`, any case); hidden files and folders and other
-    files are ignored. Files that fail to decode end up in ``bundle.skipped``. The bundle
-    is cached under the files' sizes and modification times, so any change reloads it
-    (unless a file was just written: see :data:`SETTLE_SECONDS`). ``where`` names ``root``
-    in messages ("The folder '~/flowers'", "The archive").
+    files are ignored. ``where`` names ``root`` in messages ("The folder '~/flowers'",
+    "The archive").
 
     Raises:
-        DatasetError: ``root`` has no class sub-folders, or the classes cannot be split.
+        DatasetError: ``root`` has no class sub-folders.
     """
-    listed_at = time.time_ns()
     class_dirs = visible_subfolders(root)
     if not class_dirs:
         raise _no_class_folders(root, where)
@@ -77,26 +86,19 @@ def load_class_tree(
         check_class_folder(class_dir, allowed, where)
     files = [_image_files(class_dir) for class_dir in class_dirs]
     paths = [path for class_files in files for path in class_files]
-    stamps = [_stamp(path) for path in paths]
-    settled_before = listed_at - int(SETTLE_SECONDS * 1e9)
-    settled = all(stamp[1] < settled_before for stamp in stamps if stamp)
-    catalogue = Catalogue(
+
+    def read(index: int, size: int) -> np.ndarray:
+        if not is_inside(paths[index].resolve(), allowed):
+            raise BadImageError("It links to a file outside the allowed data folders.")
+        return load_image(paths[index], size)
+
+    return Catalogue(
         ids=[printable(path.relative_to(root).as_posix()) for path in paths],
         labels=np.repeat(np.arange(len(files), dtype=np.int32), [len(f) for f in files]),
         class_names=[printable(d.name) for d in class_dirs],
-        content={
-            "root": str(root),
-            "allowed": [str(folder) for folder in allowed],
-            "files": stamps,
-        } if settled else None,
+        identities=[identity or f"unreadable:{path}" for identity, path in zip(file_identities(paths), paths, strict=True)],
+        decode=parallel_decoder(read),
     )
-
-    def read(index: int) -> np.ndarray:
-        if not is_inside(paths[index].resolve(), allowed):
-            raise BadImageError("It links to a file outside the allowed data folders.")
-        return load_image(paths[index], spec.image_size)
-
-    return bundle_from_catalogue(catalogue, read, spec, progress)
 
 
 def visible_subfolders(folder: Path) -> list[Path]:
@@ -176,15 +178,6 @@ def _image_files(class_dir: Path) -> list[Path]:
             if _is_image_name(name)
         )
     return sorted(found)
-
-
-def _stamp(path: Path) -> list[int]:
-    """Size and modification time of the file (a link's target): they change when it does."""
-    try:
-        info = path.stat()
-    except OSError:
-        return []  # Gone or a dangling link: decoding skips it, and its return is a change.
-    return [info.st_size, info.st_mtime_ns]
 
 
 def _is_image_name(name: str) -> bool:

@@ -1,8 +1,10 @@
-"""A small, picklable summary of a dataset for the Configure page's preview.
+"""A dataset's preview from its catalogue: counts, warnings and a few decoded samples.
 
-A loaded :class:`~tlcore.data.DatasetBundle` holds every decoded image; the preview keeps only
-what a person looks at (a few images per class, counts, warnings, skipped files), so a UI can
-cache it cheaply per dataset spec.
+The preview runs in the Streamlit server, which serves every user, so it never decodes a
+dataset: counts per class and split come from the file listing and each image's seeded hash,
+exactly as a run will split them, and only the handful of sample images shown are decoded.
+Files that fail to decode are found by a run's decode pass; once one has seen them, the
+preview lists them too (the pixel store remembers them).
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tlcore.config import DatasetSpec
-from tlcore.data import SkippedFile, load_dataset
-from tlcore.data.bundle import Progress
+from tlcore.data.assemble import assign_splits
+from tlcore.data.bundle import SPLIT_NAMES, SkippedFile, imbalance_warning
+from tlcore.data.catalogue import Catalogue
+from tlcore.data.pixels import pixel_store
+from tlcore.data.registry import list_dataset
+from tlcore.data.splits import check_class_counts, stratified_subset
+from tlcore.errors import BadImageError
 
 SAMPLES_PER_CLASS = 6
 
@@ -26,8 +33,10 @@ class DatasetPreview:
         class_names: Label index -> class name.
         counts: Split name -> class name -> images.
         samples: Class name -> a few training images (``uint8`` ``[S, S, 3]``).
-        warnings: The bundle's warnings (imbalance, skipped files).
-        skipped: Files left out, with the reason.
+        warnings: Imbalance, files known to be unreadable.
+        skipped: Files left out, with the reason (those a run has found so far).
+        fingerprint: The data's fingerprint, as a run on it records it.
+        unchecked: Images no run has decoded yet (unreadable ones among them show up then).
     """
 
     class_names: list[str]
@@ -35,6 +44,8 @@ class DatasetPreview:
     samples: dict[str, list[np.ndarray]]
     warnings: list[str] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+    fingerprint: str = ""
+    unchecked: int = 0
 
     @property
     def train_images(self) -> int:
@@ -44,20 +55,61 @@ class DatasetPreview:
     def total_images(self) -> int:
         return sum(sum(per_class.values()) for per_class in self.counts.values())
 
+    def to_dict(self) -> dict[str, object]:
+        """Everything but the sample pixels, for ``preview --json``."""
+        return {
+            "class_names": self.class_names,
+            "counts": self.counts,
+            "warnings": self.warnings,
+            "skipped": [{"id": s.id, "reason": s.reason} for s in self.skipped],
+            "fingerprint": self.fingerprint,
+            "unchecked": self.unchecked,
+            "images": self.total_images,
+        }
 
-def preview_dataset(
-    spec: DatasetSpec, per_class: int = SAMPLES_PER_CLASS, progress: Progress | None = None
-) -> DatasetPreview:
-    """Load the dataset ``spec`` describes and keep what a preview needs.
+
+def preview_dataset(spec: DatasetSpec, per_class: int = SAMPLES_PER_CLASS) -> DatasetPreview:
+    """List the dataset ``spec`` describes and summarise it, decoding only the samples.
 
     Raises:
-        ConfigError, DatasetError, UploadError: As :func:`tlcore.data.load_dataset`.
+        ConfigError, DatasetError, UploadError: As :func:`tlcore.data.registry.list_dataset`.
     """
-    bundle = load_dataset(spec, progress)
+    catalogue = list_dataset(spec)
+    check_class_counts(catalogue.labels, catalogue.class_names)
+    keep = stratified_subset(catalogue.identities, catalogue.labels, spec.subset, spec.seed)
+    store = pixel_store(spec.image_size)
+    identities = [catalogue.identities[i] for i in keep]
+    bad = store.bad(identities)
+    skipped = [SkippedFile(catalogue.ids[i], bad[catalogue.identities[i]])
+               for i in keep if catalogue.identities[i] in bad]
+    good = np.array([i for i in keep if catalogue.identities[i] not in bad], dtype=np.int64)
+    parts = assign_splits(catalogue, good, spec)
+    n_classes = len(catalogue.class_names)
+    counts = {
+        name: dict(zip(catalogue.class_names,
+                       np.bincount(catalogue.labels[good[part]], minlength=n_classes).tolist(), strict=True))
+        for name, part in zip(SPLIT_NAMES, parts, strict=True)
+    }
+    warnings = [f"{len(skipped)} file(s) could not be read and are left out; see the skipped list."] if skipped else []
+    imbalance = imbalance_warning(np.bincount(catalogue.labels[good], minlength=n_classes), catalogue.class_names)
+    warnings += [imbalance] if imbalance else []
     return DatasetPreview(
-        class_names=list(bundle.class_names),
-        counts=bundle.counts(),
-        samples={name: [np.array(img) for img in imgs] for name, imgs in bundle.samples(per_class).items()},
-        warnings=list(bundle.warnings),
-        skipped=list(bundle.skipped),
+        class_names=list(catalogue.class_names),
+        counts=counts,
+        samples=_samples(catalogue, good[parts[0]], spec.image_size, per_class),
+        warnings=warnings,
+        skipped=skipped,
+        fingerprint=catalogue.fingerprint,
+        unchecked=len(store.missing(identities)),
     )
+
+
+def _samples(catalogue: Catalogue, train: np.ndarray, size: int, per_class: int) -> dict[str, list[np.ndarray]]:
+    """Up to ``per_class`` decoded training images of each class (unreadable ones left out)."""
+    chosen = [int(i) for k in range(len(catalogue.class_names))
+              for i in train[catalogue.labels[train] == k][:per_class]]
+    samples: dict[str, list[np.ndarray]] = {name: [] for name in catalogue.class_names}
+    for index, pixels in catalogue.decode(chosen, size):
+        if not isinstance(pixels, BadImageError):
+            samples[catalogue.class_names[int(catalogue.labels[index])]].append(pixels)
+    return samples

@@ -1,42 +1,53 @@
-"""Dataset sources by kind: ``DatasetSpec.kind`` -> loader."""
+"""Dataset sources by kind: ``DatasetSpec.kind`` -> a lister of its catalogue."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from tlcore.config import DatasetSpec
-from tlcore.data.archive import load_zip
-from tlcore.data.builtin import load_builtin
+from tlcore.data.archive import list_zip
+from tlcore.data.assemble import bundle_from_catalogue
+from tlcore.data.builtin import list_builtin
 from tlcore.data.bundle import DatasetBundle, Progress
-from tlcore.data.folder import load_folder
-from tlcore.data.tfds_source import load_tfds
+from tlcore.data.catalogue import Catalogue
+from tlcore.data.folder import list_folder
+from tlcore.data.tfds_source import list_tfds
 
-Loader = Callable[[DatasetSpec, "Progress | None"], DatasetBundle]
+Lister = Callable[[DatasetSpec], Catalogue]
 
-LOADERS: dict[str, Loader] = {
-    "builtin": load_builtin,
-    "folder": load_folder,
-    "zip": load_zip,
-    "tfds": load_tfds,
+LISTERS: dict[str, Lister] = {
+    "builtin": list_builtin,
+    "folder": list_folder,
+    "zip": list_zip,
+    "tfds": list_tfds,
 }
-"""One loader per :data:`tlcore.config.SOURCE_KINDS` entry."""
+"""One lister per :data:`tlcore.config.SOURCE_KINDS` entry."""
+
+
+def list_dataset(spec: DatasetSpec) -> Catalogue:
+    """The catalogue of the dataset ``spec`` describes: ids, labels, identities; no decoding.
+
+    Raises:
+        ConfigError: The spec itself is invalid.
+        DatasetError: The source cannot be used (see each lister).
+        UploadError: A zip archive is corrupt or unsafe.
+    """
+    spec.validate()
+    return LISTERS[spec.kind](spec)
 
 
 def load_dataset(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBundle:
-    """Load, decode and split the dataset ``spec`` describes.
+    """Load, decode (what the pixel store lacks) and split the dataset ``spec`` describes.
 
     Args:
         spec: Source, subset, image size, split fractions and seed.
         progress: Called as ``progress(done, total)`` while images are decoded.
 
     Returns:
-        Three disjoint splits of ``uint8`` images at ``spec.image_size``, with class names,
-        skipped files and warnings.
+        Three disjoint splits of ``uint8`` images at ``spec.image_size`` read from disk, with
+        class names, skipped files, warnings and the data's fingerprint.
 
     Raises:
-        ConfigError: The spec itself is invalid.
-        DatasetError: The source cannot be used (see each loader).
-        UploadError: A zip archive is corrupt or unsafe.
+        ConfigError, DatasetError, UploadError: As :func:`list_dataset`.
     """
-    spec.validate()
-    return LOADERS[spec.kind](spec, progress)
+    return bundle_from_catalogue(list_dataset(spec), spec, progress)

@@ -1,14 +1,14 @@
 """Deterministic, stratified subsetting and splitting.
 
-Every function here works on image ids and labels only, never on pixels, so a source can
-decide what to keep before it spends time decoding. Within each class, items are ordered
-by id and then shuffled by a generator seeded with ``(seed, class)``: the result depends
-only on the ids, the labels and the seed, not on the order a file system lists files in,
-and one class's split does not move when another class gains an image.
+Every function here works on keys (content identities) and labels only, never on pixels, so
+a source can decide what to keep before it spends time decoding. Each item's fate is decided
+by a seeded hash of its own key: the result does not depend on the order a file system lists
+files in, and an image keeps its split when others are added or removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,64 +60,73 @@ def check_class_counts(labels: np.ndarray, class_names: Sequence[str], note: str
 
 
 def stratified_subset(
-    ids: Sequence[str], labels: np.ndarray, fraction: float, seed: int
+    keys: Sequence[str], labels: np.ndarray, fraction: float, seed: int
 ) -> np.ndarray:
-    """Indices of a ``fraction`` of each class, in their original order.
+    """Indices of about a ``fraction`` of each class, in their original order.
 
-    Each class keeps at least :data:`MIN_IMAGES_PER_CLASS` images (or all it has), so a
-    small subset of a small dataset can still be split.
+    An item is kept when its seeded hash falls below ``fraction``, so adding or removing other
+    items never changes whether it is kept. Each class keeps at least
+    :data:`MIN_IMAGES_PER_CLASS` items (or all it has), topped up by lowest hash.
     """
     if fraction >= 1:
-        return np.arange(len(ids))
+        return np.arange(len(keys))
+    draws = unit_hashes(keys, seed, _SUBSET_SALT)
+    labels = np.asarray(labels)
     kept = []
-    for order in _class_orders(ids, labels, seed, _SUBSET_SALT):
-        n_keep = min(len(order), max(MIN_IMAGES_PER_CLASS, _share(len(order), fraction)))
-        kept.append(order[:n_keep])
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        by_draw = members[np.argsort(draws[members], kind="stable")]
+        n_keep = max(int(np.sum(draws[members] < fraction)), min(len(members), MIN_IMAGES_PER_CLASS))
+        kept.append(by_draw[:n_keep])
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
 
 
 def stratified_partition(
-    ids: Sequence[str], labels: np.ndarray, fractions: Sequence[float], seed: int
+    keys: Sequence[str], labels: np.ndarray, fractions: Sequence[float], seed: int
 ) -> list[np.ndarray]:
     """Split indices into a remainder and one held-out part per fraction, class by class.
 
-    Every part gets at least one image of each class that has enough images for all parts
-    plus the remainder; the remainder (the training split) keeps the rest.
+    Each item's part is decided by its own seeded hash (``[0, f1)`` -> part 1, ``[f1, f1+f2)``
+    -> part 2, the rest -> the remainder), so an item keeps its part when others are added or
+    removed and a test image never moves into training as a dataset grows. In a class too
+    small for its share to reach every part, the lowest draws of the remainder are moved into
+    the empty parts (and the highest held-out draw back, if the remainder is empty), so every
+    part gets one image of each class that has enough for all parts plus the remainder.
 
     Returns:
         ``[rest, part_1, ..., part_k]``, disjoint index arrays covering every index.
     """
-    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
-    for order in _class_orders(ids, labels, seed, _PARTITION_SALT):
-        bounds = np.cumsum(_held_out_sizes(len(order), fractions))
-        pieces = np.split(order, bounds)
-        parts[0].append(pieces[-1])
-        for part, piece in zip(parts[1:], pieces[:-1], strict=False):
-            part.append(piece)
-    return [np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=np.int64) for p in parts]
-
-
-def _class_orders(
-    ids: Sequence[str], labels: np.ndarray, seed: int, salt: int
-) -> list[np.ndarray]:
-    """Per class, its indices sorted by id and then shuffled by ``(seed, salt, class)``."""
+    draws = unit_hashes(keys, seed, _PARTITION_SALT)
+    bounds = np.cumsum(fractions)
+    part_of = np.searchsorted(bounds, draws, side="right") + 1  # 1..k held out, k + 1 remainder
+    part_of[part_of == len(fractions) + 1] = 0
     labels = np.asarray(labels)
-    orders = []
     for label in np.unique(labels):
-        members = sorted(np.flatnonzero(labels == label), key=ids.__getitem__)
-        rng = np.random.default_rng([seed, salt, int(label)])
-        orders.append(rng.permutation(np.asarray(members, dtype=np.int64)))
-    return orders
+        _repair_class(part_of, np.flatnonzero(labels == label), draws, len(fractions))
+    return [np.flatnonzero(part_of == part) for part in range(len(fractions) + 1)]
 
 
-def _held_out_sizes(n: int, fractions: Sequence[float]) -> list[int]:
-    """Sizes of the held-out parts of a class of ``n``: at least 1 each, 1 left to train."""
-    sizes = [max(1, _share(n, f)) for f in fractions]
-    while sum(sizes) > n - 1 and max(sizes) > 1:
-        sizes[sizes.index(max(sizes))] -= 1
-    return sizes
+def _repair_class(part_of: np.ndarray, members: np.ndarray, draws: np.ndarray, parts: int) -> None:
+    """Give every part of one class a member when the class has enough (see above).
+
+    Each empty part takes one member from the largest part: the lowest draw when it is a
+    held-out part (part 1 holds the lowest draws), the highest when it is the remainder.
+    """
+    if len(members) < parts + 1:
+        return
+    for _ in range(parts + 1):
+        sizes = np.bincount(part_of[members], minlength=parts + 1)
+        empty = np.flatnonzero(sizes == 0)
+        if not len(empty):
+            return
+        donors = members[part_of[members] == int(np.argmax(sizes))]
+        pick = np.argmax(draws[donors]) if empty[0] == 0 else np.argmin(draws[donors])
+        part_of[donors[pick]] = empty[0]
 
 
-def _share(n: int, fraction: float) -> int:
-    """``n * fraction`` rounded half up (Python's round() would round half to even)."""
-    return int(n * fraction + 0.5)
+def unit_hashes(keys: Sequence[str], seed: int, salt: int) -> np.ndarray:
+    """A number in ``[0, 1)`` per key, fixed by the key, the seed and the salt alone."""
+    prefix = f"{seed}:{salt}:".encode()
+    digests = b"".join(hashlib.blake2b(prefix + key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+                       for key in keys)
+    return np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0**64

@@ -1,10 +1,11 @@
 """``tfds:NAME``: an image-classification dataset from TensorFlow Datasets.
 
 Official train/validation/test splits are used when the dataset has them; missing ones are
-carved out of train, stratified by the spec's seed. A subset is read with TFDS split
-slicing (``train[:20%]``), so only that part is ever decoded. Pixels still go through
-:func:`tlcore.images.load_image`, one image at a time, so they match every other source.
-The finished bundle is cached on disk, keyed by the dataset's version and folder.
+carved out of train by each image's seeded hash, like every other source. Images stream from
+TFDS's own files: the catalogue reads labels only (the image bytes are skipped, not decoded,
+and the label list is kept under ``TL_HOME`` per dataset version), and the decode pass reads
+the encoded images in order and decodes, through :func:`tlcore.images.load_image`, only those
+the pixel store has not seen. An image's identity is its dataset, version, split and index.
 
 ``tensorflow_datasets`` (and with it TensorFlow) is imported only when a TFDS dataset is
 actually loaded: the other sources, and the UI, should not pay seconds of import time.
@@ -13,16 +14,21 @@ actually loaded: the other sources, and the UI, should not pay seconds of import
 from __future__ import annotations
 
 import difflib
+import hashlib
 import itertools
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tlcore.config import DatasetSpec
-from tlcore.data.bundle import DatasetBundle, Progress, SkippedFile, Split, SplitWriter, make_bundle
-from tlcore.data.cache import load_cached
-from tlcore.data.splits import check_class_counts, stratified_partition
+from tlcore.data.assemble import bundle_from_catalogue
+from tlcore.data.bundle import DatasetBundle, Progress
+from tlcore.data.catalogue import FREE, Catalogue, Decoded, Decoder, windowed_map
 from tlcore.errors import BadImageError, DatasetError
+from tlcore.files import atomic_write
 from tlcore.images import load_image
 from tlcore.paths import subdir
 
@@ -42,17 +48,32 @@ OFFICIAL_SPLITS = {"train": ("train",), "val": ("validation", "valid", "val"), "
 
 
 def load_tfds(spec: DatasetSpec, progress: Progress | None = None) -> DatasetBundle:
-    """Load ``tfds:NAME``, preparing it first (download) if it is not yet on disk.
+    """Load ``tfds:NAME``, preparing it first (download) if it is not yet on disk."""
+    return bundle_from_catalogue(list_tfds(spec), spec, progress)
+
+
+def list_tfds(spec: DatasetSpec) -> Catalogue:
+    """The catalogue of ``tfds:NAME``: labels and identities, no image decoded.
 
     Raises:
         DatasetError: Unknown name, no image or class-label feature, not prepared and not
-            downloadable, or classes too small to split.
+            downloadable.
     """
     builder = _builder(spec.location, spec.data_dir)
     keys = find_image_and_label(builder.info.features, spec.location)
     _prepare(builder, spec.location)
-    return load_cached(
-        spec, _content(builder), lambda report: _decode(builder, keys, spec, report), progress
+    plan = {role: name for role, name in plan_splits(builder.info.splits.keys()).items() if name}
+    labels = {name: _labels(builder, name, keys) for name in plan.values()}
+    order = [(role, name, index) for role, name in plan.items() for index in range(len(labels[name]))]
+    version = f"tfds:{builder.name}:{builder.version}"
+    role_code = {"train": FREE, "val": 1, "test": 2}
+    return Catalogue(
+        ids=[f"{name}/{index}" for _, name, index in order],
+        labels=np.concatenate([labels[name] for name in plan.values()]).astype(np.int32),
+        class_names=list(builder.info.features[keys[1]].names),
+        identities=[f"{version}:{name}:{index}" for _, name, index in order],
+        decode=_decoder(builder, keys[0], [(name, index) for _, name, index in order]),
+        fixed_split=np.array([role_code[role] for role, _, _ in order], dtype=np.int8),
     )
 
 
@@ -100,11 +121,6 @@ def plan_splits(available: Collection[str]) -> dict[str, str | None]:
     return plan
 
 
-def split_selector(split: str, subset: float) -> str:
-    """TFDS split string reading only the first ``subset`` of ``split`` (``train[:20%]``)."""
-    return split if subset >= 1 else f"{split}[:{subset * 100:g}%]"
-
-
 def _require_feature(
     features: Mapping[str, Any], kind: type, preferred: str, missing: str
 ) -> str:
@@ -118,30 +134,6 @@ def _require_feature(
             f"Pick an image-classification dataset, e.g. {', '.join(COMMON_TFDS[:3])}.",
         )
     return key
-
-
-def _decode(
-    builder: Any, keys: tuple[str, str], spec: DatasetSpec, progress: Progress | None
-) -> DatasetBundle:
-    """Decode a prepared dataset's planned splits and carve the missing ones."""
-    plan = plan_splits(builder.info.splits.keys())
-    class_names = list(builder.info.features[keys[1]].names)
-    read, skipped = _read_splits(builder, plan, keys, spec, progress)
-    check_class_counts(read["train"].labels, class_names)
-    splits = _carve_missing(read, spec)
-    return make_bundle(
-        splits["train"], splits["val"], splits["test"], class_names, skipped, spec.source
-    )
-
-
-def _content(builder: Any) -> dict[str, Any]:
-    """What identifies a prepared dataset's data: name, version, folder and split sizes."""
-    return {
-        "name": builder.name,
-        "version": str(builder.version),
-        "data_dir": str(builder.data_dir),
-        "splits": {name: int(info.num_examples) for name, info in builder.info.splits.items()},
-    }
 
 
 def default_data_dir() -> Path:
@@ -182,62 +174,55 @@ def _prepare(builder: Any, name: str) -> None:
         ) from exc
 
 
-def _carve_missing(read: dict[str, Split], spec: DatasetSpec) -> dict[str, Split]:
-    """Fill the roles without an official split from train, stratified by the seed."""
-    missing = [role for role in ("val", "test") if role not in read]
-    if not missing:
-        return read
-    fractions = {"val": spec.val_fraction, "test": spec.test_fraction}
-    train = read["train"]
-    rest, *parts = stratified_partition(
-        train.ids, train.labels, [fractions[role] for role in missing], spec.seed
-    )
-    carved = {role: train.take(part) for role, part in zip(missing, parts, strict=True)}
-    return {**read, **carved, "train": train.take(rest)}
-
-
-def _read_splits(
-    builder: Any, plan: dict[str, str | None], keys: tuple[str, str], spec: DatasetSpec,
-    progress: Progress | None,
-) -> tuple[dict[str, Split], list[SkippedFile]]:
-    """Decode every planned split (sliced to the subset), reporting progress over all."""
-    datasets = {
-        role: (name, builder.as_dataset(split=split_selector(name, spec.subset),
-                                        shuffle_files=False))
-        for role, name in plan.items() if name is not None
-    }
-    total = sum(max(0, int(dataset.cardinality())) for _, dataset in datasets.values())
-    done = itertools.count(1)
-
-    def tick() -> None:
-        if progress is not None:
-            count = next(done)
-            progress(count, max(count, total))
-
-    skipped: list[SkippedFile] = []
-    splits = {
-        role: _read_split(name, dataset, keys, spec.image_size, skipped, tick)
-        for role, (name, dataset) in datasets.items()
-    }
-    return splits, skipped
-
-
-def _read_split(
-    name: str, dataset: Any, keys: tuple[str, str], image_size: int,
-    skipped: list[SkippedFile], tick: Callable[[], None],
-) -> Split:
-    """Decode one split, one example at a time, with ids ``name/index``."""
+def _raw(builder: Any, split: str, image_key: str) -> Any:
+    """The split's examples in order, with images left encoded (bytes)."""
     import tensorflow_datasets as tfds
 
-    writer = SplitWriter(image_size, int(dataset.cardinality()))
-    image_key, label_key = keys
-    for index, example in enumerate(tfds.as_numpy(dataset)):
-        image_id = f"{name}/{index}"
-        try:
-            image = load_image(example[image_key], image_size)
-        except BadImageError as exc:
-            skipped.append(SkippedFile(image_id, str(exc)))
-        else:
-            writer.add(image, example[label_key], image_id)
-        tick()
-    return writer.result()
+    return builder.as_dataset(split=split, shuffle_files=False,
+                              decoders={image_key: tfds.decode.SkipDecoding()})
+
+
+def _labels(builder: Any, split: str, keys: tuple[str, str]) -> np.ndarray:
+    """Every label of a split, read once per dataset version and kept under ``TL_HOME``."""
+    import tensorflow_datasets as tfds
+
+    examples = builder.info.splits[split].num_examples if split in builder.info.splits else None
+    stamp = f"{builder.name}|{builder.version}|{builder.data_dir}|{split}|{examples}"
+    cached = subdir("tfds-labels") / f"{hashlib.sha256(stamp.encode()).hexdigest()[:24]}.npy"
+    if examples is not None:  # a builder without split metadata (mocked) is read every time
+        with suppress(OSError, ValueError):
+            return np.load(cached)
+    dataset = _raw(builder, split, keys[0]).map(lambda example: example[keys[1]]).batch(4096)
+    labels = np.concatenate([np.zeros(0, np.int64), *tfds.as_numpy(dataset)]).astype(np.int32)
+    def write(path: Path) -> None:
+        with path.open("wb") as handle:
+            np.save(handle, labels)
+
+    if examples is not None:
+        with suppress(OSError):
+            atomic_write(cached, write)
+    return labels
+
+
+def _decoder(builder: Any, image_key: str, entries: list[tuple[str, int]]) -> Decoder:
+    """Decode catalogue entries by reading their splits in order, skipping unwanted images."""
+    import tensorflow_datasets as tfds
+
+    def decode(indices: Sequence[int], size: int) -> Iterator[Decoded]:
+        wanted: dict[str, dict[int, int]] = {}
+        for index in indices:
+            name, position = entries[index]
+            wanted.setdefault(name, {})[position] = index
+        for name, positions in wanted.items():
+            examples = tfds.as_numpy(_raw(builder, name, image_key))
+            chosen = ((positions[i], example[image_key]) for i, example in enumerate(examples) if i in positions)
+            yield from windowed_map(lambda item: _decode_one(*item, size), itertools.islice(chosen, len(positions)))
+
+    return decode
+
+
+def _decode_one(index: int, data: bytes, size: int) -> Decoded:
+    try:
+        return index, load_image(bytes(data), size)
+    except BadImageError as exc:
+        return index, exc

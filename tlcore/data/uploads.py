@@ -1,9 +1,11 @@
 """Saving uploaded archives on the server, so they can be used as ``zip:PATH`` datasets.
 
 Uploads are stored by content: the same archive uploaded twice is kept once, and its path
-(hence the dataset spec and the run key) is the same both times. Extraction and every safety
-check of the archive's members happen later, in :mod:`tlcore.data.archive`; here only the
-size cap and the zip signature are checked, before anything is written.
+(hence the dataset spec and the run key) is the same both times. The stored name ends with the
+name the archive was uploaded under, so pages can call it that (:func:`source_label`) instead of
+showing a server path. Extraction and every safety check of the archive's members happen
+later, in :mod:`tlcore.data.archive`; here only the size cap and the zip signature are checked,
+before anything is written.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ MAX_ZIP_UPLOAD_BYTES = 200 * 1024 * 1024
 """Largest dataset archive accepted; ``server.maxUploadSize`` in .streamlit/config.toml matches."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DIGEST_CHARS = 16
+_STORED_NAME = re.compile(rf"[0-9a-f]{{{_DIGEST_CHARS}}}-(?P<name>[A-Za-z0-9._-]+\.zip)")
+"""A stored upload's file name: the content digest, then the (sanitised) uploaded name."""
 
 
 def archives_dir() -> Path:
@@ -65,10 +70,34 @@ def save_upload(data: bytes, filename: str) -> Path:
             "Zip a folder that holds one sub-folder of images per class and upload that.",
         )
     stem = _UNSAFE.sub("-", Path(filename).stem).strip(".-")[:40] or "upload"
-    digest = hashlib.sha256(data).hexdigest()[:16]
+    digest = hashlib.sha256(data).hexdigest()[:_DIGEST_CHARS]
     folder = archives_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{digest}-{stem}.zip"
     if not target.is_file():
         atomic_write(target, data)
     return target
+
+
+def uploaded_name(path: str | Path) -> str | None:
+    """The name an archive stored by :func:`save_upload` was uploaded under, else ``None``.
+
+    Read from the stored path alone (``…/uploads/archives/0ec8f1edbdf63cc3-cats_vs_dogs.zip``
+    gives ``cats_vs_dogs.zip``), so runs recorded in another home or by a worker are named
+    the same way. Characters the stored name could not keep are dashes.
+    """
+    path = Path(path)
+    match = _STORED_NAME.fullmatch(path.name)
+    if match is None or path.parent.parts[-2:] != ("uploads", "archives"):
+        return None
+    return match["name"]
+
+
+def source_label(source: str) -> str:
+    """A dataset source as people read it: an uploaded zip by its uploaded name.
+
+    ``zip:/srv/tl/uploads/archives/0ec8f1edbdf63cc3-cats_vs_dogs.zip`` is shown as
+    ``cats_vs_dogs.zip``; every other source as written (the CLI keeps the full path).
+    """
+    kind, _, location = source.partition(":")
+    return (kind == "zip" and uploaded_name(location)) or source

@@ -28,8 +28,8 @@ from tlcore.runs.database import (
 )
 from tlcore.runs.store import RECORD_FILE, RunStore
 
-CACHES = (("features", "feature cache"), ("datasets", "dataset cache"))
-"""Cache folders under ``TL_HOME`` (as ``FeatureCache`` and ``dataset_cache`` name them)."""
+CACHES = (("features", "feature store"), ("pixels", "pixel store"))
+"""Cache folders under ``TL_HOME`` (as :mod:`tlcore.training.features` and :mod:`tlcore.data.pixels` name them)."""
 
 SHOWN_IDS = 5
 

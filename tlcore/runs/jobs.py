@@ -30,7 +30,9 @@ import psutil
 
 from tlcore.config import RunSpec
 from tlcore.errors import StorageError
+from tlcore.paths import absolute_environment
 from tlcore.records import RunRecord, RunStatus
+from tlcore.runs.data_identity import DataIdentity, change_note
 from tlcore.runs.store import Claimant, RunStore
 
 DEFAULT_MAX_JOBS = 1
@@ -80,20 +82,47 @@ def check_spec(spec: RunSpec) -> RunSpec:
 
 @dataclass
 class Submission:
+    """A launched run; ``data_change`` says how the data differs from the last finished run's."""
+
     run: RunRecord
     reused: bool
+    data_change: str | None = None
 
 
 def submit(
     spec: RunSpec, store: RunStore | None = None, force: bool = False, owner: str | None = None
 ) -> Submission:
-    """Queue ``spec`` (or reuse its finished or active twin) and start workers if there is room."""
+    """Queue ``spec`` (or reuse its finished or active twin on the same data) and start workers
+    if there is room.
+
+    Raises:
+        TLError: The settings or the dataset cannot be used.
+    """
     store = store or RunStore()
-    run, reused = store.create_run(check_spec(spec), owner=owner, force=force)
+    run, reused, change = create_for_data(store, check_spec(spec), owner=owner, force=force)
     if not reused:
         dispatch(store)
         run = store.get(run.id)
-    return Submission(run, reused)
+    return Submission(run, reused, change)
+
+
+def create_for_data(
+    store: RunStore, spec: RunSpec, owner: str | None = None, force: bool = False,
+    claimant: Claimant | None = None,
+) -> tuple[RunRecord, bool, str | None]:
+    """Create (or reuse) the run of ``spec`` on its data as it is now.
+
+    Returns:
+        The run, whether it was reused, and how the data changed since the last finished
+        run of these settings (also noted in the new run's log), or None.
+    """
+    identity = DataIdentity.of(spec)
+    run, reused = store.create_run(spec, owner=owner, force=force, claimant=claimant,
+                                   data_fingerprint=identity.fingerprint)
+    change = None if reused else change_note(store, spec, identity)
+    if change:
+        store.add_note(run.id, change)
+    return run, reused, change
 
 
 def dispatch(store: RunStore) -> list[str]:
@@ -125,7 +154,9 @@ def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
     """Start ``python -m tlcore worker RUN_ID`` in its own session so it survives the app."""
     log_path = store.artifacts(run_id).worker_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TL_HOME": str(store.root), CLAIMED_BY_ENV: str(os.getpid())}
+    # Absolute paths: the worker runs in PROJECT_ROOT, where relative ones name other folders.
+    env = {**os.environ, **absolute_environment(), "TL_HOME": str(store.root.absolute()),
+           CLAIMED_BY_ENV: str(os.getpid())}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "tlcore", "worker", run_id],

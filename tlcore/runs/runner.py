@@ -21,10 +21,11 @@ from tlcore.errors import StorageError, TLError
 from tlcore.files import atomic_write
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunSummary
 from tlcore.report.evaluate import EvalReport
+from tlcore.runs.data_identity import save_data_record, trained_on_other_data
 from tlcore.runs.store import RunStore
 from tlcore.training.checkpoint import Checkpoint, clear_checkpoint
 from tlcore.training.loop import RunResult, train
-from tlcore.training.observer import BatchProgress, TrainingObserver
+from tlcore.training.observer import BatchProgress, PassProgress, TrainingObserver
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,11 @@ class StoreObserver(TrainingObserver):
         self.store.add_note(self.run_id, message)
         self.watcher.note(message)
 
+    def on_pass(self, progress: PassProgress) -> None:
+        self.watcher.on_pass(progress)
+        if progress.done == progress.total or self._progress_gate.ready():
+            self.store.set_pass_progress(self.run_id, progress.describe() if progress.done < progress.total else None)
+
     def should_stop(self) -> bool:
         if not self._stop_seen and self._stop_gate.ready():
             self._stop_seen = self.store.stop_requested(self.run_id)
@@ -114,6 +120,9 @@ def execute_run(
     store.clear_epochs(run_id, after=done_epochs)
     try:
         result = train(run.spec, observer=recorder, checkpoint_dir=checkpoint_dir)
+        other_data = trained_on_other_data(run, result.bundle)
+        if other_data:
+            store.add_note(run_id, other_data)
         if store.epochs(run_id):
             report = result.test_report()
             save_artifacts(store, run_id, result, report)
@@ -178,6 +187,7 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
         atomic_write(artifacts.model, result.model.save, keep_suffix=True)
         store.write_json(run_id, RunArtifacts.REPORT, report.to_dict())
         store.write_json(run_id, RunArtifacts.CLASS_NAMES, result.bundle.class_names)
+        save_data_record(store, run_id, result.bundle)
         save_mistake_thumbnails(store, run_id, result, report)
         store.write_record(run_id, result.status, summary)  # for `doctor --rebuild`
     except BaseException:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
 import sqlite3
 import time
+import typing
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -23,8 +25,8 @@ from typing import Any
 
 import psutil
 
-from tlcore.config import RunSpec
-from tlcore.errors import ArtifactError, PermissionDeniedError, RunNotFoundError, RunStateError
+from tlcore.config import RunSpec, matches_type
+from tlcore.errors import ArtifactError, ConfigError, PermissionDeniedError, RunNotFoundError, RunStateError
 from tlcore.files import atomic_write
 from tlcore.paths import ensure_folder, tl_home
 from tlcore.records import (
@@ -79,8 +81,14 @@ CREATE TABLE IF NOT EXISTS epochs (
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a run id may look like: ids name artifact folders, so no separators or dots."""
 
+PASS_FILE = "pass.txt"
+"""In a run's folder while it decodes images or computes features: how far it got."""
+
 RECORD_FILE = "run.json"
 """In a run's folder: its row and epochs (:meth:`RunStore.write_record`), for ``doctor --rebuild``."""
+
+METRICS = tuple(name for name in EPOCH_FIELDS if name not in ("epoch", "stage"))
+"""The float fields of an epoch, which SQLite reads back as NULL when they were NaN."""
 
 REUSABLE = (RunStatus.FINISHED, RunStatus.RUNNING, RunStatus.QUEUED)
 """A new run reuses a run of the same spec key in one of these statuses (a finished one first)."""
@@ -171,9 +179,12 @@ class RunStore:
 
     def create_run(
         self, spec: RunSpec, owner: str | None = None, force: bool = False,
-        claimant: Claimant | None = None,
+        claimant: Claimant | None = None, data_fingerprint: str = "",
     ) -> tuple[RunRecord, bool]:
-        """Queue a new run, or return the finished or active run with the same spec key.
+        """Queue a new run, or return the finished or active run with the same key.
+
+        The key is the spec's, followed by ``data_fingerprint`` when one is given: a run is
+        reused only for equal settings on equal data.
 
         Args:
             claimant: Insert the new run already running for this process (a foreground
@@ -183,7 +194,7 @@ class RunStore:
             The run and whether it was reused rather than created.
         """
         spec.validate()
-        key = spec.key()
+        key = spec.key() + (f"-{data_fingerprint}" if data_fingerprint else "")
         with self.transaction() as conn:
             if not force:
                 row = conn.execute(
@@ -216,12 +227,19 @@ class RunStore:
         return _to_record(row)
 
     def latest_with_key(self, key: str) -> RunRecord | None:
-        """The newest run of a spec key in any status: what became of the last attempt."""
+        """The newest run of a spec key, on any data and in any status: what became of the
+        last attempt."""
+        runs = self.runs_with_spec_key(key, limit=1)
+        return runs[0] if runs else None
+
+    def runs_with_spec_key(self, key: str, limit: int = -1) -> list[RunRecord]:
+        """Runs of a spec key (:meth:`RunSpec.key`) on any data, newest first."""
         with self._connect() as conn:
-            row = conn.execute(
-                "SELECT * FROM runs WHERE key = ? ORDER BY created_at DESC LIMIT 1", (key,)
-            ).fetchone()
-        return None if row is None else _to_record(row)
+            rows = conn.execute(
+                "SELECT * FROM runs WHERE key = ? OR key LIKE ? ORDER BY created_at DESC LIMIT ?",
+                (key, f"{key}-%", limit),
+            ).fetchall()
+        return [_to_record(row) for row in rows]
 
     def list_runs(
         self, statuses: Collection[RunStatus] | None = None, owner: str | None = None
@@ -268,6 +286,25 @@ class RunStore:
                 raise RunNotFoundError(f"No run with id {run_id!r}.")
             notes = json.loads(row["notes"]) + [note]
             conn.execute("UPDATE runs SET notes = ? WHERE id = ?", (json.dumps(notes), run_id))
+
+    def set_pass_progress(self, run_id: str, text: str | None) -> None:
+        """Say how the pass before training is going ("Decoding images: 5,400 of 20,000 · ..."),
+        or None once it is over; kept beside the run's files, not in the database, as it
+        changes every second and matters only while the run is active."""
+        path = self.artifact_dir(run_id) / PASS_FILE
+        if text is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text)
+
+    def pass_progress(self, run_id: str) -> str | None:
+        """The text :meth:`set_pass_progress` left, while the run is active."""
+        try:
+            text = (self.artifact_dir(run_id) / PASS_FILE).read_text(errors="replace")
+        except OSError:
+            return None
+        return text if self.get(run_id).is_active else None
 
     def request_stop(self, run_id: str) -> RunRecord:
         """Ask a run to stop: a queued run stops at once, a running one at its next batch."""
@@ -392,7 +429,7 @@ class RunStore:
                 f"SELECT {', '.join(EPOCH_FIELDS)} FROM epochs WHERE run_id = ? ORDER BY epoch",
                 (run_id,),
             ).fetchall()
-        return [EpochRecord(**dict(r)) for r in rows]
+        return [_epoch(dict(r)) for r in rows]
 
     def clear_epochs(self, run_id: str, after: int = 0) -> None:
         with self._connect() as conn:
@@ -487,8 +524,8 @@ class RunStore:
         payload = self.read_json(run_id, RECORD_FILE)
         try:
             run = _record_from_dict(payload["run"])
-            epochs = [EpochRecord(**e) for e in payload["epochs"]]
-        except (KeyError, TypeError, ValueError) as exc:
+            epochs = [_epoch(e) for e in payload["epochs"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ArtifactError(
                 f"The file {RECORD_FILE} of run {run_id} is damaged ({type(exc).__name__}: {exc}).",
                 "The run cannot be listed again from its folder; delete the folder if it is not needed.",
@@ -496,6 +533,13 @@ class RunStore:
         if run.id != run_id:
             raise ArtifactError(f"The file {RECORD_FILE} in run folder {run_id} describes run {run.id}.",
                                 "Move it back to its own folder, or delete it.")
+        problem = _record_problem(run, epochs)
+        if problem:
+            raise ArtifactError(
+                f"The file {RECORD_FILE} of run {run_id} is not a record the studio wrote: {problem}.",
+                "It was edited by hand (or by another version of the studio), so the run is not listed "
+                "again; delete the folder if it is not needed.",
+            )
         return run, epochs
 
     def restore(self, run: RunRecord, epochs: Collection[EpochRecord]) -> bool:
@@ -577,6 +621,33 @@ def _record_from_dict(data: dict[str, Any]) -> RunRecord:
         summary=RunSummary.from_dict(values["summary"]) if values.get("summary") else None,
     )
     return RunRecord(**values)
+
+
+def _epoch(values: dict[str, Any]) -> EpochRecord:
+    """An epoch read back; SQLite stores NaN (a diverged loss, a metric not measured) as NULL."""
+    return EpochRecord(**{name: math.nan if value is None and name in METRICS else value
+                          for name, value in values.items()})
+
+
+def _record_problem(run: RunRecord, epochs: Collection[EpochRecord]) -> str:
+    """Why a record read back from a run's folder is not one :meth:`RunStore.write_record` wrote.
+
+    Restored as it is, a string where the notes' list belongs broke listing the runs (every page,
+    for everyone), and another spec's key made that spec's launches reuse this run's model.
+    """
+    for record in (run, run.summary, *epochs):
+        for name, hint in ({} if record is None else typing.get_type_hints(type(record))).items():
+            if not matches_type(getattr(record, name), hint):
+                return f"its {name} is {getattr(record, name)!r}"
+    try:
+        run.spec.check_types()
+    except ConfigError as exc:
+        return exc.message
+    if run.status not in TERMINAL:
+        return f"it says the run is {run.status}, but only ended runs keep a record"
+    if run.key != run.spec.key():
+        return "its key is not the key of its settings"
+    return ""
 
 
 def _to_record(row: sqlite3.Row) -> RunRecord:

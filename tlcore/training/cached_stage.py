@@ -2,7 +2,7 @@
 
 With BatchNorm in inference mode, everything below the first trainable layer computes the same
 output for an image in every epoch. So a stage can be split at a single tensor ("the cut"):
-the part below is run once per image (and cached on disk, see :mod:`tlcore.training.features`), the part
+the part below is run once per image (and kept on disk, see :mod:`tlcore.training.features`), the part
 above is a smaller model that *shares its layers* with the full classifier, so training it
 trains the classifier itself. Same seed, same result as training on images, at the cost of one
 forward pass instead of one per epoch.
@@ -32,14 +32,18 @@ import tensorflow as tf
 from tlcore.backbones import ResolvedBackbone
 from tlcore.config import RunSpec
 from tlcore.data import Split
-from tlcore.data.array_cache import feature_key, ids_fingerprint
+from tlcore.data.cache_keys import ids_fingerprint
+from tlcore.data.pixels import decoder_tag
+from tlcore.data.rows import RowArray, RowsEvicted, RowStore
 from tlcore.report.evaluate import predict_probabilities
-from tlcore.training.datasets import as_tf_dataset
-from tlcore.training.features import FeatureCache
+from tlcore.training.datasets import as_tf_dataset, views_reader
+from tlcore.training.features import feature_cache_limit, feature_store
 from tlcore.training.folding import FrozenForward
 from tlcore.training.model import BACKBONE_LAYER, FreezePolicy, build_augmentation, preprocess_of
+from tlcore.training.observer import PassProgress, PassTimer
 from tlcore.training.stages import PreparedStage, Stage, StageInputs
 
+EVICTION_RETRIES = 3
 FEATURE_BATCH = 16
 """Images per call of the frozen part. Small batches keep a depthwise network's activations in
 the CPU's caches: MobileNetV2 ran at 345-390 images/s with 16, against 240-260 with 64
@@ -124,19 +128,19 @@ def can_cache(spec: RunSpec, policy: FreezePolicy) -> bool:
 
 
 class StageFeatures:
-    """Computes (or reads back) the lower half's outputs for each split."""
+    """Computes the lower half's outputs of the images the feature store lacks; reads the rest.
 
-    def __init__(
-        self,
-        spec: RunSpec,
-        plan: CutPlan,
-        weights_id: str,
-        cache: FeatureCache,
-    ) -> None:
+    Without augmentation a row depends on its image alone, so rows are kept per image
+    identity and a grown dataset forwards only its new images. An augmented view depends on
+    the batch it was drawn in, so views are kept per split (its ids are part of the key).
+    """
+
+    def __init__(self, spec: RunSpec, plan: CutPlan, weights_id: str) -> None:
+        self.on_pass: Callable[[PassProgress], None] = lambda progress: None
+        self.started = time.time() - 1  # rows this run reads are never evicted by it
         self.spec = spec
         self.plan = plan
         self.weights_id = weights_id
-        self.cache = cache
         self.seconds = 0.0
         self.beside_training_seconds = 0.0
         self.reused = 0
@@ -144,38 +148,61 @@ class StageFeatures:
         self._forward: Callable[[np.ndarray], object] | None = None
         self.folded = 0
 
-    def _key(self, split_name: str, split: Split, view: int | None) -> str:
-        return feature_key({
-            "dataset": self.spec.dataset.__dict__,
-            "split": split_name,
-            "ids": ids_fingerprint(split.ids),
+    def _namespace(self, split: Split, view: int | None) -> dict[str, object]:
+        return {
+            "image_size": self.spec.dataset.image_size,
+            "pixels": decoder_tag(),
             "backbone": self.spec.backbone.__dict__,
             "weights": self.weights_id,
             "cut": self.plan.cut_name,
-            "view": view,
-            "augment": list(self.spec.train.augmentations) if view is not None else [],
-            "seed": self.spec.train.seed,
             "keras": keras.__version__,
             "forward": "bn-folded" if self.plan.fold_batchnorm else "keras",
-        })
+            "view": None if view is None else {
+                "index": view,
+                "augment": list(self.spec.train.augmentations),
+                "seed": self.spec.train.seed,
+                "ids": ids_fingerprint(split.identities),
+            },
+        }
 
-    def compute(self, split_name: str, split: Split, view: int | None = None) -> np.ndarray:
-        def run() -> np.ndarray:
-            images = split.images
-            if view is not None:
-                augment = build_augmentation(self.spec.train.augmentations,
-                                             self.spec.train.seed + 1000 * (view + 1))
-                images = _batched(lambda x: augment(x, training=True), images)
-            return _batched(self._frozen_forward(), images)
-
+    def compute(self, split: Split, view: int | None = None) -> RowArray:
+        """The split's rows, forwarding only images whose rows are not stored yet."""
         started = time.perf_counter()
-        array, hit = self.cache.get_or_compute(self._key(split_name, split, view), run)
+        store = feature_store(self._namespace(split, view), tuple(self.plan.lower.output_shape[1:]))
+        forwarded = 0
+        for attempt in range(EVICTION_RETRIES):
+            todo = _first_of_each(split.identities, set(store.missing(split.identities)))
+            if len(todo):
+                self._forward_into(store, split, todo, view)
+            forwarded += len(todo)
+            try:
+                rows = store.array(split.identities)
+                break
+            except RowsEvicted:  # another process evicted rows just checked: forward them again
+                if attempt == EVICTION_RETRIES - 1:
+                    raise
+        store.evict(feature_cache_limit(), keep_since=self.started)
+        self.computed += forwarded
+        self.reused += max(0, len(split) - forwarded)
         self.seconds += time.perf_counter() - started
-        if hit:
-            self.reused += 1
-        else:
-            self.computed += 1
-        return array
+        return rows
+
+    def _forward_into(self, store: RowStore, split: Split, positions: np.ndarray, view: int | None) -> None:
+        augment = None if view is None else build_augmentation(
+            self.spec.train.augmentations, self.spec.train.seed + 1000 * (view + 1))
+        forward = self._frozen_forward()
+        timer = PassTimer("Computing features" + ("" if view is None else f" (augmented view {view + 1})"),
+                          self.on_pass)
+        with store.writer() as writer:
+            for start in range(0, len(positions), FEATURE_BATCH):
+                timer(start, len(positions))
+                batch = positions[start:start + FEATURE_BATCH]
+                images = np.asarray(split.images[batch], dtype=np.float32)
+                if augment is not None:
+                    images = keras.ops.convert_to_numpy(augment(images, training=True))
+                for position, row in zip(batch, _padded_call(forward, images), strict=True):
+                    writer.add(split.identities[position], row)
+        timer(len(positions), len(positions))
 
     def _frozen_forward(self) -> Callable[[np.ndarray], object]:
         """Built on first need: a run whose features are all cached never pays for it."""
@@ -188,18 +215,18 @@ class StageFeatures:
                 self._forward = self.plan.lower.predict_on_batch
         return self._forward
 
-    def compute_beside_training(self, split_name: str, split: Split) -> Future[np.ndarray]:
+    def compute_beside_training(self, split: Split) -> Future[RowArray]:
         """``compute`` on a thread of its own, for a split that is needed only after ``fit``.
 
         Training a head on cached features spends most of its time in Python on one core, so
         the frozen part's kernels run beside it on the other instead of delaying the first
         epoch. Call it after the other splits: those are computed on the calling thread.
         """
-        def run() -> np.ndarray:
+        def run() -> RowArray:
             started = time.perf_counter()
-            array = self.compute(split_name, split)
+            rows = self.compute(split)
             self.beside_training_seconds += time.perf_counter() - started
-            return array
+            return rows
 
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlcore-features")
         try:
@@ -207,44 +234,50 @@ class StageFeatures:
         finally:
             executor.shutdown(wait=False)  # the thread ends once ``run`` returns
 
-    def training_views(self, split: Split) -> np.ndarray:
+    def training_views(self, split: Split) -> list[RowArray]:
         views = self.spec.train.augment_views if self.spec.train.augmentations else 0
         if views == 0:
-            return self.compute("train", split)[None]
-        return np.stack([self.compute("train", split, view=v) for v in range(views)])
+            return [self.compute(split)]
+        return [self.compute(split, view=v) for v in range(views)]
 
     def summary(self) -> str:
         return (
             f"Frozen part up to {self.plan.cut_name} run once per image"
             + (f" (BatchNorm folded into {self.folded} convolutions)" if self.folded else "")
-            + f": {self.computed} feature set(s) computed, {self.reused} reused from the cache, "
+            + f": {self.computed:,} image(s) forwarded, {self.reused:,} read from the feature store, "
             f"{self.seconds:.1f} s"
             + (f", {self.beside_training_seconds:.1f} s of it while the head trained."
                if self.beside_training_seconds else ".")
         )
 
 
-def _batched(fn: Callable[[np.ndarray], object], images: np.ndarray) -> np.ndarray:
-    """``fn`` over chunks of images. For the frozen part, ``fn`` is traced (a
-    :class:`~tlcore.training.folding.FrozenForward` or ``predict_on_batch``): twice the throughput of
-    eager calls, at a seventh of the memory (measured by bench/frozen_vs_recipe.py).
+def _first_of_each(identities: list[str], wanted: set[str]) -> np.ndarray:
+    """Positions of the first image of each wanted identity (copies are forwarded once)."""
+    positions = []
+    for position, identity in enumerate(identities):
+        if identity in wanted:
+            wanted.discard(identity)
+            positions.append(position)
+    return np.array(positions, dtype=np.int64)
 
-    Every chunk is padded to ``FEATURE_BATCH`` images: each row's output depends on that row
-    alone, and one input shape means one trace of the network instead of two.
+
+def _padded_call(fn: Callable[[np.ndarray], object], batch: np.ndarray) -> np.ndarray:
+    """``fn`` on a batch padded to ``FEATURE_BATCH`` images. For the frozen part, ``fn`` is
+    traced (a :class:`~tlcore.training.folding.FrozenForward` or ``predict_on_batch``): twice
+    the throughput of eager calls, at a seventh of the memory (bench/frozen_vs_recipe.py).
+
+    Each row's output depends on that row alone, and one input shape means one trace of the
+    network instead of two.
     """
-    chunks = []
-    for start in range(0, len(images), FEATURE_BATCH):
-        batch = images[start:start + FEATURE_BATCH].astype(np.float32)
-        count = len(batch)
-        if count < FEATURE_BATCH:
-            padding = np.zeros((FEATURE_BATCH - count, *batch.shape[1:]), np.float32)
-            batch = np.concatenate([batch, padding])
-        chunks.append(keras.ops.convert_to_numpy(fn(batch))[:count])
-    return np.concatenate(chunks) if chunks else np.zeros((0,), np.float32)
+    count = len(batch)
+    if count < FEATURE_BATCH:
+        padding = np.zeros((FEATURE_BATCH - count, *batch.shape[1:]), np.float32)
+        batch = np.concatenate([batch, padding])
+    return keras.ops.convert_to_numpy(fn(batch))[:count]
 
 
 def views_dataset(
-    views: np.ndarray,
+    views: list[RowArray],
     labels: np.ndarray,
     batch_size: int,
     seed: int,
@@ -255,17 +288,15 @@ def views_dataset(
 
     Returns the dataset and the number of steps per epoch (it spans all epochs).
     """
-    count = views.shape[1]
+    count = len(views[0])
     steps = math.ceil(count / batch_size)
-    features = tf.constant(views)
     targets = tf.constant(labels)
+    read = views_reader(views)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         order = tf.data.Dataset.range(count).shuffle(count, seed=seed + epoch)
-        view = tf.math.floormod(epoch, views.shape[0])
-        return order.batch(batch_size).map(
-            lambda idx: (tf.gather(features[view], idx), tf.gather(targets, idx))
-        )
+        view = tf.math.floormod(epoch, len(views))
+        return order.batch(batch_size).map(lambda idx: (read(view, idx), tf.gather(targets, idx)))
 
     dataset = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(one_epoch)
     return dataset.prefetch(tf.data.AUTOTUNE), steps
@@ -296,23 +327,24 @@ class CachedFeatureStage:
 
     @classmethod
     def for_policy(
-        cls, spec: RunSpec, model: keras.Model, policy: FreezePolicy, weights_id: str, cache: FeatureCache
+        cls, spec: RunSpec, model: keras.Model, policy: FreezePolicy, weights_id: str
     ) -> CachedFeatureStage | None:
         """The cached stage for a classifier frozen by ``policy``, or None when the stage has
         to train on images (no cache wanted, augmentation on the fly, no usable cut)."""
         if not can_cache(spec, policy):
             return None
         plan = plan_cut(model, policy)
-        return None if plan is None else cls(plan, StageFeatures(spec, plan, weights_id, cache))
+        return None if plan is None else cls(plan, StageFeatures(spec, plan, weights_id))
 
     def prepare(self, inputs: StageInputs) -> PreparedStage:
         """Compute the features: train and validation now, the test split (last stage only)
         beside training."""
         train, bundle, features = inputs.spec.train, inputs.bundle, self.features
+        features.on_pass = inputs.on_pass
         views = features.training_views(bundle.train)
-        val_data = as_tf_dataset(features.compute("val", bundle.val), inputs.targets(bundle.val),
+        val_data = as_tf_dataset(features.compute(bundle.val), inputs.targets(bundle.val),
                                  train.batch_size, shuffle_seed=None)
-        test = features.compute_beside_training("test", bundle.test) if inputs.is_last else None
+        test = features.compute_beside_training(bundle.test) if inputs.is_last else None
         targets, steps = inputs.targets(bundle.train), None
         if len(views) == 1:
             train_data = as_tf_dataset(views[0], targets, train.batch_size, shuffle_seed=train.seed)
@@ -329,7 +361,7 @@ class CachedFeatureStage:
             after_fit=lambda: self._after_fit(test, inputs.note),
         )
 
-    def _after_fit(self, test: Future[np.ndarray] | None, note: Callable[[str], None]) -> np.ndarray | None:
+    def _after_fit(self, test: Future[RowArray] | None, note: Callable[[str], None]) -> np.ndarray | None:
         probabilities = None if test is None else predict_probabilities(self.plan.upper, test.result())
         note(self.features.summary())
         return probabilities

@@ -28,9 +28,8 @@ from tlcore.training.cached_stage import CachedFeatureStage, weights_identity
 from tlcore.training.checkpoint import Checkpoint, CheckpointCallback
 from tlcore.training.compiling import compile_for_stage
 from tlcore.training.datasets import balanced_class_weights
-from tlcore.training.features import FeatureCache
 from tlcore.training.model import backbone_of, build_classifier, count_params
-from tlcore.training.observer import NoteKeeper, TrainingObserver
+from tlcore.training.observer import NoteKeeper, PassTimer, TrainingObserver
 from tlcore.training.reporting import ObserverCallback
 from tlcore.training.stages import ImageStage, PreparedStage, Stage, StageInputs, StageKind, plan_stages
 
@@ -75,7 +74,6 @@ class TrainingRun:
     note: NoteKeeper
     checkpoint_dir: Path | None
     done_epochs: int = 0
-    cache: FeatureCache = field(default_factory=FeatureCache)
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ def start_run(
     """Load the data, build the classifier and restore its checkpoint, noting what happened."""
     note = NoteKeeper(observer)
     if bundle is None:
-        bundle = load_dataset(spec.dataset)
+        bundle = load_dataset(spec.dataset, progress=PassTimer("Decoding images", observer.on_pass))
     for warning in bundle.warnings:
         note(warning)
     resolved = build_backbone(spec.backbone, spec.dataset.image_size)
@@ -168,14 +166,12 @@ def stage_inputs(run: TrainingRun, stages: list[Stage]) -> Iterator[StageInputs]
             continue
         stage.policy.apply(backbone_of(run.model))
         yield StageInputs(run.spec, run.bundle, run.model, stage, first_epoch, stage_end,
-                          is_last=stage is stages[-1], note=run.note)
+                          is_last=stage is stages[-1], note=run.note, on_pass=run.observer.on_pass)
 
 
 def stage_kind(run: TrainingRun, stage: Stage) -> StageKind:
     """On cached features where the stage's frozen part allows it, else on images."""
-    cached = CachedFeatureStage.for_policy(
-        run.spec, run.model, stage.policy, weights_identity(run.resolved), run.cache
-    )
+    cached = CachedFeatureStage.for_policy(run.spec, run.model, stage.policy, weights_identity(run.resolved))
     return cached if cached is not None else ImageStage()
 
 

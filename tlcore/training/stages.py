@@ -10,7 +10,7 @@ frozen layers on their cached outputs. The loop fits either the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import keras
@@ -21,6 +21,7 @@ from tlcore.config import RunSpec, TrainSpec
 from tlcore.data import DatasetBundle, Split
 from tlcore.training.datasets import as_tf_dataset, one_hot
 from tlcore.training.model import FreezePolicy
+from tlcore.training.observer import PassProgress
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class StageInputs:
         is_last: Whether this is the strategy's last stage (the test split is evaluated after
             it only).
         note: Where remarks for the run's log go.
+        on_pass: Hears how a pass over the images before training (features) is going.
     """
 
     spec: RunSpec
@@ -74,6 +76,7 @@ class StageInputs:
     end_epoch: int
     is_last: bool
     note: Callable[[str], None]
+    on_pass: Callable[[PassProgress], None] = field(default=lambda progress: None)
 
     @property
     def epochs(self) -> int:

@@ -112,7 +112,7 @@ def test_a_cache_folder_that_is_a_file_is_a_problem(isolated_home) -> None:
     (isolated_home / "features").write_text("oops")
     (isolated_home / "datasets").mkdir()
     found = problems(isolated_home)
-    assert found == [f"caches: the feature cache {isolated_home / 'features'} is a file, not a folder."]
+    assert found == [f"caches: the feature store {isolated_home / 'features'} is a file, not a folder."]
     assert "the dataset cache (datasets/) holds 0 entries" in doctor.check(isolated_home).describe()
 
 

@@ -1,4 +1,4 @@
-"""Training on cached frozen-part outputs equals training on images, and the cache behaves."""
+"""Training on cached frozen-part outputs equals training on images, and the feature store behaves."""
 
 from __future__ import annotations
 
@@ -6,31 +6,38 @@ import dataclasses
 import os
 import re
 import threading
-import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from calibrated import calibrated_weights
+from folders import add_images
+from homes import studio_home
+from notes import feature_passes
+from rowstores import age_chunks
 from specs import tiny_spec
 
-from tlcore.config import BackboneSpec
-from tlcore.data import load_dataset
+from tlcore.config import BackboneSpec, DatasetSpec
+from tlcore.data import Split, load_dataset
+from tlcore.data.rows import RowLayout, RowStore
 from tlcore.report.evaluate import predict_probabilities
 from tlcore.training.cached_stage import (
     FEATURE_BATCH,
+    CutPlan,
     StageFeatures,
-    _batched,
+    _padded_call,
     last_single_tensor_cut,
     views_dataset,
 )
-from tlcore.training.features import FeatureCache
+from tlcore.training.features import feature_store
 from tlcore.training.loop import train
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    return load_dataset(tiny_spec().dataset)
+def bundle(tmp_path_factory):
+    with studio_home(tmp_path_factory.mktemp("cached")):
+        return load_dataset(tiny_spec().dataset)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +95,12 @@ def test_cached_path_trains_the_same_model_as_the_image_path(bundle, weights, st
                                predict_probabilities(cached.model, bundle.test.images), atol=1e-4)
     assert cached.test_report().accuracy == uncached.test_report().accuracy
     # Train and val per stage; test only in the last stage, whose features it is evaluated on.
-    computed = [int(m.group(1)) for n in cached.notes
-                if (m := re.search(r"(\d+) feature set\(s\) computed", n))]
-    assert computed == {"frozen": [3], "finetune": [3], "frozen_then_finetune": [2, 3]}[strategy]
+    train_and_val, test = len(bundle.train) + len(bundle.val), len(bundle.test)
+    assert feature_passes(cached.notes) == {
+        "frozen": [(train_and_val + test, 0)],
+        "finetune": [(train_and_val + test, 0)],
+        "frozen_then_finetune": [(train_and_val, 0), (train_and_val + test, 0)],
+    }[strategy]
 
 
 def test_the_test_split_is_computed_on_another_thread_while_the_head_trains(
@@ -98,47 +108,60 @@ def test_the_test_split_is_computed_on_another_thread_while_the_head_trains(
 ):
     on_main_thread = {}
     compute = StageFeatures.compute
+    names = {tuple(split.ids): name for name, split in bundle.splits().items()}
 
-    def recording(self, split_name, split, view=None):
-        on_main_thread[split_name] = threading.current_thread() is threading.main_thread()
-        return compute(self, split_name, split, view)
+    def recording(self, split, view=None):
+        on_main_thread[names[tuple(split.ids)]] = threading.current_thread() is threading.main_thread()
+        return compute(self, split, view)
 
     monkeypatch.setattr(StageFeatures, "compute", recording)
     result = train(spec_for(weights, "frozen", True, epochs=1), bundle=bundle)
     assert on_main_thread == {"train": True, "val": True, "test": False}
-    assert any(re.search(r"3 feature set\(s\) computed.*s of it while the head trained", n)
+    everything = len(bundle.train) + len(bundle.val) + len(bundle.test)
+    assert any(re.search(rf"{everything} image\(s\) forwarded, 0 read .*s of it while the head trained", n)
                for n in result.notes), result.notes
 
 
 def test_a_second_run_reuses_the_features(bundle, weights):
-    train(spec_for(weights, "frozen", True, epochs=1), bundle=bundle)
+    everything = len(bundle.train) + len(bundle.val) + len(bundle.test)
+    first = train(spec_for(weights, "frozen", True, epochs=1), bundle=bundle)
+    assert feature_passes(first.notes) == [(everything, 0)]
     second = train(spec_for(weights, "frozen", True, epochs=2, learning_rate=5e-3), bundle=bundle)
-    assert any("0 feature set(s) computed, 3 reused" in n for n in second.notes), second.notes
+    assert feature_passes(second.notes) == [(0, everything)], second.notes
 
 
 def test_augmentation_uses_cached_views_or_falls_back_to_images(bundle, weights):
     views = train(spec_for(weights, "frozen", True, epochs=3, augmentations=("flip",), augment_views=2),
                   bundle=bundle)
-    assert any("4 feature set(s) computed" in n for n in views.notes), views.notes
+    # Two augmented views of each training image, then validation and test once each.
+    assert feature_passes(views.notes) == [(2 * len(bundle.train) + len(bundle.val) + len(bundle.test), 0)]
     on_the_fly = train(spec_for(weights, "frozen", True, epochs=1, augmentations=("flip",)), bundle=bundle)
     assert not any("cached features" in n for n in on_the_fly.notes)
 
 
-def test_feature_pass_runs_one_batch_shape_and_drops_the_padding():
-    images = np.arange(2 * FEATURE_BATCH + 5, dtype=np.uint8).reshape(-1, 1) * np.ones((1, 3), np.uint8)
+def test_padded_call_runs_one_batch_shape_and_drops_the_padding():
     shapes = []
 
     def row_sums(batch: np.ndarray) -> np.ndarray:
         shapes.append(batch.shape)
         return batch.sum(axis=1)
 
-    features = _batched(row_sums, images)
-    assert shapes == [(FEATURE_BATCH, 3)] * 3
-    np.testing.assert_array_equal(features, images.sum(axis=1).astype(np.float32))
+    for count in (5, FEATURE_BATCH):
+        images = np.arange(count, dtype=np.float32).reshape(-1, 1) * np.ones((1, 3), np.float32)
+        np.testing.assert_array_equal(_padded_call(row_sums, images), images.sum(axis=1))
+    assert shapes == [(FEATURE_BATCH, 3)] * 2
 
 
-def test_views_dataset_switches_view_each_epoch():
-    views = np.stack([np.zeros((5, 2)), np.ones((5, 2))]).astype("float32")
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_views_dataset_switches_view_each_epoch(tmp_path, on_disk):
+    views = [np.zeros((5, 2), "float32"), np.ones((5, 2), "float32")]
+    if on_disk:
+        store = RowStore(tmp_path / "views", RowLayout((2,), "float32"))
+        with store.writer() as writer:
+            for v, view in enumerate(views):
+                for i, row in enumerate(view):
+                    writer.add(f"view{v}-{i}", row)
+        views = [store.array([f"view{v}-{i}" for i in range(5)]) for v in range(2)]
     ds, steps = views_dataset(views, np.arange(5), batch_size=2, seed=0, first_epoch=0, epochs=3)
     batches = list(ds.as_numpy_iterator())
     assert steps == 3 and len(batches) == 9
@@ -160,20 +183,121 @@ def test_cut_is_the_last_single_tensor_below_the_trainable_part():
     assert names[last_single_tensor_cut(model, names.index("d"))] == "c"
 
 
-def test_cache_evicts_least_recently_used_first(tmp_path):
-    cache = FeatureCache(tmp_path, max_bytes=3 * 8000 + 500)
-    for key in ("a", "b", "c"):
-        cache.put(key, np.zeros(1000))
-    assert cache.get("a") is not None  # 'a' is now the most recently used
-    os.utime(cache.path("b"), (time.time() - 100, time.time() - 100))
-    cache.put("d", np.zeros(1000))
-    assert cache.get("b") is None
-    assert all(cache.get(k) is not None for k in ("a", "c", "d"))
-    assert cache.size_bytes() <= cache.max_bytes
 
 
-def test_cache_computes_once(tmp_path):
-    cache, calls = FeatureCache(tmp_path), []
-    for _ in range(2):
-        array, hit = cache.get_or_compute("k", lambda: calls.append(1) or np.arange(3.0))
-    assert hit and calls == [1] and array.tolist() == [0.0, 1.0, 2.0]
+# ---- the feature store -------------------------------------------------------------------
+
+def small_split(numbers, prefix: str = "img") -> Split:
+    """Images ``4x4x3`` whose pixels say their number, with identities made from it."""
+    images = np.stack([np.full((4, 4, 3), n % 200, np.uint8) + np.arange(3, dtype=np.uint8) for n in numbers])
+    identities = [f"{prefix}{n}" for n in numbers]
+    return Split(images, np.zeros(len(numbers), np.int32), [f"{prefix}/{n}.png" for n in numbers], identities)
+
+
+class CountingFeatures:
+    """A StageFeatures on a pooling 'network', counting the images it forwards for real."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.forwarded = 0
+        self.batch_shapes: list[tuple[int, ...]] = []
+        inputs = keras.Input((4, 4, 3))
+        lower = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+        self.plan = CutPlan("pool", lower, lower)
+
+        def pooled(batch: np.ndarray) -> np.ndarray:
+            self.batch_shapes.append(batch.shape)
+            self.forwarded += int(np.any(batch != 0, axis=(1, 2, 3)).sum())  # padding rows are zeros
+            return batch.mean(axis=(1, 2))
+
+        monkeypatch.setattr(StageFeatures, "_frozen_forward", lambda features: pooled)
+
+    def run(self) -> StageFeatures:
+        """The features of a new run (nothing carried over in memory)."""
+        return StageFeatures(tiny_spec(), self.plan, "none")
+
+
+def pooled(split: Split) -> np.ndarray:
+    return split.images.astype(np.float32).mean(axis=(1, 2))
+
+
+def test_features_are_forwarded_once_per_image_and_read_back_by_later_runs(monkeypatch):
+    counting, split = CountingFeatures(monkeypatch), small_split(range(1, 41))
+    first = counting.run()
+    rows = first.compute(split)
+    assert counting.forwarded == 40 and (first.computed, first.reused) == (40, 0)
+    assert counting.batch_shapes == [(FEATURE_BATCH, 4, 4, 3)] * 3  # one traced shape, padded
+    np.testing.assert_allclose(np.asarray(rows), pooled(split))
+
+    second = counting.run()
+    again = second.compute(split)
+    assert counting.forwarded == 40 and (second.computed, second.reused) == (0, 40)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(rows))
+    assert "0 image(s) forwarded, 40 read from the feature store" in second.summary()
+
+
+def test_a_grown_or_edited_split_forwards_only_its_new_images(monkeypatch):
+    counting = CountingFeatures(monkeypatch)
+    counting.run().compute(small_split(range(1, 21)))
+    before = counting.forwarded
+    grown = small_split([*range(1, 8), 150, *range(8, 21), 151])
+    edited = grown.take(range(len(grown)))
+    edited.identities[3] = "img4-edited"  # the same file with new content has a new identity
+    edited.images[3] = 99
+    features = counting.run()
+    rows = features.compute(edited)
+    assert counting.forwarded - before == 3 and (features.computed, features.reused) == (3, 19)
+    np.testing.assert_allclose(np.asarray(rows), pooled(edited))
+
+
+def test_copies_of_one_image_are_forwarded_once(monkeypatch):
+    counting = CountingFeatures(monkeypatch)
+    split = small_split([5, 6, 5, 5, 7])
+    rows = counting.run().compute(split)
+    assert counting.forwarded == 3
+    np.testing.assert_allclose(np.asarray(rows), pooled(split))
+
+
+def test_the_store_is_kept_under_its_cap_without_evicting_what_the_run_reads(monkeypatch, isolated_home):
+    monkeypatch.setenv("TL_FEATURE_CACHE_MB", "0")
+    counting = CountingFeatures(monkeypatch)
+    old, new = small_split(range(1, 11)), small_split(range(11, 21))
+    old_rows = counting.run().compute(old)  # over the cap at once, but in use: kept
+    (root,) = (isolated_home / "features").iterdir()
+    store = RowStore(root, RowLayout((3,), "float32"))
+    assert store.missing(old.identities) == []
+    age_chunks(root, 100)
+    counting.run().compute(new)
+    assert store.missing(old.identities) == old.identities  # least recently used, not in use: gone
+    assert store.missing(new.identities) == []
+    np.testing.assert_allclose(np.asarray(old_rows), pooled(old))  # still readable by its run
+    forwarded = counting.forwarded
+    counting.run().compute(old)
+    assert counting.forwarded - forwarded == 10
+
+
+def test_feature_stores_are_separate_per_namespace_and_row_shape():
+    namespace = {"backbone": "mobilenet_v2", "cut": "pool", "weights": "none"}
+    store = feature_store(namespace, (3,))
+    assert store.layout == RowLayout((3,), "float32")
+    assert feature_store(dict(namespace), (3,)).root == store.root
+    assert feature_store({**namespace, "weights": "imagenet"}, (3,)).root != store.root
+    assert feature_store({**namespace, "cut": "block_3_add"}, (3,)).root != store.root
+    assert feature_store(namespace, (4,)).root != store.root
+
+
+# ---- a growing folder --------------------------------------------------------------------
+
+def test_a_grown_folder_forwards_only_its_new_images(tmp_path: Path):
+    root = tmp_path / "animals"
+    add_images(root / "cats", 12, ".png", seed=1, size=24)
+    add_images(root / "dogs", 12, ".jpg", seed=2, size=24)
+    spec = dataclasses.replace(tiny_spec("frozen", epochs=1),
+                               dataset=DatasetSpec(source=f"folder:{root}", image_size=48))
+    first = train(spec)
+    assert feature_passes(first.notes) == [(24, 0)]
+    second = train(spec)
+    assert feature_passes(second.notes) == [(0, 24)], second.notes
+    add_images(root / "cats", 1, ".png", seed=3, first=12, size=24)
+    add_images(root / "dogs", 1, ".jpg", seed=4, first=12, size=24)
+    grown = train(spec)
+    assert feature_passes(grown.notes) == [(2, 24)], grown.notes

@@ -7,19 +7,21 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from homes import studio_home
+from notes import feature_passes
 from specs import tiny_spec
 
 from tlcore.backbones import build_backbone
 from tlcore.data import load_dataset
 from tlcore.training.cached_stage import CachedFeatureStage
-from tlcore.training.features import FeatureCache
 from tlcore.training.model import backbone_of, build_classifier
 from tlcore.training.stages import ImageStage, PreparedStage, StageInputs, plan_stages
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    return load_dataset(tiny_spec().dataset)
+def bundle(tmp_path_factory):
+    with studio_home(tmp_path_factory.mktemp("stages")):
+        return load_dataset(tiny_spec().dataset)
 
 
 def frozen_inputs(bundle, notes: list[str], **train) -> StageInputs:
@@ -39,11 +41,10 @@ def first_batch(prepared: PreparedStage) -> tuple[np.ndarray, np.ndarray]:
     return inputs.numpy(), targets.numpy()
 
 
-def test_image_and_cached_stages_both_prepare_a_prepared_stage(bundle, tmp_path):
+def test_image_and_cached_stages_both_prepare_a_prepared_stage(bundle):
     notes: list[str] = []
     inputs = frozen_inputs(bundle, notes)
-    cached_kind = CachedFeatureStage.for_policy(inputs.spec, inputs.model, inputs.stage.policy, "none",
-                                                FeatureCache(tmp_path))
+    cached_kind = CachedFeatureStage.for_policy(inputs.spec, inputs.model, inputs.stage.policy, "none")
     assert cached_kind is not None
     on_images, on_features = ImageStage().prepare(inputs), cached_kind.prepare(inputs)
     assert isinstance(on_images, PreparedStage) and isinstance(on_features, PreparedStage)
@@ -63,14 +64,14 @@ def test_image_and_cached_stages_both_prepare_a_prepared_stage(bundle, tmp_path)
     assert on_images.after_fit() is None
     probabilities = on_features.after_fit()
     assert probabilities.shape == (len(bundle.test), len(bundle.class_names))
-    assert any("feature set(s) computed" in n for n in notes)
+    images = len(bundle.train) + len(bundle.val) + len(bundle.test)
+    assert feature_passes(notes) == [(images, 0)]  # every image of the three splits, forwarded once
 
 
 @pytest.mark.parametrize("train", [{"feature_cache": False}, {"augmentations": ("flip",)}])
-def test_a_stage_that_cannot_use_cached_features_trains_on_images(bundle, tmp_path, train):
+def test_a_stage_that_cannot_use_cached_features_trains_on_images(bundle, train):
     inputs = frozen_inputs(bundle, [], **train)
-    assert CachedFeatureStage.for_policy(inputs.spec, inputs.model, inputs.stage.policy, "none",
-                                         FeatureCache(tmp_path)) is None
+    assert CachedFeatureStage.for_policy(inputs.spec, inputs.model, inputs.stage.policy, "none") is None
 
 
 def test_stage_inputs_count_the_epochs_left_and_one_hot_the_labels(bundle):

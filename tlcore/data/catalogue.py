@@ -1,0 +1,178 @@
+"""What a source knows before decoding anything: ids, labels and a content identity per image.
+
+Listing is cheap (a directory walk and a few reads per file), so everything that does not need
+pixels comes from here: counts per class and split, imbalance warnings, spec checks, the
+dataset's fingerprint and what changed since the last run. Decoding happens once per identity,
+in the worker (:mod:`tlcore.data.assemble`).
+
+An image file's identity hashes its size, its modification time and its first and last 4 KiB.
+Hashing whole files would also catch an edit that keeps size and time, but reads every byte
+(100,000 photos are gigabytes) on every listing, including the preview in the server; stat plus
+8 KiB costs two small reads per file and still changes when a photo is re-encoded, cropped,
+retouched or replaced. The path is not part of it: a photo moved to another class keeps its
+pixels (and its split), only its label changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from tlcore.errors import BadImageError
+
+IDENTITY_BYTES = 4096
+"""Bytes hashed from each end of a file for its identity."""
+
+DECODE_WORKERS = min(8, os.cpu_count() or 1)
+"""Decoding threads: PIL releases the GIL while decoding, so threads use every core."""
+
+DECODE_WINDOW = 64
+"""Images decoded ahead of the consumer, at most."""
+
+T = TypeVar("T")
+
+Decoded = tuple[int, "np.ndarray | BadImageError"]
+Decoder = Callable[[Sequence[int], int], Iterator[Decoded]]
+"""``decode(indices, image_size)`` yields ``(index, pixels or the error)`` for each index."""
+
+FREE = -1
+"""In :attr:`Catalogue.fixed_split`: the item's split is chosen by its hash."""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """One entry per candidate image, and how to decode them.
+
+    Attributes:
+        ids: Stable, printable name of each image (a relative path, ``train/123``).
+        labels: Label index of each image.
+        class_names: Label index -> class name.
+        identities: Content identity of each image: equal identities decode to equal pixels.
+        decode: Decodes entries (see :data:`Decoder`).
+        fixed_split: Per image, an official split (0 train, 1 validation, 2 test) or
+            :data:`FREE`; None when every image is free.
+    """
+
+    ids: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    identities: list[str]
+    decode: Decoder = field(repr=False, compare=False)
+    fixed_split: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of every image's id, identity, class and official split: the data a run saw."""
+        digest = hashlib.blake2b(digest_size=12)
+        for line in sorted(self.manifest_lines()):
+            digest.update(line.encode("utf-8", "surrogatepass") + b"\n")
+        return digest.hexdigest()
+
+    def manifest_lines(self) -> Iterator[str]:
+        fixed = self.fixed_split if self.fixed_split is not None else np.full(len(self), FREE)
+        for image_id, identity, label, split in zip(self.ids, self.identities, self.labels, fixed, strict=True):
+            yield f"{image_id}\t{identity}\t{self.class_names[int(label)]}\t{int(split)}"
+
+    def manifest(self) -> dict[str, list[str]]:
+        """``id -> [identity, class name]``, kept with a run to say later what changed."""
+        return {
+            image_id: [identity, self.class_names[int(label)]]
+            for image_id, identity, label in zip(self.ids, self.identities, self.labels, strict=True)
+        }
+
+
+def file_identity(path: Path) -> str:
+    """The content identity of one file (see the module docstring); "" when it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            digest = hashlib.blake2b(f"{info.st_size}:{info.st_mtime_ns}:".encode(), digest_size=16)
+            digest.update(handle.read(IDENTITY_BYTES))
+            if info.st_size > 2 * IDENTITY_BYTES:
+                handle.seek(-IDENTITY_BYTES, os.SEEK_END)
+                digest.update(handle.read(IDENTITY_BYTES))
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def file_identities(paths: Sequence[Path]) -> list[str]:
+    """:func:`file_identity` of many files, on threads (the reads wait on the disk)."""
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
+        return list(pool.map(file_identity, paths, chunksize=256))
+
+
+def parallel_decoder(read: Callable[[int, int], np.ndarray]) -> Decoder:
+    """A :data:`Decoder` for sources that can read any entry at once (files, generators)."""
+
+    def decode(indices: Sequence[int], image_size: int) -> Iterator[Decoded]:
+        return windowed_map(lambda i: (i, _read_or_error(read, int(i), image_size)), iter(indices))
+
+    return decode
+
+
+def windowed_map(fn: Callable[[T], Decoded], items: Iterator[T]) -> Iterator[Decoded]:
+    """``fn`` over ``items`` on threads, in order, a window at a time.
+
+    ``Executor.map`` would submit every item at once, and decoded images would pile up in
+    memory whenever the consumer is slower than the decoders.
+    """
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
+        while window := list(itertools.islice(items, DECODE_WINDOW)):
+            yield from pool.map(fn, window)
+
+
+def _read_or_error(read: Callable[[int, int], np.ndarray], index: int, size: int) -> np.ndarray | BadImageError:
+    """Return the error instead of raising it, so one bad file does not cancel the batch."""
+    try:
+        return read(index, size)
+    except BadImageError as exc:
+        return exc
+
+
+@dataclass(frozen=True)
+class DataChange:
+    """How a dataset differs from the one an earlier run saw."""
+
+    added: Counter
+    removed: Counter
+    changed: Counter
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def describe(self) -> str:
+        """E.g. "3 images added to 'roses', 2 changed, 0 removed": a count lies in one class
+        and is named with it, or spans several and is given alone."""
+        def count(what: Counter, verb: str) -> str:
+            total = sum(what.values())
+            if total and len(what) == 1:
+                return f"{total} image{'' if total == 1 else 's'} {verb} {next(iter(what))!r}"
+            return f"{total} {verb.split()[0]}"
+
+        added = count(self.added, "added to")
+        removed = count(self.removed, "removed from")
+        changed = count(self.changed, "changed in")
+        return f"{added}, {changed}, {removed}"
+
+
+def data_change(old: dict[str, Sequence[str]], new: dict[str, Sequence[str]]) -> DataChange:
+    """Compare two manifests (:meth:`Catalogue.manifest`), counting per class."""
+    added = Counter(new[i][1] for i in new.keys() - old.keys())
+    removed = Counter(old[i][1] for i in old.keys() - new.keys())
+    changed = Counter(new[i][1] for i in new.keys() & old.keys() if list(new[i]) != list(old[i]))
+    return DataChange(added, removed, changed)
+
