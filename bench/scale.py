@@ -107,9 +107,11 @@ def child(step: str, data: Path) -> dict[str, object]:
 def _spec(data: Path):  # -> RunSpec
     from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 
-    return RunSpec(DatasetSpec(f"folder:{data}", image_size=IMAGE_SIZE, seed=7),
-                   BackboneSpec(BACKBONE, alpha=ALPHA, weights="imagenet"),
-                   TrainSpec(strategy="frozen", epochs=EPOCHS, batch_size=32, seed=7))
+    return RunSpec(
+        DatasetSpec(f"folder:{data}", image_size=IMAGE_SIZE, seed=7),
+        BackboneSpec(BACKBONE, alpha=ALPHA, weights="imagenet"),
+        TrainSpec(strategy="frozen", epochs=EPOCHS, batch_size=32, seed=7),
+    )
 
 
 def _train(data: Path) -> dict[str, object]:
@@ -128,8 +130,13 @@ def _train(data: Path) -> dict[str, object]:
         match = re.search(r"([0-9,]+) image\(s\) forwarded", note)
         if match:
             forwarded += int(match.group(1).replace(",", ""))
-    return {"seconds": seconds, "images": images, "forwarded": forwarded, "accuracy": accuracy,
-            "forward_only": _forward_only_rate(result.model)}
+    return {
+        "seconds": seconds,
+        "images": images,
+        "forwarded": forwarded,
+        "accuracy": accuracy,
+        "forward_only": _forward_only_rate(result.model),
+    }
 
 
 def _forward_only_rate(model) -> float:  # model: keras.Model
@@ -141,7 +148,9 @@ def _forward_only_rate(model) -> float:  # model: keras.Model
     from tlcore.training.model import FreezePolicy
 
     forward = FrozenForward(plan_cut(model, FreezePolicy(trainable_top=0)).lower)
-    batch = np.random.default_rng(0).uniform(0, 255, (FEATURE_BATCH, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    batch = (
+        np.random.default_rng(0).uniform(0, 255, (FEATURE_BATCH, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    )
     forward(batch)
     rounds, started = 40, time.perf_counter()
     for _ in range(rounds):
@@ -154,8 +163,8 @@ def _recipe(data: Path) -> dict[str, object]:
     import keras_recipe
     from common import FileSplit
 
-    from tlcore.data.registry import list_dataset
     from tlcore.data.assemble import assign_splits
+    from tlcore.data.registry import list_dataset
 
     spec = _spec(data)
     catalogue = list_dataset(spec.dataset)
@@ -164,27 +173,39 @@ def _recipe(data: Path) -> dict[str, object]:
     parts = assign_splits(catalogue, np.arange(len(catalogue)), spec.dataset)
     split = FileSplit(
         class_names=list(catalogue.class_names),
-        paths={n: [str(data / catalogue.ids[i]) for i in p] for n, p in zip(("train", "val", "test"), parts, strict=True)},
-        labels={n: [int(catalogue.labels[i]) for i in p] for n, p in zip(("train", "val", "test"), parts, strict=True)},
+        paths={
+            n: [str(data / catalogue.ids[i]) for i in p]
+            for n, p in zip(("train", "val", "test"), parts, strict=True)
+        },
+        labels={
+            n: [int(catalogue.labels[i]) for i in p]
+            for n, p in zip(("train", "val", "test"), parts, strict=True)
+        },
     )
     weights = Path(os.environ["KERAS_HOME"]) / "models" / WEIGHT_FILE_224
     result = keras_recipe.run(split, weights, IMAGE_SIZE, 32, 1, 7, 1e-3)
-    return {"seconds": result.fit_seconds, "epoch_seconds": result.epoch_seconds[0], "accuracy": result.accuracy}
+    return {
+        "seconds": result.fit_seconds,
+        "epoch_seconds": result.epoch_seconds[0],
+        "accuracy": result.accuracy,
+    }
 
 
 def measure(step: str, data: Path, home: Path) -> dict[str, object]:
     """Run ``step`` in a fresh process with ``home`` as TL_HOME; add its peak RSS in MB."""
     env = {**os.environ, "TL_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    code = (f"import sys, json, resource; sys.path[:0] = [{str(Path(__file__).parent)!r}, "
-            f"{str(Path(__file__).parents[1])!r}]\n"
-            f"import scale; out = scale.child({step!r}, __import__('pathlib').Path({str(data)!r}))\n"
-            "out['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-            "print('RESULT ' + json.dumps(out))")
+    code = (
+        f"import sys, json, resource; sys.path[:0] = [{str(Path(__file__).parent)!r}, "
+        f"{str(Path(__file__).parents[1])!r}]\n"
+        f"import scale; out = scale.child({step!r}, __import__('pathlib').Path({str(data)!r}))\n"
+        "out['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print('RESULT ' + json.dumps(out))"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise RuntimeError(f"{step} on {data} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 # ---- the whole benchmark -------------------------------------------------------------------
@@ -196,7 +217,9 @@ def run_size(root: Path, full: Path, n: int, recipe: bool) -> dict[str, dict[str
     home = root / f"home-{n}"
     figures = {"preview": measure("preview", data, home), "cold": measure("train", data, home)}
     figures["warm"] = measure("train", data, home)
-    generate(Path(os.environ["TL_BENCH_FLOWERS"]), data, max(5, n // 100), first_seed=10_000_000, prefix="new")
+    generate(
+        Path(os.environ["TL_BENCH_FLOWERS"]), data, max(5, n // 100), first_seed=10_000_000, prefix="new"
+    )
     figures["plus1"] = measure("train", data, home)
     if recipe:
         figures["recipe"] = measure("recipe", data, home)
@@ -208,30 +231,63 @@ def report(results: dict[int, dict[str, dict[str, object]]]) -> None:
     rows = []
     for n, f in results.items():
         cold, warm, plus = f["cold"], f["warm"], f["plus1"]
-        rows.append([
-            f"{n:,}", f"{f['preview']['seconds']:.2f}", f"{f['preview']['peak_mb']:.0f}",
-            f"{cold['seconds']:.0f}", f"{cold['images'] / cold['seconds']:.0f}", f"{cold['forward_only']:.0f}",
-            f"{cold['images'] / cold['seconds'] / cold['forward_only']:.2f}", f"{cold['peak_mb']:.0f}",
-            f"{warm['seconds']:.0f}", f"{plus['seconds']:.0f} ({plus['forwarded']:,} fwd)",
-            f"{plus['seconds'] / cold['seconds']:.2f}", f"{cold['accuracy']:.3f}",
-        ])
-    print(table(["photos", "preview s", "preview peak MB", "cold s", "cold img/s", "fwd-only img/s",
-                 "cold/fwd", "train peak MB", "warm s", "+1 % s", "+1 %/cold", "test acc"], rows))
+        rows.append(
+            [
+                f"{n:,}",
+                f"{f['preview']['seconds']:.2f}",
+                f"{f['preview']['peak_mb']:.0f}",
+                f"{cold['seconds']:.0f}",
+                f"{cold['images'] / cold['seconds']:.0f}",
+                f"{cold['forward_only']:.0f}",
+                f"{cold['images'] / cold['seconds'] / cold['forward_only']:.2f}",
+                f"{cold['peak_mb']:.0f}",
+                f"{warm['seconds']:.0f}",
+                f"{plus['seconds']:.0f} ({plus['forwarded']:,} fwd)",
+                f"{plus['seconds'] / cold['seconds']:.2f}",
+                f"{cold['accuracy']:.3f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "photos",
+                "preview s",
+                "preview peak MB",
+                "cold s",
+                "cold img/s",
+                "fwd-only img/s",
+                "cold/fwd",
+                "train peak MB",
+                "warm s",
+                "+1 % s",
+                "+1 %/cold",
+                "test acc",
+            ],
+            rows,
+        )
+    )
     sizes = sorted(results)
     small, large = results[sizes[0]], results[sizes[-1]]
     peak_ratio = large["cold"]["peak_mb"] / small["cold"]["peak_mb"]
-    print(f"\ntrain peak at {sizes[-1]:,}: {large['cold']['peak_mb']:.0f} MB (target <= 2048: "
-          f"{verdict(large['cold']['peak_mb'] <= 2048)}); {peak_ratio:.2f} x the {sizes[0]:,} run "
-          f"(target <= 1.25: {verdict(peak_ratio <= 1.25)})")
+    print(
+        f"\ntrain peak at {sizes[-1]:,}: {large['cold']['peak_mb']:.0f} MB (target <= 2048: "
+        f"{verdict(large['cold']['peak_mb'] <= 2048)}); {peak_ratio:.2f} x the {sizes[0]:,} run "
+        f"(target <= 1.25: {verdict(peak_ratio <= 1.25)})"
+    )
     preview_growth = large["preview"]["peak_mb"] - small["preview"]["peak_mb"]
-    print(f"preview at {sizes[-1]:,}: {large['preview']['seconds']:.2f} s (target <= 3: "
-          f"{verdict(large['preview']['seconds'] <= 3)}), {preview_growth:+.0f} MB against {sizes[0]:,} "
-          f"(target <= 300: {verdict(preview_growth <= 300)})")
+    print(
+        f"preview at {sizes[-1]:,}: {large['preview']['seconds']:.2f} s (target <= 3: "
+        f"{verdict(large['preview']['seconds'] <= 3)}), {preview_growth:+.0f} MB against {sizes[0]:,} "
+        f"(target <= 300: {verdict(preview_growth <= 300)})"
+    )
     for n, f in results.items():
         if "recipe" in f:
             r = f["recipe"]
-            print(f"plain Keras recipe at {n:,}: peak {r['peak_mb']:.0f} MB, one epoch {r['epoch_seconds']:.0f} s "
-                  f"(studio cold 2-epoch run: {f['cold']['seconds']:.0f} s, peak {f['cold']['peak_mb']:.0f} MB)")
+            print(
+                f"plain Keras recipe at {n:,}: peak {r['peak_mb']:.0f} MB, "
+                f"one epoch {r['epoch_seconds']:.0f} s "
+                f"(studio cold 2-epoch run: {f['cold']['seconds']:.0f} s, peak {f['cold']['peak_mb']:.0f} MB)"
+            )
 
 
 def main() -> None:
@@ -251,15 +307,21 @@ def main() -> None:
     (keras_home / "models").mkdir(parents=True, exist_ok=True)
     for item in weights.iterdir():
         shutil.copy2(item, keras_home / "models" / item.name)
-    os.environ.update(KERAS_HOME=str(keras_home), TL_DATA_ROOT=str(root), TL_BENCH_FLOWERS=str(flowers),
-                      TL_PIXEL_CACHE_MB=str(40 * 1024))
+    os.environ.update(
+        KERAS_HOME=str(keras_home),
+        TL_DATA_ROOT=str(root),
+        TL_BENCH_FLOWERS=str(flowers),
+        TL_PIXEL_CACHE_MB=str(40 * 1024),
+    )
     full = root / "photos"
     if not full.is_dir():
         started = time.perf_counter()
         generate(flowers, full, sizes[-1])
         print(f"generated {sizes[-1]:,} photos in {time.perf_counter() - started:.0f} s")
-    print(f"load {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores, peak RSS of the parent "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"load {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores, peak RSS of the parent "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
     results = {}
     for n in sizes:
         results[n] = run_size(root, full, n, recipe=n == args.recipe_at)

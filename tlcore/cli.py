@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shutil
 import sys
 import time
@@ -457,7 +458,8 @@ def _describe_preview(payload: dict[str, Any]) -> str:
              f"fingerprint {payload['fingerprint']}"]
     lines.append("class".ljust(24) + "".join(split.rjust(9) for split in payload["counts"]))
     for name in payload["class_names"]:
-        lines.append(name[:23].ljust(24) + "".join(f"{counts[name]:>9,}" for counts in payload["counts"].values()))
+        cells = "".join(f"{counts[name]:>9,}" for counts in payload["counts"].values())
+        lines.append(name[:23].ljust(24) + cells)
     lines += [f"warning: {warning}" for warning in payload["warnings"]]
     lines += [f"skipped: {skipped['id']}: {skipped['reason']}" for skipped in payload["skipped"]]
     if payload["unchecked"]:
@@ -538,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "answer null) instead of the most likely class (default: off)")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
-    preview = verbs.add_parser("preview", help="a dataset's counts, warnings and fingerprint, without decoding it")
+    preview = verbs.add_parser("preview", help="a dataset's counts, warnings and fingerprint (no decoding)")
     _add_section_arguments(preview, {"dataset": DatasetSpec})
     preview.add_argument("--json", action="store_true")
     preview.set_defaults(handler=cmd_preview)
@@ -566,7 +568,20 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def _emit(args: argparse.Namespace, payload: Any, describe: Callable[[Any], str]) -> None:
-    print(json.dumps(payload, indent=1, default=str) if args.json else describe(_visible(payload)))
+    if args.json:  # strict JSON: a diverged run's NaN or infinite metric is null
+        print(json.dumps(_finite(payload), indent=1, default=str, allow_nan=False))
+    else:
+        print(describe(_visible(payload)))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _visible(payload: Any) -> Any:

@@ -7,13 +7,18 @@ canonical JSON, which is how the store recognises a run that was already trained
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import os
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from tlcore.errors import ConfigError
+from tlcore.errors import BackboneError, ConfigError
 from tlcore.paths import resolve_weights_path
 
 STRATEGIES = ("scratch", "frozen", "finetune", "frozen_then_finetune")
@@ -29,6 +34,13 @@ MAX_SEED = 2**31 - 1
 SPEC_VERSION = 1
 
 SETTING = "setting"
+
+HUB_URL_SCHEMES = ("https", "http", "gs")
+"""URL schemes a ``hub:`` handle may use; others (``file://``, ``ram://``) reach the server's own
+files past the allowed folders, since TensorFlow reads them as paths."""
+
+PATH_SOURCE_KINDS = ("folder", "zip")
+"""Dataset sources whose location is a path on the server."""
 
 
 def _require(condition: bool, message: str, hint: str = "") -> None:
@@ -169,6 +181,86 @@ def _check_settings(spec: Any) -> None:
         info.check(getattr(spec, name))
 
 
+_field_types = functools.cache(typing.get_type_hints)
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+
+
+def matches_type(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the type a dataclass field is declared with.
+
+    Specs and records are read back from JSON that people can edit (saved experiments, a run's
+    ``run.json``), where ``2.5`` epochs or ``"yes"`` for a switch would otherwise pass, and a
+    number where text belongs would fail later with a traceback. Ints pass for floats; bools,
+    which Python counts as ints, pass only for bools.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(matches_type(value, arg) for arg in args)
+    if origin in (tuple, list):
+        return isinstance(value, origin) and all(matches_type(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        allowed = (int, float) if hint is float else int
+        return isinstance(value, allowed) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _check_types(spec: Any) -> None:
+    """Refuse a field whose value is not of its declared type (see :func:`matches_type`)."""
+    for name, hint in _field_types(type(spec)).items():
+        value = getattr(spec, name)
+        if not matches_type(value, hint):
+            union = typing.get_origin(hint) in (types.UnionType, typing.Union)
+            kinds = [arg for arg in typing.get_args(hint) if arg is not type(None)] if union else [hint]
+            kind = typing.get_origin(kinds[0]) or kinds[0]
+            if kind is int and not isinstance(value, float):  # text or a list: not a number at all
+                kind = float
+            words = "a list of names" if kind is tuple else _TYPE_WORDS.get(kind, kind.__name__)
+            label = settings(type(spec))[name].label
+            raise ConfigError(f"{label} must be {words}, got {value!r}.",
+                              "Fix the value (in the saved file, if it was edited by hand).")
+
+
+def _require_absolute(location: str, what: str) -> None:
+    """Refuse a relative or ``~`` path: it names another folder for every person and process.
+
+    A worker runs in the project folder, and two people typing ``folder:flowers`` in their own
+    folders would share one spec key, so one would reuse a run trained on the other's images.
+    """
+    if not Path(location).is_absolute():
+        raise ConfigError(
+            f"The {what} {location!r} is not a full path.",
+            "Give its full path on the server, starting with /: a relative or ~ path names another "
+            "folder for each person and process.",
+        )
+
+
+def _absolute(location: str) -> str:
+    """``location`` with ``~`` expanded and made absolute against this process's folder."""
+    expanded = os.path.expanduser(location)
+    return expanded if os.path.isabs(expanded) else os.path.join(os.getcwd(), expanded)
+
+
+def check_hub_url(handle: str) -> None:
+    """Refuse a ``hub:`` URL whose scheme is not one of :data:`HUB_URL_SCHEMES`.
+
+    Raises:
+        BackboneError: ``file://``, ``ram://`` and the like, which read the server's own files
+            without the check that keeps local models inside the allowed folders.
+    """
+    scheme = handle.split("://", 1)[0].strip().lower()
+    if scheme not in HUB_URL_SCHEMES:
+        raise BackboneError(
+            f"TF Hub URLs must start with {', '.join(s + '://' for s in HUB_URL_SCHEMES)}; "
+            f"got a {scheme}:// URL.",
+            "For a SavedModel on this server, write hub: and the full path of its folder "
+            "(inside the folders weights may be read from).",
+        )
+
+
 def _check_text(spec: Any) -> None:
     """Refuse text that is not valid UTF-8 (a path typed in a non-UTF-8 locale).
 
@@ -231,6 +323,7 @@ class DatasetSpec:
         return self.source.split(":", 1)[1] if ":" in self.source else ""
 
     def validate(self) -> None:
+        _check_types(self)
         _require(
             not (self.kind in SOURCE_KINDS and not self.location.strip()),
             "No dataset chosen yet.",
@@ -247,6 +340,19 @@ class DatasetSpec:
             "Validation and test fractions must each be in (0, 1) and leave at least 10 % "
             "for training.",
         )
+        if self.kind in PATH_SOURCE_KINDS:
+            _require_absolute(self.location, f"{self.kind} path")
+        if self.data_dir is not None:
+            _require_absolute(self.data_dir, "TFDS data directory")
+
+    def with_absolute_paths(self) -> DatasetSpec:
+        """The same dataset with its paths made absolute (see :meth:`RunSpec.with_absolute_paths`)."""
+        spec = self
+        if self.kind in PATH_SOURCE_KINDS and self.location.strip():
+            spec = dataclasses.replace(spec, source=f"{self.kind}:{_absolute(self.location.strip())}")
+        if self.data_dir:
+            spec = dataclasses.replace(spec, data_dir=_absolute(self.data_dir))
+        return spec
 
 
 @dataclass(frozen=True)
@@ -280,17 +386,35 @@ class BackboneSpec:
             ConfigError: A setting is impossible.
             BackboneError: A weights file or SavedModel folder is outside the allowed folders.
         """
+        _check_types(self)
         _require(bool(self.name), "A backbone name is required.")
         _require(bool(self.weights), "Weights must be 'imagenet', 'none' or a file path.")
         _check_settings(self)
+        if self.is_hub and "://" in self.hub_handle:
+            check_hub_url(self.hub_handle)
         for location in self.local_files():
+            _require_absolute(location, "weights or SavedModel path")
             resolve_weights_path(location)
+
+    @property
+    def hub_handle(self) -> str:
+        """The URL or folder after ``hub:`` (empty for catalogue backbones)."""
+        return self.name[len("hub:"):].strip() if self.is_hub else ""
 
     def local_files(self) -> list[str]:
         """Paths on the server this backbone reads: a weights file, a local SavedModel folder."""
-        handle = self.name[len("hub:"):].strip() if self.is_hub else ""
+        handle = self.hub_handle
         files = [handle] if handle and "://" not in handle else []
         return files + ([self.weights] if self.weights not in ("imagenet", "none") else [])
+
+    def with_absolute_paths(self) -> BackboneSpec:
+        """The same backbone with its paths made absolute (see :meth:`RunSpec.with_absolute_paths`)."""
+        spec, handle = self, self.hub_handle
+        if handle and "://" not in handle:
+            spec = dataclasses.replace(spec, name=f"hub:{_absolute(handle)}")
+        if self.weights not in ("imagenet", "none", ""):
+            spec = dataclasses.replace(spec, weights=_absolute(self.weights))
+        return spec
 
 
 @dataclass(frozen=True)
@@ -353,6 +477,7 @@ class TrainSpec:
     seed: int = _spec_field(42, "Seed", "seed of the split and of training", bound=_SEED)
 
     def validate(self) -> None:
+        _check_types(self)
         _check_settings(self)
         _require(
             self.strategy != "frozen_then_finetune" or self.fine_tune_epochs >= 1,
@@ -393,11 +518,43 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check_types(self) -> RunSpec:
+        """Refuse values of the wrong type, and nothing else :meth:`validate` checks.
+
+        For specs read back from files (a run's ``run.json``), whose paths may name folders that
+        are outside the allowed ones now.
+
+        Raises:
+            ConfigError: A value is not of its field's type (see :func:`matches_type`).
+        """
+        for part in (self.dataset, self.backbone, self.train):
+            _check_types(part)
+        return self
+
+    def with_absolute_paths(self) -> RunSpec:
+        """The same run with every server path made absolute against this process's folder and home.
+
+        For a front end where a relative path means something (the CLI, run by a person in a
+        folder); :meth:`validate` refuses relative paths, which mean another folder elsewhere.
+        """
+        return dataclasses.replace(self, dataset=self.dataset.with_absolute_paths(),
+                                   backbone=self.backbone.with_absolute_paths())
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        """Read a spec from JSON; values of the wrong type are left for :meth:`validate` to name.
+
+        Raises:
+            ConfigError: ``data`` is not an object of ``dataset``, ``backbone`` and ``train``
+                objects, or names a setting no spec has.
+        """
+        if not isinstance(data, Mapping) or not all(
+                isinstance(data.get(part, {}), Mapping) for part in ("dataset", "backbone", "train")):
+            raise ConfigError("The run specification is malformed: it must be an object of "
+                              "dataset, backbone and train settings.")
         try:
             train = dict(data.get("train", {}))
-            if "augmentations" in train:
+            if isinstance(train.get("augmentations"), list):
                 train["augmentations"] = tuple(train["augmentations"])
             return cls(
                 dataset=DatasetSpec(**data.get("dataset", {})),

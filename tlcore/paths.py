@@ -14,6 +14,7 @@ from pathlib import Path
 from tlcore.errors import BackboneError, StorageError, TLError
 
 DEFAULT_HOME = Path.home() / ".tlstudio"
+COLLECTED_DIR = "collected"
 
 
 def tl_home(create: bool = True) -> Path:
@@ -52,11 +53,20 @@ def ensure_folder(path: Path, what: str) -> Path:
 def data_roots() -> list[Path]:
     """Folders that ``folder:`` datasets may live under (``$TL_DATA_ROOT``, ``os.pathsep``-separated).
 
-    Defaults to the user's home folder; a shared server should set it explicitly.
+    Defaults to the user's home folder; a shared server should set it explicitly. The datasets
+    collected in the browser (:func:`collected_root`) are always allowed: the studio wrote them.
     """
     raw = os.environ.get("TL_DATA_ROOT", "")
-    roots = [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
-    return [r.resolve() for r in roots] or [Path.home().resolve()]
+    roots = [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+    return [*(roots or [Path.home().resolve()]), collected_root().resolve()]
+
+
+def collected_root() -> Path:
+    """Where the Collect page keeps its datasets, one folder each (``$TL_HOME/collected``).
+
+    Not created here: :func:`data_roots` names it on every dataset load, also on a read-only home.
+    """
+    return tl_home(create=False) / COLLECTED_DIR
 
 
 def keras_models_dir() -> Path:
@@ -128,3 +138,24 @@ def not_a_folder_error(path: Path, what: str) -> StorageError:
 
 def subdir(name: str) -> Path:
     return ensure_folder(tl_home() / name, f"TL_HOME's {name} folder")
+
+
+PATH_VARIABLES = ("TL_HOME", "TL_DATA_ROOT", "KERAS_HOME")
+"""The studio's path settings; ``TL_DATA_ROOT`` is a list separated by ``os.pathsep``."""
+
+
+def absolute_environment() -> dict[str, str]:
+    """The path settings that are set, each path made absolute against this process's folder.
+
+    For a process started in another folder: workers run in the project folder, where a
+    relative ``TL_HOME=studio`` named another, empty store (the run was never found) and a
+    relative ``TL_DATA_ROOT`` other allowed folders.
+    """
+    values = {}
+    for name in PATH_VARIABLES:
+        raw = os.environ.get(name, "")
+        paths = raw.split(os.pathsep) if name == "TL_DATA_ROOT" else [raw]
+        if raw.strip():
+            values[name] = os.pathsep.join(os.path.abspath(os.path.expanduser(p)) if p.strip() else p
+                                           for p in paths)
+    return values

@@ -115,7 +115,7 @@ def test_compare_prints_the_apps_metrics_table_as_text_json_and_csv(capsys):
     code, out, _ = run_cli(capsys, "compare", first, second)
     header, *lines = out.strip().splitlines()
     assert "test accuracy" in header and "macro F1" in header
-    assert len(lines) == 2 and second in lines[1] and "0.945" in lines[1]
+    assert len(lines) == 2 and second in lines[1] and "94.5%" in lines[1]
 
 
 def test_compare_refuses_unfinished_and_unknown_runs_with_one_line(capsys):

@@ -7,8 +7,11 @@ extractor, the name sanitisers and spec validation.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import json
 import tempfile
+import typing
 import zipfile
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imagegen import encode, random_pixels
 
-from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
+from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec, matches_type
 from tlcore.data.archive import safe_extract
 from tlcore.data.uploads import save_upload
 from tlcore.errors import TLError
@@ -141,6 +144,29 @@ def test_any_spec_validates_or_gives_a_typed_error_and_round_trips(spec: RunSpec
         return
     assert RunSpec.from_dict(valid.to_dict()) == valid
     assert valid.key() == RunSpec.from_dict(valid.to_dict()).key()
+
+
+SPEC_FIELDS = [(section, f.name) for section, part in (("dataset", DatasetSpec), ("backbone", BackboneSpec),
+                                                      ("train", TrainSpec)) for f in dataclasses.fields(part)]
+json_values = (st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=True)
+               | st.text(max_size=20) | st.lists(st.text(max_size=6), max_size=3))
+"""Whatever a hand-edited experiment or ``run.json`` can hold in one field."""
+
+
+@FAST
+@given(st.sampled_from(SPEC_FIELDS), json_values)
+def test_any_json_value_in_any_spec_field_validates_or_gives_a_typed_error(field, value) -> None:
+    section, name = field
+    data = RunSpec().to_dict()
+    data[section][name] = value
+    try:
+        valid = RunSpec.from_dict(data).validate()
+    except TLError:
+        return
+    for part in (valid.dataset, valid.backbone, valid.train):
+        for item, hint in typing.get_type_hints(type(part)).items():
+            assert matches_type(getattr(part, item), hint), (item, getattr(part, item))
+    assert RunSpec.from_dict(json.loads(json.dumps(valid.to_dict()))).key() == valid.key()
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32])

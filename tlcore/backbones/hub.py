@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import keras
@@ -19,9 +22,15 @@ import tensorflow_hub as hub
 from tlcore.backbones.catalogue import HUB_PREFIX
 from tlcore.backbones.preprocess import Preprocess
 from tlcore.backbones.resolved import ResolvedBackbone
-from tlcore.config import BackboneSpec
+from tlcore.config import BackboneSpec, check_hub_url
 from tlcore.errors import BackboneError, WeightsUnavailableError
-from tlcore.paths import resolve_weights_path
+from tlcore.paths import resolve_weights_path, subdir
+
+CACHE_VARIABLE = "TFHUB_CACHE_DIR"
+HUB_CACHE_DIR = "tfhub_modules"
+"""Under ``TL_HOME``: where downloaded TF Hub models are kept unless ``TFHUB_CACHE_DIR`` says."""
+
+_CACHE_LOCK = threading.Lock()
 
 
 @keras.saving.register_keras_serializable(package="tlcore")
@@ -171,16 +180,17 @@ def _is_url(handle: str) -> bool:
 def _load(handle: str) -> Any:
     """``hub.load`` with its many failure types turned into errors that say what to do."""
     if _is_url(handle):
-        try:
-            return hub.load(handle)
-        except Exception as exc:  # URLError, OSError, tf errors, ...: all mean "not fetched".
-            cache = os.environ.get("TFHUB_CACHE_DIR", "not set")
-            raise WeightsUnavailableError(
-                f"Could not load the TF Hub model {handle} ({str(exc).strip()[:200]}).",
-                "Offline, download and unpack it elsewhere and pass its SavedModel folder as "
-                "hub:/path/to/folder; models already in TFHUB_CACHE_DIR (now: "
-                f"{cache}) load without network.",
-            ) from exc
+        check_hub_url(handle)  # again here: a saved .keras file names its handle too
+        with _cache_in_home() as cache:
+            try:
+                return hub.load(handle)
+            except Exception as exc:  # URLError, OSError, tf errors, ...: all mean "not fetched".
+                raise WeightsUnavailableError(
+                    f"Could not load the TF Hub model {handle} ({str(exc).strip()[:200]}).",
+                    "Offline, download and unpack it elsewhere and pass its SavedModel folder as "
+                    f"hub:/path/to/folder; models already in the TF Hub cache ({cache}, "
+                    f"{CACHE_VARIABLE} to change it) load without network.",
+                ) from exc
     path = resolve_weights_path(handle)  # again here: a saved .keras file names its folder too
     if not (path / "saved_model.pb").is_file():
         raise BackboneError(
@@ -194,6 +204,27 @@ def _load(handle: str) -> Any:
             f"Could not load the SavedModel in {path} ({str(exc).strip()[:200]}).",
             "Check that the folder holds a complete TF2 SavedModel.",
         ) from exc
+
+
+@contextmanager
+def _cache_in_home() -> Iterator[str]:
+    """Point TF Hub's download cache at ``TL_HOME`` while a URL loads, unless ``TFHUB_CACHE_DIR`` is set.
+
+    TF Hub's own default is the shared temporary folder (``/tmp/tfhub_modules/<sha1 of the
+    URL>``), where any user of the machine can create the folder of a URL before the studio
+    downloads it and have their SavedModel trained with instead. The lock keeps two threads
+    from restoring the variable under each other.
+    """
+    with _CACHE_LOCK:
+        chosen = os.environ.get(CACHE_VARIABLE)
+        if chosen:
+            yield chosen
+            return
+        os.environ[CACHE_VARIABLE] = folder = str(subdir(HUB_CACHE_DIR))
+        try:
+            yield folder
+        finally:
+            os.environ.pop(CACHE_VARIABLE, None)
 
 
 def _variables_read_by(function: Any) -> list[tf.Variable]:

@@ -46,8 +46,11 @@ class Split:
 
     def __post_init__(self) -> None:
         if not self.identities:
-            self.identities = ([hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in self.images]
-                               if isinstance(self.images, np.ndarray) else list(self.ids))
+            if isinstance(self.images, np.ndarray):
+                self.identities = [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest()
+                                   for row in self.images]
+            else:
+                self.identities = list(self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)

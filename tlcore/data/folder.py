@@ -96,7 +96,8 @@ def list_class_tree(root: Path, allowed: Sequence[Path], spec: DatasetSpec, wher
         ids=[printable(path.relative_to(root).as_posix()) for path in paths],
         labels=np.repeat(np.arange(len(files), dtype=np.int32), [len(f) for f in files]),
         class_names=[printable(d.name) for d in class_dirs],
-        identities=[identity or f"unreadable:{path}" for identity, path in zip(file_identities(paths), paths, strict=True)],
+        identities=[identity or f"unreadable:{path}"
+                    for identity, path in zip(file_identities(paths), paths, strict=True)],
         decode=parallel_decoder(read),
     )
 

@@ -215,8 +215,10 @@ def _decoder(builder: Any, image_key: str, entries: list[tuple[str, int]]) -> De
             wanted.setdefault(name, {})[position] = index
         for name, positions in wanted.items():
             examples = tfds.as_numpy(_raw(builder, name, image_key))
-            chosen = ((positions[i], example[image_key]) for i, example in enumerate(examples) if i in positions)
-            yield from windowed_map(lambda item: _decode_one(*item, size), itertools.islice(chosen, len(positions)))
+            chosen = ((positions[i], example[image_key])
+                      for i, example in enumerate(examples) if i in positions)
+            wanted_only = itertools.islice(chosen, len(positions))
+            yield from windowed_map(lambda item: _decode_one(*item, size), wanted_only)
 
     return decode
 

@@ -43,11 +43,15 @@ class DataIdentity:
 
 def save_data_record(store: RunStore, run_id: str, bundle: DatasetBundle) -> None:
     """Write what the run trained on, for ``show --json`` and the next launch's comparison."""
-    store.write_json(run_id, DATA_FILE, {
-        "fingerprint": bundle.fingerprint,
-        "manifest": bundle.manifest,
-        "skipped": [{"id": skipped.id, "reason": skipped.reason} for skipped in bundle.skipped],
-    })
+    store.write_json(
+        run_id,
+        DATA_FILE,
+        {
+            "fingerprint": bundle.fingerprint,
+            "manifest": bundle.manifest,
+            "skipped": [{"id": skipped.id, "reason": skipped.reason} for skipped in bundle.skipped],
+        },
+    )
 
 
 def change_note(store: RunStore, spec: RunSpec, identity: DataIdentity) -> str | None:
@@ -55,8 +59,9 @@ def change_note(store: RunStore, spec: RunSpec, identity: DataIdentity) -> str |
 
     None when there is no such run, it saw the same data, or it did not record its data.
     """
-    previous = next((run for run in store.runs_with_spec_key(spec.key())
-                     if run.status == RunStatus.FINISHED), None)
+    previous = next(
+        (run for run in store.runs_with_spec_key(spec.key()) if run.status == RunStatus.FINISHED), None
+    )
     if previous is None or previous.data_fingerprint == identity.fingerprint:
         return None
     try:
@@ -64,13 +69,18 @@ def change_note(store: RunStore, spec: RunSpec, identity: DataIdentity) -> str |
     except TLError:  # an older run without data.json, or damaged files
         return f"The data differs from what finished run {previous.id} trained on; training anew."
     change = data_change(recorded.get("manifest", {}), identity.manifest)
-    return (f"The data changed since finished run {previous.id}: {change.describe()}. Training anew."
-            if change.any else None)
+    return (
+        f"The data changed since finished run {previous.id}: {change.describe()}. Training anew."
+        if change.any
+        else None
+    )
 
 
 def trained_on_other_data(run: RunRecord, bundle: DatasetBundle) -> str | None:
     """A note when the data changed between the launch and the worker's start."""
     if run.data_fingerprint and bundle.fingerprint and run.data_fingerprint != bundle.fingerprint:
-        return ("The data changed after this run was launched; it trained on the data as it is "
-                f"now (fingerprint {bundle.fingerprint}).")
+        return (
+            "The data changed after this run was launched; it trained on the data as it is "
+            f"now (fingerprint {bundle.fingerprint})."
+        )
     return None

@@ -29,7 +29,7 @@ from tlcore.runs.database import (
 from tlcore.runs.store import RECORD_FILE, RunStore
 
 CACHES = (("features", "feature store"), ("pixels", "pixel store"))
-"""Cache folders under ``TL_HOME`` (as :mod:`tlcore.training.features` and :mod:`tlcore.data.pixels` name them)."""
+"""Cache folders under ``TL_HOME`` (see :mod:`tlcore.training.features`, :mod:`tlcore.data.pixels`)."""
 
 SHOWN_IDS = 5
 

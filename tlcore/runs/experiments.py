@@ -4,8 +4,9 @@ Experiments are small JSON files under ``TL_HOME/experiments``. The file name is
 the experiment name (a sanitised slug plus a short hash of the exact name), so no name can
 reach outside that folder and two names that slug alike do not overwrite each other.
 
-This module also knows the *classic experiment* (scratch vs frozen vs frozen-then-fine-tune
-on the same data, backbone and epoch budget).
+This module also knows the *classic experiment* (frozen vs frozen-then-fine-tune vs scratch
+on the same data, backbone and epoch budget), finds the classic experiments already in the run
+store, and builds the settings a first visit starts from (:func:`starter_spec`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from tlcore.backbones.catalogue import default_backbone, get_backbone_info
 from tlcore.config import RunSpec
 from tlcore.errors import ConfigError
 from tlcore.files import atomic_write
@@ -25,7 +28,10 @@ from tlcore.records import RunRecord
 from tlcore.runs.store import RunStore
 
 MAX_NAME_LENGTH = 80
-CLASSIC_STRATEGIES = ("scratch", "frozen", "frozen_then_finetune")
+CLASSIC_STRATEGIES = ("frozen", "frozen_then_finetune", "scratch")
+"""In queue order: the pretrained runs take seconds and answer first; scratch, the slow
+baseline, trains last."""
+CLASSIC_NAMES = frozenset(f"classic · {strategy}" for strategy in CLASSIC_STRATEGIES)
 CLASSIC_MIN_EPOCHS = 2
 """frozen_then_finetune needs one epoch per stage, so the shared budget is at least two."""
 
@@ -84,7 +90,7 @@ def load_experiment(name: str) -> RunSpec:
         )
     try:
         spec = RunSpec.from_dict(json.loads(path.read_text())["spec"])
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:  # TypeError: not a JSON object
         raise ConfigError(f"The saved experiment {name!r} is damaged ({exc}).",
                           "Save it again from the Configure page.") from exc
     try:
@@ -100,9 +106,12 @@ def list_experiments() -> list[str]:
     for path in experiments_dir().glob("*.json"):
         try:
             payload = json.loads(path.read_text())
-            entries.append((float(payload.get("saved_at", 0)), str(payload["name"])))
-        except (OSError, ValueError, KeyError):
+            name, saved_at = payload["name"], float(payload.get("saved_at", 0))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # a damaged file is skipped here; load_experiment reports it
+        # Another file's copy (or a forged name) would list a name that loads a different file.
+        if isinstance(name, str) and path == _path_for(name):
+            entries.append((saved_at, name))
     return [name for _, name in sorted(entries, reverse=True)]
 
 
@@ -112,11 +121,12 @@ def delete_experiment(name: str) -> None:
 
 
 def classic_experiment(spec: RunSpec) -> list[RunSpec]:
-    """The three runs of the classic transfer-learning comparison.
+    """The three runs of the classic transfer-learning comparison, in the order they queue.
 
-    Scratch (random weights), frozen backbone, and frozen-then-fine-tune, all on the same
+    Frozen backbone, frozen-then-fine-tune, and scratch (random weights), all on the same
     dataset and backbone and with the same total epoch budget: ``spec``'s total epochs, at
-    least two. The two-stage run spends about half the budget on each stage.
+    least two. The two-stage run spends about half the budget on each stage. Rebuilt from any
+    of its runs' specs, the experiment gives the same three runs back.
     """
     budget = max(spec.train.total_epochs, CLASSIC_MIN_EPOCHS)
     finetune_epochs = budget // 2
@@ -140,3 +150,90 @@ def classic_runs(spec: RunSpec, store: RunStore) -> list[tuple[RunSpec, RunRecor
     classic experiment queued from the command line shows up too.
     """
     return [(run, store.latest_with_key(run.key())) for run in classic_experiment(spec)]
+
+
+@dataclass(frozen=True)
+class ClassicBatch:
+    """One classic experiment found in the run store.
+
+    Attributes:
+        specs: Its three runs' specs, in queue order (:func:`classic_experiment`).
+        runs: The newest stored attempt of each, ``None`` where none was ever queued.
+    """
+
+    specs: tuple[RunSpec, ...]
+    runs: tuple[RunRecord | None, ...]
+
+    @property
+    def stored(self) -> list[RunRecord]:
+        return [run for run in self.runs if run is not None]
+
+    @property
+    def last_created(self) -> float:
+        """When its newest run was queued: batches are listed newest first by it."""
+        return max((run.created_at for run in self.stored), default=0.0)
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(spec.key() for spec in self.specs)
+
+    @property
+    def id(self) -> str:
+        """The spec key of its first run: unique per batch, the same for any run it is rebuilt from."""
+        return self.specs[0].key()
+
+
+def recent_classics(store: RunStore, limit: int = 8) -> list[ClassicBatch]:
+    """The classic experiments in the store, newest first, at most ``limit``.
+
+    A classic run is one named after its strategy (``classic · frozen``) whose spec rebuilds a
+    classic experiment containing it; its batch is that experiment, whatever experiment was
+    current when it was queued, so last week's demo can be shown again after others.
+    """
+    batches: dict[frozenset[str], tuple[RunSpec, ...]] = {}
+    for run in store.list_runs():
+        if run.name not in CLASSIC_NAMES:
+            continue
+        specs = tuple(classic_experiment(run.spec))
+        keys = frozenset(spec.key() for spec in specs)
+        if run.spec.key() in keys and keys not in batches:
+            batches[keys] = specs
+        if len(batches) == limit:
+            break
+    return [classic_batch(specs[0], store) for specs in batches.values()]
+
+
+def classic_batch(spec: RunSpec, store: RunStore) -> ClassicBatch:
+    """The classic experiment for ``spec`` (any of its runs' specs will do), as the store has it."""
+    pairs = classic_runs(spec, store)
+    return ClassicBatch(tuple(run_spec for run_spec, _ in pairs), tuple(run for _, run in pairs))
+
+
+@dataclass(frozen=True)
+class Starter:
+    """The settings a visitor with no saved experiment starts from, and why, in a line.
+
+    Attributes:
+        spec: The defaults, with a backbone and width whose ImageNet weights are on disk.
+        note: What was chosen and why, for the Home and Configure pages.
+    """
+
+    spec: RunSpec
+    note: str
+
+
+def starter_spec() -> Starter:
+    """The defaults of :class:`RunSpec`, made to work on this server.
+
+    The backbone and width come from the ImageNet weight files in Keras' cache
+    (:func:`~tlcore.backbones.catalogue.default_backbone`); the data is the built-in shapes
+    set, which is generated and needs no files, so a first training run works offline.
+    """
+    base = RunSpec()
+    choice = default_backbone(base.dataset.image_size, base.backbone.name, base.backbone.alpha)
+    usual = (base.backbone.name, base.backbone.alpha or get_backbone_info(base.backbone.name).default_alpha)
+    spec = base if (choice.name, choice.alpha) == usual else dataclasses.replace(
+        base, backbone=dataclasses.replace(base.backbone, name=choice.name, alpha=choice.alpha))
+    data = f"the built-in {base.dataset.location} set (generated, needs no files)"
+    backbone = f"Defaults for this server: {choice.reason}" if choice.on_disk else choice.reason
+    return Starter(spec, f"{backbone} Data: {data}.")

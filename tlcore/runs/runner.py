@@ -90,7 +90,8 @@ class StoreObserver(TrainingObserver):
     def on_pass(self, progress: PassProgress) -> None:
         self.watcher.on_pass(progress)
         if progress.done == progress.total or self._progress_gate.ready():
-            self.store.set_pass_progress(self.run_id, progress.describe() if progress.done < progress.total else None)
+            finished = progress.done >= progress.total
+            self.store.set_pass_progress(self.run_id, None if finished else progress.describe())
 
     def should_stop(self) -> bool:
         if not self._stop_seen and self._stop_gate.ready():

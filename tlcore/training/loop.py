@@ -140,6 +140,8 @@ def start_run(
         bundle = load_dataset(spec.dataset, progress=PassTimer("Decoding images", observer.on_pass))
     for warning in bundle.warnings:
         note(warning)
+    if bundle.skipped:
+        note(skipped_note(bundle))
     resolved = build_backbone(spec.backbone, spec.dataset.image_size)
     for remark in resolved.notes:
         note(remark)
@@ -151,6 +153,17 @@ def start_run(
         run.done_epochs = resume.epoch
         note(f"Resumed after epoch {resume.epoch} from its checkpoint (optimizer state restarts).")
     return run
+
+
+SHOWN_SKIPPED = 10
+
+
+def skipped_note(bundle: DatasetBundle) -> str:
+    """The files the decode pass could not read, by name and reason (the first few)."""
+    shown = "; ".join(f"{skipped.id} ({skipped.reason})" for skipped in bundle.skipped[:SHOWN_SKIPPED])
+    more = len(bundle.skipped) - SHOWN_SKIPPED
+    rest = f"; and {more} more (`python -m tlcore show RUN --json` lists them all)." if more > 0 else "."
+    return f"Unreadable files left out: {shown}{rest}"
 
 
 def stage_inputs(run: TrainingRun, stages: list[Stage]) -> Iterator[StageInputs]:

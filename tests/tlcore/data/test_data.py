@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -63,7 +62,8 @@ def test_an_image_keeps_its_split_when_others_are_added_or_removed() -> None:
     keep = [i for i, name in enumerate(grown_ids) if not name.endswith(("005", "017"))]  # two removed
     grown_ids, grown_labels = [grown_ids[i] for i in keep], grown_labels[keep]
     after = _part_names(stratified_partition(grown_ids, grown_labels, [0.15, 0.15], seed=4), len(grown_ids))
-    moved = [name for name, part in zip(grown_ids, after, strict=True) if name in before and before[name] != part]
+    moved = [name for name, part in zip(grown_ids, after, strict=True)
+             if name in before and before[name] != part]
     assert not moved
 
 
