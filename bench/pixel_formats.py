@@ -104,17 +104,25 @@ def main() -> None:
     args = p.parse_args()
     root = tempfile.mkdtemp(prefix="tlformats-")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    print(f"{args.images:,} images of {SIZE} px ({args.images * SIZE * SIZE * 3 / 2**30:.2f} GiB), "
-          f"load {os.getloadavg()[0]:.2f}")
+    print(
+        f"{args.images:,} images of {SIZE} px ({args.images * SIZE * SIZE * 3 / 2**30:.2f} GiB), "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     print("| format | write s | shuffled epoch s | images/s | RSS growth while reading MB |")
     print("| --- | --- | --- | --- | --- |")
     for kind in ("rowstore", "memmap", "tfrecord"):
-        code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import pixel_formats as m; " \
-               f"m.child({kind!r}, {root!r}, {args.images})"
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        code = (
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import pixel_formats as m; "
+            f"m.child({kind!r}, {root!r}, {args.images})"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
         result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
-        print(f"| {kind} | {result['write_seconds']:.1f} | {result['seconds']:.1f} | "
-              f"{args.images / result['seconds']:,.0f} | {result['rss_growth_mb']:+.0f} |")
+        print(
+            f"| {kind} | {result['write_seconds']:.1f} | {result['seconds']:.1f} | "
+            f"{args.images / result['seconds']:,.0f} | {result['rss_growth_mb']:+.0f} |"
+        )
     subprocess.run(["rm", "-rf", root], check=False)
 
 

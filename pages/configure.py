@@ -1,6 +1,7 @@
 """Configure: dataset, backbone, strategy and hyperparameters -> a named experiment.
 
-Widgets start from a draft spec kept in the session, so edits survive visits to other pages.
+Widgets start from a draft spec kept in the session, so edits survive visits to other pages;
+Load puts a saved experiment in every widget (see ui.forms).
 """
 
 import dataclasses
@@ -21,28 +22,38 @@ from ui import forms, glue, widgets
 
 glue.require_frame(__file__)
 
-DRAFT = "configure.draft"
+START = "configure.start"
+
+
+def load_chosen() -> None:
+    """Load button callback: the chosen experiment in every widget, before they are drawn."""
+    name = st.session_state.get(START)
+    spec = glue.attempt(load_experiment, name, doing="loading the experiment")
+    if spec is not None:
+        forms.load_into_form(spec, keep=[START, "configure.load"])
+        st.session_state[glue.CURRENT_EXPERIMENT] = name
+
 
 st.title("Configure")
 names = glue.attempt(list_experiments) or []
 if names:
     start_col, load_col = st.columns([4, 1], vertical_alignment="bottom")
-    start = start_col.selectbox("Start from a saved experiment", names, key="configure.start")
-    if load_col.button("Load", icon=":material/upload_file:", key="configure.load"):
-        st.session_state[DRAFT] = glue.attempt(load_experiment, start)
-        for key in [k for k in st.session_state if k.startswith("configure.") and k != DRAFT]:
-            del st.session_state[key]  # widgets take their values from the loaded draft
-        st.rerun()
-draft: RunSpec = st.session_state.get(DRAFT) or glue.current_spec()
+    start_col.selectbox("Start from a saved experiment", names, key=START)
+    load_col.button("Load", icon=":material/upload_file:", key="configure.load", on_click=load_chosen)
+draft: RunSpec = st.session_state.get(forms.DRAFT) or glue.current_spec()
+if glue.current_experiment() is None:  # the form started from the defaults chosen for this server
+    st.info(glue.starter().note, icon=":material/lightbulb:")
 
 st.subheader("1 · Dataset")
 dataset = forms.dataset_form(draft.dataset)
-if st.button("Preview dataset", icon=":material/visibility:", key="configure.preview"):
-    st.session_state["configure.previewed"] = dataset
+location_problem = forms.location_problem(dataset)
+if st.button("Preview dataset", icon=":material/visibility:", key="configure.preview",
+             disabled=location_problem is not None):
+    st.session_state[glue.PREVIEWED] = dataset
 preview = None
-if st.session_state.get("configure.previewed") == dataset:
+if st.session_state.get(glue.PREVIEWED) == dataset:
     preview = glue.attempt(glue.dataset_preview, dataset, doing="loading the dataset")
-elif st.session_state.get("configure.previewed"):
+elif st.session_state.get(glue.PREVIEWED):
     st.caption("The dataset settings changed since the last preview; preview again to see them.")
 if preview is not None:
     forms.preview_view(preview)
@@ -56,37 +67,44 @@ if train.strategy == "scratch":
     backbone = dataclasses.replace(backbone, weights="none")
     st.caption("Training from scratch starts from random weights, whatever the weights choice above.")
 spec = RunSpec(dataset, backbone, train, name=draft.name)
-st.session_state[DRAFT] = spec
+st.session_state[forms.DRAFT] = spec
 
 problems = glue.attempt(spec_problems, spec, doing="checking the settings")
 for problem in problems or []:
-    glue.show_error(problem)
+    if problem.message not in forms.shown_inline():  # already said under its own field
+        glue.show_error(problem)
 for warning in glue.attempt(spec_warnings, spec) or []:
     st.warning(warning, icon=":material/warning:")
-if problems == []:
-    images = preview.train_images if preview else 1000
+blocked = problems != [] or bool(forms.shown_inline())  # a missing folder, a number out of range
+if not blocked:
+    counted = preview.train_images if preview else glue.train_images(dataset)
+    images = counted or glue.ASSUMED_TRAIN_IMAGES
     server = glue.server_profile()
     cols = st.columns(3)
     cols[0].metric("Time per epoch (estimate)", format_seconds(estimate_epoch_seconds(spec, images, server)))
     cols[1].metric(f"Whole run, {train.total_epochs} epoch(s)",
                    format_seconds(estimate_run_seconds(spec, images, server)))
-    cols[2].caption(f"{estimate_basis(spec, server)}; {images:,} training images"
-                    + ("." if preview else " (preview the dataset to use its real size)."))
+    source = ", counted from the dataset's files." if counted else " (assumed: the dataset cannot be listed)."
+    cols[2].caption(f"{estimate_basis(spec, server)}; {images:,} training images{source}")
     if train.augmentations and train.strategy != "scratch":
         st.caption(augmentation_costs(spec, images, server=server))
 
 st.subheader("4 · Save")
-name = st.text_input("Experiment name", value=draft.name, key="configure.name",
+name = st.text_input("Experiment name", key=forms.seeded("configure.name", draft.name),
                      placeholder="e.g. shapes-frozen")
-if problems != []:
+st.session_state[forms.DRAFT] = dataclasses.replace(spec, name=name)  # a typed name survives page visits
+if blocked:
     st.caption("Fix the settings marked above to save.")
 elif not name.strip():
     st.caption("Give the experiment a name to save it.")
+elif " ".join(name.split()) in names:
+    st.caption(f"Saving replaces the saved experiment “{' '.join(name.split())}”.")
 if st.button("Save experiment", type="primary", icon=":material/save:", key="configure.save",
-             disabled=problems != [] or not name.strip()):
+             disabled=blocked or not name.strip()):
     saved = glue.attempt(save_experiment, name, spec, doing="saving the experiment")
     if saved is not None:
         st.session_state[glue.CURRENT_EXPERIMENT] = saved.name
-        st.session_state[DRAFT] = saved
-        st.success(f"Saved “{saved.name}”. It is now the current experiment.", icon=":material/check:")
+        st.session_state[forms.DRAFT] = saved
+        st.success(f"Saved “{glue.literal(saved.name)}”. It is now the current experiment.",
+                   icon=":material/check:")
         st.page_link(widgets.TRAIN_PAGE, label="Train it now", icon=":material/monitoring:")

@@ -336,7 +336,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """The Compare page's test-metrics table (and its CSV download) for the runs named."""
     store = RunStore()
     runs = [store.get(run_id) for run_id in args.run_ids]
-    unfinished = [run for run in runs if run.summary is None]  # a stopped run may have results
+    # A stopped run has results when it finished an epoch; a finished one always counts.
+    unfinished = [run for run in runs if run.status != RunStatus.FINISHED and run.summary is None]
     if unfinished:
         raise RunStateError(
             "Only finished runs (or runs stopped after an epoch) have test metrics to compare: "

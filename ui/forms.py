@@ -1,36 +1,87 @@
 """The Configure page's form sections: each draws its widgets and returns one spec part.
 
-Every widget starts from the matching field of a draft spec, so the form shows a saved or
-half-edited experiment as it was. Keys are namespaced ``configure.*``.
+Every widget takes its value from the session, seeded from the matching field of a draft spec
+when the widget has none yet (:func:`seeded`), so the form shows a saved or half-edited
+experiment as it was. Widgets are never given ``value=`` or ``index=``: their identity is their
+key, and a browser keeps showing its own value of a keyed widget unless the session tells it
+otherwise, which is exactly what a seeded value does. :func:`load_into_form` relies on that.
+Keys are namespaced ``configure.*``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from tlcore.backbones import CATALOGUE
-from tlcore.config import BackboneSpec, DatasetSpec, TrainSpec, setting
+from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec, setting
 from tlcore.data import COMMON_TFDS, builtin_datasets
+from tlcore.data.folder import folder_root
 from tlcore.data.preview import DatasetPreview
-from tlcore.data.uploads import MAX_ZIP_UPLOAD_BYTES, save_upload
+from tlcore.data.uploads import MAX_ZIP_UPLOAD_BYTES, save_upload, source_label
+from tlcore.errors import ConfigError, DatasetError, TLError
+from tlcore.paths import data_roots, is_inside
 from tlcore.report.plots import class_counts_figure
 from ui import glue
 
+PREFIX = "configure."
+DRAFT = "configure.draft"
+"""The spec the form starts from; written back after every run of the page."""
+INLINE = "configure.inline"
+"""Messages this run showed under their own field, so the page does not repeat them."""
 SOURCES = {"builtin": "Built-in demo set", "tfds": "TensorFlow Datasets",
            "folder": "Folder on the server", "zip": "Upload a zip"}
 WEIGHTS = {"imagenet": "ImageNet", "none": "None (random)", "file": "A file"}
 STRATEGY_HELP = {"scratch": "random weights, train everything", "frozen": "train only the new head",
                  "finetune": "train the head and the top of the backbone",
                  "frozen_then_finetune": "head first, then fine-tune at a lower rate"}
+FOLDER_HINT = ("Type the path of a folder on the server that holds one sub-folder of images per class. "
+               "For an archive, choose “Upload a zip” above.")
+
+
+def load_into_form(spec: RunSpec, keep: Sequence[str] = ()) -> None:
+    """Make ``spec`` the draft and forget every form value, so each widget shows ``spec``.
+
+    Call it before the form's widgets are drawn (a button callback, or before ``st.rerun``):
+    the widgets then seed their values from ``spec`` and the browser is told each one.
+
+    Args:
+        spec: The experiment to show.
+        keep: Session keys of the page to leave as they are (the experiment picker).
+    """
+    for key in [k for k in st.session_state if k.startswith(PREFIX) and k not in keep]:
+        del st.session_state[key]
+    st.session_state[DRAFT] = spec
+
+
+def shown_inline() -> list[str]:
+    """The messages shown under their fields in this run (:data:`INLINE`)."""
+    return st.session_state.setdefault(INLINE, [])
+
+
+def _say_inline(exc: TLError) -> None:
+    glue.show_error(exc)
+    shown_inline().append(exc.message)
+
+
+def seeded(key: str, value: Any) -> str:
+    """``key``, with ``value`` in the session unless the widget already has one there."""
+    st.session_state.setdefault(key, value)
+    return key
+
+
+def _option(options: Sequence[Any], current: Any) -> Any:
+    """``current`` when it is one of ``options``, else the first option."""
+    return current if current in list(options) else list(options)[0]
 
 
 def _limits(spec_class: type, name: str, kind: type = float) -> dict[str, Any]:
-    """A widget's ``min_value``, ``max_value`` and ``step``, read from the field's bound in tlcore.config."""
+    """A slider's ``min_value``, ``max_value`` and ``step``, read from the field's bound in tlcore.config."""
     bound = setting(spec_class, name).bound
     limits = {"min_value": bound.form_min, "max_value": bound.form_max, "step": bound.step}
     return {key: kind(value) for key, value in limits.items() if value is not None}
@@ -45,56 +96,110 @@ def _choices(spec_class: type, name: str) -> tuple[str, ...]:
     return setting(spec_class, name).choices
 
 
-def _index(options: Sequence[Any] | dict, current: Any) -> int:
-    options = list(options)
-    return options.index(current) if current in options else 0
+def allowed(spec_class: type, name: str) -> str:
+    """``Allowed: between 1 and 1000.``: a number field's range, from its bound in tlcore.config."""
+    info = setting(spec_class, name)
+    return f"Allowed: {info.bound.describe()}{f' {info.unit}' if info.unit else ''}."
+
+
+def _number(where: Any, label: str, key: str, spec_class: type, name: str, value: float | None,
+            **kwargs: Any) -> Any:
+    """A number field whose value outside its allowed range is explained right under it.
+
+    The widget itself has no minimum or maximum: a browser only turns a value outside them red,
+    without a word, and never sends it. Here every value reaches the page and the field's check
+    in tlcore.config says what is allowed; the spec keeps the draft's ``value`` meanwhile, so an
+    impossible number never reaches it, and the page disables Save while :func:`shown_inline`
+    lists a message.
+    """
+    info = setting(spec_class, name)
+    tip = " ".join(filter(None, [kwargs.pop("help", ""), allowed(spec_class, name)]))
+    number = where.number_input(label, key=seeded(key, value), step=int(info.bound.step or 1), help=tip,
+                                **kwargs)
+    if not kwargs.get("disabled"):
+        try:
+            info.check(number)
+        except ConfigError as exc:
+            with where:
+                _say_inline(exc)
+            return value
+    return number
+
+
+def location_problem(d: DatasetSpec) -> TLError | None:
+    """Why the typed folder cannot be a dataset, found as it is typed (a stat, not a listing).
+
+    An unusable path or one outside the data roots keeps tlcore's words; a folder that is
+    missing, or a file, gets the app's hint, which points to the upload instead of the CLI's
+    ``zip:`` syntax.
+    """
+    if d.kind != "folder" or not d.location.strip():
+        return None
+    try:
+        folder_root(d, data_roots())
+    except TLError as exc:
+        try:
+            inside = is_inside(Path(d.location).expanduser().resolve(), data_roots())
+        except (OSError, RuntimeError, ValueError):
+            inside = False
+        return DatasetError(exc.message, FOLDER_HINT) if inside else exc
+    return None
 
 
 def _source(d: DatasetSpec) -> tuple[str, str | None]:
-    kind = st.radio("Source", list(SOURCES), format_func=SOURCES.get, index=_index(SOURCES, d.kind),
-                    horizontal=True, key="configure.kind")
-    same_kind = d.kind == kind
+    kind = st.radio("Source", list(SOURCES), format_func=SOURCES.get, horizontal=True,
+                    key=seeded("configure.kind", _option(list(SOURCES), d.kind)))
+    location = d.location if d.kind == kind else ""
     if kind == "builtin":
         builtins = builtin_datasets()
-        name = st.selectbox("Dataset", list(builtins), index=_index(builtins, d.location),
-                            format_func=lambda n: f"{n} — {builtins[n]}", key="configure.builtin")
+        name = st.selectbox("Dataset", list(builtins), format_func=lambda n: f"{n} — {builtins[n]}",
+                            key=seeded("configure.builtin", _option(list(builtins), location)))
         return f"builtin:{name}", None
     if kind == "tfds":
-        options = list(COMMON_TFDS) + ([d.location] if same_kind and d.location not in COMMON_TFDS else [])
+        options = list(COMMON_TFDS) + ([location] if location and location not in COMMON_TFDS else [])
         name = st.selectbox("TFDS dataset (pick one or type any name)", options, accept_new_options=True,
-                            index=_index(options, d.location), key="configure.tfds")
+                            key=seeded("configure.tfds", _option(options, location)))
         data_dir = st.text_input("TFDS data_dir (optional; prepared data there works offline)",
-                                 value=d.data_dir or "", key="configure.data_dir")
+                                 key=seeded("configure.data_dir", d.data_dir or ""))
         return f"tfds:{name or ''}", data_dir.strip() or None
     if kind == "folder":
         folder = st.text_input("Folder on the server with one sub-folder of images per class",
-                               value=d.location if same_kind else "", key="configure.folder")
-        return f"folder:{folder.strip()}", None
+                               key=seeded("configure.folder", location))
+        source = f"folder:{folder.strip()}"
+        problem = location_problem(dataclasses.replace(d, source=source))
+        if problem is not None:
+            _say_inline(problem)
+        return source, None
+    return _upload(d.source if d.kind == kind else "zip:"), None
+
+
+def _upload(source: str) -> str:
+    """The uploaded zip as a ``zip:PATH`` source, named to the user by its uploaded name."""
     upload = st.file_uploader("Zip of class folders (one folder of images per class)", type=["zip"],
                               max_upload_size=MAX_ZIP_UPLOAD_BYTES // 2**20, key="configure.zip")
-    source = d.source if same_kind else "zip:"
     if upload is not None:
         saved = glue.attempt(save_upload, upload.getvalue(), upload.name, doing="saving the upload")
         source = f"zip:{saved}" if saved else "zip:"
-    st.caption(f"Using the uploaded archive `{source[4:]}`." if source != "zip:"
+    st.caption(f"Using the uploaded archive **{source_label(source)}**." if source != "zip:"
                else "Upload a zip to use it.")
-    return source, None
+    return source
 
 
 def dataset_form(d: DatasetSpec) -> DatasetSpec:
-    """Source, subset, image size, split shares and seed."""
+    """Source, subset, image size, split shares and seed; the first section, so it starts the run's
+    list of messages shown under their fields."""
+    st.session_state[INLINE] = []
     source, data_dir = _source(d)
     cols = st.columns(5)
-    subset = cols[0].slider("Share of images used", value=d.subset, key="configure.subset",
+    subset = cols[0].slider("Share of images used", key=seeded("configure.subset", d.subset),
                             **_limits(DatasetSpec, "subset"))
-    size = cols[1].number_input("Image size (px)", value=d.image_size, key="configure.image_size",
-                                **_limits(DatasetSpec, "image_size", int))
-    val = cols[2].slider("Validation share", value=d.val_fraction, key="configure.val",
+    size = _number(cols[1], "Image size (px)", "configure.image_size", DatasetSpec, "image_size",
+                   int(d.image_size))
+    val = cols[2].slider("Validation share", key=seeded("configure.val", d.val_fraction),
                          **_limits(DatasetSpec, "val_fraction"))
-    test = cols[3].slider("Test share", value=d.test_fraction, key="configure.test",
+    test = cols[3].slider("Test share", key=seeded("configure.test", d.test_fraction),
                           **_limits(DatasetSpec, "test_fraction"))
-    seed = cols[4].number_input("Seed (splits, training)", value=d.seed, key="configure.seed",
-                                **_limits(DatasetSpec, "seed", int))
+    seed = _number(cols[4], "Seed (splits, training)", "configure.seed", DatasetSpec, "seed", int(d.seed))
     return dataclasses.replace(d, source=source, subset=subset, image_size=int(size), val_fraction=val,
                                test_fraction=test, seed=int(seed), data_dir=data_dir)
 
@@ -116,60 +221,80 @@ def preview_view(preview: DatasetPreview) -> None:
             st.dataframe(pd.DataFrame([vars(s) for s in preview.skipped]), hide_index=True)
 
 
+CATALOGUE_COLUMNS = {
+    "title": "backbone", "params": st.column_config.NumberColumn("parameters", format="compact"),
+    "top1": st.column_config.NumberColumn("ImageNet top-1 %"), "default_size": "input size",
+    "alphas": st.column_config.ListColumn("widths (α)"),
+    "on_disk": st.column_config.TextColumn("ImageNet weights on disk", width="large"),
+}
+
+
+def catalogue_table() -> None:
+    """The catalogue with, per backbone, the widths and sizes whose weights are on this server."""
+    rows = glue.catalogue_rows()
+    table = pd.DataFrame(rows)[list(CATALOGUE_COLUMNS)]
+    st.dataframe(table, hide_index=True, column_config=CATALOGUE_COLUMNS)
+    rule = next((row["size_rule"] for row in rows if row["size_rule"]), "")
+    st.caption(f"MobileNet and MobileNetV2 weights: {rule}." if rule else "")
+
+
+def _keras_application(cols: Sequence[Any], b: BackboneSpec) -> tuple[str, float | None]:
+    """The catalogue pick-list and, for families with one, the width multiplier."""
+    name = cols[0].selectbox("Keras application", list(CATALOGUE), format_func=lambda n: CATALOGUE[n].title,
+                            key=seeded("configure.backbone", _option(list(CATALOGUE), b.name)))
+    info = CATALOGUE[name]
+    if not info.alphas:
+        return name, None
+    current = b.alpha if b.name == name and b.alpha in info.alphas else info.default_alpha
+    alpha = cols[1].selectbox("Width multiplier (alpha)", info.alphas,
+                             key=seeded(f"configure.alpha.{name}", current))
+    return name, alpha
+
+
 def backbone_form(b: BackboneSpec) -> BackboneSpec:
     """Catalogue table, Keras application (and alpha) or TF Hub handle, and weights."""
     with st.expander("Backbone catalogue"):
-        st.dataframe(pd.DataFrame(glue.catalogue_rows()), hide_index=True, column_config={
-            "params": st.column_config.NumberColumn("parameters", format="compact"),
-            "top1": st.column_config.NumberColumn("ImageNet top-1 %"),
-            "default_size": "input size", "weights_on_disk": "weights on disk"})
-    use_hub = st.toggle("Use a TF Hub model instead of a Keras application", value=b.is_hub,
-                        key="configure.use_hub")
-    name_col, alpha_col, weights_col = st.columns([2, 1, 2])
+        catalogue_table()
+    use_hub = st.toggle("Use a TF Hub model instead of a Keras application",
+                        key=seeded("configure.use_hub", b.is_hub))
+    cols = st.columns([2, 1, 2])
     alpha, info = None, None
     if use_hub:
-        handle = name_col.text_input("TF Hub handle (URL) or local SavedModel folder",
-                                     value=b.name[4:] if b.is_hub else "", key="configure.hub")
+        handle = cols[0].text_input("TF Hub handle (URL) or local SavedModel folder",
+                                    key=seeded("configure.hub", b.name[4:] if b.is_hub else ""))
         name = f"hub:{handle.strip()}"
     else:
-        name = name_col.selectbox("Keras application", list(CATALOGUE), index=_index(CATALOGUE, b.name),
-                                  format_func=lambda n: CATALOGUE[n].title, key="configure.backbone")
+        name, alpha = _keras_application(cols, b)
         info = CATALOGUE[name]
-        if info.alphas:
-            alpha = alpha_col.selectbox("Width multiplier (alpha)", info.alphas,
-                                        key=f"configure.alpha.{name}",
-                                        index=_index(info.alphas, b.alpha or info.default_alpha))
-    mode = weights_col.radio("Weights", list(WEIGHTS), format_func=WEIGHTS.get, horizontal=True,
-                             index=_index(WEIGHTS, b.weights if b.weights in WEIGHTS else "file"),
-                             key="configure.weights")
+    mode = cols[2].radio("Weights", list(WEIGHTS), format_func=WEIGHTS.get, horizontal=True,
+                         key=seeded("configure.weights", b.weights if b.weights in WEIGHTS else "file"))
     if info is not None:
         st.caption(f"{info.title}: {info.params / 1e6:.1f} M parameters, ImageNet top-1 {info.top1:.1f} %, "
                    f"trained at {info.default_size} px. {info.notes}")
     weights = mode
     if mode == "file":
-        weights = st.text_input("Weights file on the server", key="configure.weights_path",
-                                value="" if b.weights in WEIGHTS else b.weights).strip()
+        weights = st.text_input("Weights file on the server",
+                                key=seeded("configure.weights_path",
+                                            "" if b.weights in WEIGHTS else b.weights)).strip()
     return dataclasses.replace(b, name=name, alpha=alpha, weights=weights)
 
 
 def _stages(t: TrainSpec) -> dict[str, Any]:
     """Strategy, epochs and how much of the backbone fine-tunes (enabled only where it applies)."""
     strategies = _choices(TrainSpec, "strategy")
-    strategy = st.radio("Strategy", strategies, index=_index(strategies, t.strategy), horizontal=True,
-                        format_func=lambda s: f"{s} ({STRATEGY_HELP[s]})", key="configure.strategy")
+    strategy = st.radio("Strategy", strategies, horizontal=True,
+                        format_func=lambda s: f"{s} ({STRATEGY_HELP[s]})",
+                        key=seeded("configure.strategy", _option(strategies, t.strategy)))
     tunes = strategy in ("finetune", "frozen_then_finetune")
     c = st.columns(4)
-    epochs = c[0].number_input("Epochs", value=t.epochs, key="configure.epochs",
-                               **_limits(TrainSpec, "epochs", int))
-    ft_epochs = c[1].number_input("Fine-tune epochs (second stage)", value=t.fine_tune_epochs,
-                                  key="configure.ft_epochs", disabled=strategy != "frozen_then_finetune",
-                                  **_limits(TrainSpec, "fine_tune_epochs", int))
-    ft_layers = c[2].number_input("Fine-tune layers", value=t.fine_tune_layers,
-                                  key="configure.ft_layers", disabled=not tunes,
-                                  help="Empty: unfreeze the share of layers set on the right.",
-                                  **_limits(TrainSpec, "fine_tune_layers", int))
-    ft_fraction = c[3].slider("Share of backbone layers fine-tuned", value=t.fine_tune_fraction,
-                              key="configure.ft_fraction", disabled=not tunes,
+    epochs = _number(c[0], "Epochs", "configure.epochs", TrainSpec, "epochs", t.epochs)
+    ft_epochs = _number(c[1], "Fine-tune epochs (second stage)", "configure.ft_epochs", TrainSpec,
+                        "fine_tune_epochs", t.fine_tune_epochs, disabled=strategy != "frozen_then_finetune")
+    ft_layers = _number(c[2], "Fine-tune layers", "configure.ft_layers", TrainSpec, "fine_tune_layers",
+                        t.fine_tune_layers, disabled=not tunes,
+                        help="Empty: unfreeze the share of layers set on the right.")
+    ft_fraction = c[3].slider("Share of backbone layers fine-tuned", disabled=not tunes,
+                              key=seeded("configure.ft_fraction", t.fine_tune_fraction),
                               **_limits(TrainSpec, "fine_tune_fraction"))
     return {"strategy": strategy, "epochs": int(epochs), "fine_tune_epochs": int(ft_epochs),
             "fine_tune_layers": int(ft_layers) if ft_layers else None, "fine_tune_fraction": ft_fraction}
@@ -179,16 +304,16 @@ def _optimisation(t: TrainSpec, tunes: bool) -> dict[str, Any]:
     """Learning rates, batch size and optimizer, offered from the presets in tlcore.config."""
     c = st.columns(4)
     lr = c[0].select_slider("Learning rate", _presets(TrainSpec, "learning_rate", t.learning_rate),
-                            t.learning_rate, format_func=lambda v: f"{v:g}", key="configure.lr")
+                            format_func=lambda v: f"{v:g}", key=seeded("configure.lr", t.learning_rate))
     ft_lr = c[1].select_slider("Fine-tune learning rate",
                                _presets(TrainSpec, "fine_tune_learning_rate", t.fine_tune_learning_rate),
-                               t.fine_tune_learning_rate, format_func=lambda v: f"{v:g}",
-                               key="configure.ft_lr", disabled=not tunes)
-    sizes = _presets(TrainSpec, "batch_size", t.batch_size)
-    batch = c[2].selectbox("Batch size", sizes, index=_index(sizes, t.batch_size), key="configure.batch")
+                               format_func=lambda v: f"{v:g}", disabled=not tunes,
+                               key=seeded("configure.ft_lr", t.fine_tune_learning_rate))
+    batch = c[2].selectbox("Batch size", _presets(TrainSpec, "batch_size", t.batch_size),
+                           key=seeded("configure.batch", t.batch_size))
     optimizers = _choices(TrainSpec, "optimizer")
-    optimizer = c[3].selectbox("Optimizer", optimizers, index=_index(optimizers, t.optimizer),
-                               key="configure.optimizer")
+    optimizer = c[3].selectbox("Optimizer", optimizers,
+                               key=seeded("configure.optimizer", _option(optimizers, t.optimizer)))
     return {"learning_rate": lr, "fine_tune_learning_rate": ft_lr, "batch_size": int(batch),
             "optimizer": optimizer}
 
@@ -196,26 +321,25 @@ def _optimisation(t: TrainSpec, tunes: bool) -> dict[str, Any]:
 def _regularisation(t: TrainSpec) -> dict[str, Any]:
     """Label smoothing, dropout, early stopping, class weights, augmentation and the feature cache."""
     c = st.columns(4)
-    smoothing = c[0].slider("Label smoothing", value=t.label_smoothing, key="configure.smoothing",
+    smoothing = c[0].slider("Label smoothing", key=seeded("configure.smoothing", t.label_smoothing),
                             **_limits(TrainSpec, "label_smoothing"))
-    dropout = c[1].slider("Dropout", value=t.dropout, key="configure.dropout",
+    dropout = c[1].slider("Dropout", key=seeded("configure.dropout", t.dropout),
                           **_limits(TrainSpec, "dropout"))
-    patience = c[2].number_input("Early-stopping patience (0: off)", value=t.early_stopping_patience,
-                                 key="configure.patience",
-                                 **_limits(TrainSpec, "early_stopping_patience", int))
-    class_weights = c[3].toggle("Class weights (for imbalance)", t.class_weights,
-                                key="configure.class_weights")
+    patience = _number(c[2], "Early-stopping patience (0: off)", "configure.patience", TrainSpec,
+                       "early_stopping_patience", t.early_stopping_patience)
+    class_weights = c[3].toggle("Class weights (for imbalance)", key=seeded("configure.class_weights",
+                                                                             t.class_weights))
     c = st.columns([2, 1, 1], vertical_alignment="bottom")
     augmentations = c[0].multiselect("Augmentations (training only)", _choices(TrainSpec, "augmentations"),
-                                     list(t.augmentations), key="configure.augment")
-    feature_cache = c[1].toggle("Cache frozen features", t.feature_cache, key="configure.feature_cache",
+                                     key=seeded("configure.augment", list(t.augmentations)))
+    feature_cache = c[1].toggle("Cache frozen features",
+                                key=seeded("configure.feature_cache", t.feature_cache),
                                 help="Run the frozen part once per image instead of every epoch: "
                                      "same result, much faster.")
-    views = c[2].number_input("Augmented views per image", value=t.augment_views, key="configure.views",
-                              disabled=not (augmentations and feature_cache),
-                              help="With augmentations and the cache: views precomputed per image "
-                                   "(0 augments on the fly, without the cache).",
-                              **_limits(TrainSpec, "augment_views", int))
+    views = _number(c[2], "Augmented views per image", "configure.views", TrainSpec, "augment_views",
+                    t.augment_views, disabled=not (augmentations and feature_cache),
+                    help="With augmentations and the cache: views precomputed per image "
+                         "(0 augments on the fly, without the cache).")
     return {"label_smoothing": smoothing, "dropout": dropout, "early_stopping_patience": int(patience),
             "class_weights": class_weights, "augmentations": tuple(augmentations),
             "feature_cache": feature_cache, "augment_views": int(views)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from tlcore.paths import keras_models_dir, tl_home
 from tlcore.records import RunArtifacts, RunRecord
 from tlcore.report.evaluate import EvalReport
 from tlcore.report.plots import comparison_figure, confusion_figure, per_class_f1_figure
-from tlcore.runs.experiments import list_experiments, load_experiment
+from tlcore.runs.experiments import Starter, list_experiments, load_experiment, starter_spec
 from tlcore.runs.store import RunStore
 from tlcore.training.estimate import ServerProfile, measure_server
 
@@ -50,6 +51,18 @@ COMPARE_PARAM = "runs"
 SESSION_DEFAULTS: dict[str, object] = {CURRENT_EXPERIMENT: None, WATCHED_RUN: None}
 POLL_ACTIVE_S = 1.5
 """How often live views re-read the store while a run is queued or running."""
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def literal(text: str) -> str:
+    """A user's text (a run or experiment name) shown as typed in Markdown.
+
+    Names are shared: one person's ``[Session expired](https://evil.example)`` must not become
+    a link, an image or a formula in every user's sidebar.
+    """
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def init_session() -> None:
@@ -182,31 +195,80 @@ def watch(run_id: str | None, in_url: bool = True) -> None:
         st.query_params.pop(RUN_PARAM, None)
 
 
-def current_spec() -> RunSpec:
-    """The current experiment's spec, else the most recently saved one, else the defaults."""
+def current_experiment() -> str | None:
+    """The experiment the pages work from: the current one, else the most recently saved one.
+
+    ``None`` when there is none, or it cannot be loaded: :func:`current_spec` then gives the
+    :func:`starter` settings.
+    """
     names = list_experiments()
     name = st.session_state.get(CURRENT_EXPERIMENT) or (names[0] if names else None)
-    if name in names:
-        try:
-            return load_experiment(name)
-        except TLError:
-            log.warning("experiment %r could not be loaded; using defaults", name)
-    return RunSpec()
+    if name not in names:
+        return None
+    try:
+        load_experiment(name)
+    except TLError:
+        log.warning("experiment %r could not be loaded; using the defaults", name)
+        return None
+    return name
+
+
+def current_spec() -> RunSpec:
+    """The :func:`current_experiment`'s spec, else the :func:`starter` settings for this server."""
+    name = current_experiment()
+    return load_experiment(name) if name else starter().spec
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _starter(models_dir: str) -> Starter:
+    del models_dir  # part of the key only
+    return starter_spec()
+
+
+def starter() -> Starter:
+    """What a visitor without an experiment starts from: a backbone whose weights are on disk.
+
+    Re-checked each minute, like the catalogue, so weights copied in later are picked up.
+    """
+    return _starter(str(keras_models_dir()))
+
+
+PREVIEWED = "configure.previewed"
+"""The dataset spec Configure last previewed in this session."""
+ASSUMED_TRAIN_IMAGES = 1000
+"""Training images assumed by estimates for a dataset that cannot be listed."""
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=60)
+def _train_images(dataset_json: str, home: str) -> int:
+    del home  # part of the key only
+    return preview_dataset(DatasetSpec(**json.loads(dataset_json)), per_class=0).train_images
+
+
+def train_images(dataset: DatasetSpec) -> int | None:
+    """Training images of ``dataset``, counted from its file listing (no image decoded; cached
+    for a minute), so estimates use the real size whether or not it was previewed; ``None``
+    when the dataset cannot be listed."""
+    try:
+        return _train_images(json.dumps(dataclasses.asdict(dataset), sort_keys=True), str(tl_home()))
+    except TLError:
+        return None
 
 
 # ---- caches ----------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner="Loading the dataset…", show_time=True, max_entries=16, ttl=3600)
+@st.cache_data(show_spinner="Listing the dataset…", show_time=True, max_entries=16, ttl=60)
 def _preview(dataset_json: str, home: str) -> DatasetPreview:
     del home  # part of the key only: zip: and folder: paths mean different data per home
     return preview_dataset(DatasetSpec(**json.loads(dataset_json)))
 
 
 def dataset_preview(spec: DatasetSpec) -> DatasetPreview:
-    """Samples, counts, warnings and skipped files of a dataset, cached per dataset spec.
+    """Samples, counts, warnings and skipped files of a dataset, cached per dataset spec for a
+    minute (files added, or found unreadable by a run, show up after that).
 
-    Only the small derived data is cached, never the decoded splits.
+    It lists the files and decodes only the samples shown, never the dataset.
     """
     return _preview(json.dumps(dataclasses.asdict(spec), sort_keys=True), str(tl_home()))
 

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
+from pandas.io.formats.style import Styler
 
 from tlcore.records import ACTIVE, RunRecord
-from tlcore.report.summaries import run_name
+from tlcore.report.summaries import format_percent, run_name
 from tlcore.runs import jobs
 from ui import glue
 
 TRAIN_PAGE = "pages/train.py"
 CONFIGURE_PAGE = "pages/configure.py"
 COMPARE_PAGE = "pages/compare.py"
+
+
+def percent_table(frame: pd.DataFrame, columns: list[str]) -> Styler:
+    """``frame`` for ``st.dataframe`` with shares in ``columns`` shown as everywhere (``96.7%``,
+    ``—`` for none). Formatted for display only: the numbers stay numbers, so sorting still works.
+
+    A styled frame shows every other float with six decimals: give those a ``column_config`` format.
+    """
+    return frame.style.format(lambda share: format_percent(None if pd.isna(share) else share), subset=columns)
 
 
 def jobs_sidebar(train_page: st.Page) -> None:
@@ -38,8 +49,10 @@ def _jobs_panel(train_page: st.Page, was_busy: bool) -> None:
 
 def _job_entry(run: RunRecord, position: int | None, train_page: st.Page) -> None:
     with st.container(border=True):
-        st.markdown(f"**{run_name(run, short=True)}**  \n`{run.id}` · {run.status}")
+        st.markdown(f"**{glue.literal(run_name(run, short=True))}**  \n`{run.id}` · {run.status}")
         text = f"queue position {position}" if position else f"{run.progress:.0%}"
+        if run.stop_requested and not position:
+            text = f"stopping after this batch… {text}"
         st.progress(min(max(run.progress, 0.0), 1.0), text=text)
         st.page_link(train_page, label="Watch on the Train page", icon=":material/monitoring:",
                      query_params={glue.RUN_PARAM: run.id})

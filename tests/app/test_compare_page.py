@@ -5,8 +5,11 @@ from pathlib import Path
 import keras
 import pytest
 from apptools import open_app, png_bytes, texts
+from runfakes import clone_run, displayed_table
 
 from tlcore.deploy.export_check import ExportCheck
+from tlcore.records import RunStatus
+from tlcore.report.evaluate import EvalReport
 from tlcore.runs.store import RunStore
 
 
@@ -24,15 +27,65 @@ def test_two_runs_side_by_side_with_metrics_downloads_and_mistakes(with_trained_
     columns = {"test accuracy", "macro F1", "train time (s)", "trainable params", "epochs"}
     assert len(table) == 2 and columns <= set(table.columns)
     assert sorted(m.label.split(" · ")[-1] for m in at.metric) == sorted(with_trained_runs.run_ids)
-    assert all(m.value.endswith("%") for m in at.metric)
-    shown = dict(zip(table["run"].str.split(" · ").str[-1], table["test accuracy"], strict=True))
     store = RunStore()
-    for run_id, percent in shown.items():
-        assert percent == pytest.approx(100 * store.get(run_id).summary.test_accuracy)
+    summaries = {run_id: store.get(run_id).summary for run_id in with_trained_runs.run_ids}
+    for row in displayed_table(at):
+        summary = summaries[row["run"].split(" · ")[-1]]
+        assert row["test accuracy"] == f"{summary.test_accuracy:.1%}"
+        assert row["best val accuracy"] == f"{summary.best_val_accuracy:.1%}"
+        assert row["backbone"] == "mobilenet_v2 ×0.35", "the width is part of the backbone"
+    for metric in at.metric:  # the cards say what the table says
+        assert metric.value == f"{summaries[metric.label.split(' · ')[-1]].test_accuracy:.1%}"
     assert len(at.get("plotly_chart")) >= 5  # 2 curves, 2 confusion matrices, per-class F1
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Table as CSV" in labels and sum(label.startswith("Model ") for label in labels) == 2
-    assert "mistake(s) shown" in "\n".join(e.label for e in at.expander)
+    for run_id in with_trained_runs.run_ids:
+        report = EvalReport.from_dict(store.read_json(run_id, "report.json"))
+        wrong = sum(map(sum, report.confusion)) - sum(row[i] for i, row in enumerate(report.confusion))
+        [title] = [e.label for e in at.expander if run_id in e.label]
+        assert title.endswith(f"— {len(report.mistakes)} of {wrong} mistakes shown")
+        assert len(report.mistakes) < wrong, "the tiny runs make more mistakes than are kept"
+
+
+def test_a_link_preselects_every_run_it_sent_and_those_still_training_join_when_done(writable_trained_home):
+    store = RunStore()
+    training = clone_run(store, writable_trained_home[0], "third", RunStatus.RUNNING)
+    sent = [*writable_trained_home, training.id]
+    at = open_app()
+    at.query_params["runs"] = ",".join(sent)
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert at.multiselect(key="compare.runs").value == writable_trained_home
+    assert f"{training.id} is still running: it joins the comparison when it finishes." in texts(at)
+
+    store.finish(training.id, RunStatus.FINISHED)
+    at.run()
+    assert at.multiselect(key="compare.runs").value == sent
+    assert "still running" not in texts(at)
+    at.multiselect(key="compare.runs").unselect(writable_trained_home[0]).run()
+    assert at.multiselect(key="compare.runs").value == sent[1:], "the person's choice is kept"
+
+    fresh = open_app()
+    fresh.query_params["runs"] = ",".join(sent)
+    fresh.switch_page("pages/compare.py").run()
+    assert fresh.multiselect(key="compare.runs").value == sent, "all three, not the newest two"
+
+
+def test_stopped_runs_with_results_are_offered_marked_as_stopped(writable_trained_home):
+    store = RunStore()
+    stopped = clone_run(store, writable_trained_home[0], "halfway", RunStatus.STOPPED)
+    empty = clone_run(store, writable_trained_home[1], "too early", RunStatus.STOPPED)
+    store.update(empty.id, summary=None)
+    at = open_app()
+    at.query_params["runs"] = f"{stopped.id},{empty.id}"
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    picker = at.multiselect(key="compare.runs")
+    assert picker.value == [stopped.id]
+    assert f"halfway · {stopped.id} (stopped)" in picker.options
+    assert not any(empty.id in option for option in picker.options)
+    assert f"{empty.id} is stopped without results" in texts(at)
+    assert any(m.label.endswith("(stopped)") for m in at.metric)
 
 
 def test_uploaded_images_are_classified_by_every_run_and_bad_ones_explained(with_trained_runs):
@@ -48,6 +101,34 @@ def test_uploaded_images_are_classified_by_every_run_and_bad_ones_explained(with
     result = texts(at)
     assert all(run_id in result for run_id in with_trained_runs.run_ids)
     assert "**broken.png**" in [m.value for m in at.markdown]
+
+
+def test_uploads_stay_while_the_runs_are_chosen_again(with_trained_runs):
+    first, second = with_trained_runs.run_ids
+    at = open_app("pages/compare.py")
+    at.file_uploader(key="compare.images").set_value([("square.png", png_bytes((200, 30, 30)), "image/png")])
+    at.run()
+    at.multiselect(key="compare.runs").set_value([]).run()  # cleared, to pick others
+    at.multiselect(key="compare.runs").set_value([second]).run()
+    assert not at.exception
+    assert [f.name for f in at.file_uploader(key="compare.images").value] == ["square.png"]
+    assert any(second in caption.value and "**" in caption.value for caption in at.caption)
+    at.multiselect(key="compare.runs").set_value([]).run()
+    assert not at.exception
+    assert "Pick a run above to classify these images." in texts(at)
+
+
+def test_below_the_threshold_every_run_answers_not_sure(with_trained_runs):
+    at = open_app("pages/compare.py")
+    at.file_uploader(key="compare.images").set_value([("square.png", png_bytes((200, 30, 30)), "image/png")])
+    at.run()
+    assert at.slider(key="compare.threshold").value == 0, "off by default"
+    answers = [c.value for c in at.caption if "**" in c.value][-1]
+    assert "not sure" not in answers and all(run_id in answers for run_id in with_trained_runs.run_ids)
+    at.slider(key="compare.threshold").set_value(100).run()
+    assert not at.exception
+    answers = [c.value for c in at.caption if "**" in c.value][-1].split("  \n")
+    assert len(answers) == 2 and all("**not sure** (best guess " in line for line in answers)
 
 
 @pytest.fixture

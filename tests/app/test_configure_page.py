@@ -1,8 +1,11 @@
 import pytest
 from apptools import class_zip, open_app, texts
+from specs import tiny_spec
 
 from tlcore.config import DatasetSpec, TrainSpec, setting
-from tlcore.runs.experiments import list_experiments, load_experiment
+from tlcore.paths import keras_models_dir
+from tlcore.runs.experiments import list_experiments, load_experiment, save_experiment
+from ui.forms import allowed
 
 
 def test_defaults_validate_and_save_as_the_current_experiment():
@@ -57,7 +60,8 @@ def test_a_zip_upload_becomes_the_dataset_and_previews():
     at.number_input(key="configure.image_size").set_value(32)
     at.run()
     assert not at.exception and not at.error
-    assert "Using the uploaded archive" in texts(at)
+    assert "Using the uploaded archive **toys.zip**." in texts(at)
+    assert "uploads/archives" not in texts(at), "no server path is shown"
     at.button(key="configure.preview").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "2 classes, 16 images" in texts(at)
@@ -67,13 +71,70 @@ def test_a_zip_upload_becomes_the_dataset_and_previews():
     assert "preview the dataset" not in texts(at)  # the estimate now uses the real size
 
 
-def test_a_folder_outside_the_data_root_is_refused_by_the_engine(tmp_path):
+def test_a_folder_outside_the_data_root_is_refused_as_it_is_typed(tmp_path):
     at = open_app("pages/configure.py")
     at.radio(key="configure.kind").set_value("folder").run()
     at.text_input(key="configure.folder").set_value("/etc").run()
-    at.button(key="configure.preview").click().run()
     assert not at.exception
     assert any("outside the folders datasets may be read from" in e.value for e in at.error)
+    assert any("TL_DATA_ROOT" in i.value for i in at.info)
+    assert at.button(key="configure.preview").disabled
+
+
+def test_a_missing_folder_is_reported_while_typing_and_blocks_saving(tmp_path):
+    at = open_app("pages/configure.py")
+    at.radio(key="configure.kind").set_value("folder").run()
+    at.text_input(key="configure.folder").set_value(str(tmp_path / "no-such-photos"))
+    at.text_input(key="configure.name").set_value("typo")
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert sum("does not exist" in e for e in errors) == 1, errors
+    hints = "\n".join(i.value for i in at.info)
+    assert "Upload a zip" in hints and "zip:" not in texts(at), "the app points to the upload, not CLI syntax"
+    assert at.button(key="configure.save").disabled and at.button(key="configure.preview").disabled
+    assert "Fix the settings marked above to save." in texts(at)
+
+    (tmp_path / "photos" / "cats").mkdir(parents=True)
+    at.text_input(key="configure.folder").set_value(str(tmp_path / "photos")).run()
+    assert not any("does not exist" in e.value for e in at.error)
+    assert not at.button(key="configure.save").disabled
+
+
+def test_epochs_outside_the_allowed_range_say_what_is_allowed():
+    at = open_app("pages/configure.py")
+    at.number_input(key="configure.epochs").set_value(0)
+    at.text_input(key="configure.name").set_value("zero")
+    at.run()
+    assert not at.exception
+    assert "Epochs must be between 1 and 1000, got 0." in [e.value for e in at.error]
+    assert at.button(key="configure.save").disabled
+    at.number_input(key="configure.epochs").set_value(3).run()
+    assert not at.error and not at.button(key="configure.save").disabled
+
+
+def test_the_starting_backbone_is_one_whose_weights_are_on_this_server():
+    cache = keras_models_dir()
+    cache.mkdir(parents=True)
+    for name in ("mobilenet_2_5_224_tf_no_top.h5", "mobilenet_7_5_224_tf_no_top.h5",
+                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"):
+        (cache / name).write_bytes(b"fake h5")
+    at = open_app("pages/configure.py")
+    assert not at.exception
+    assert at.selectbox(key="configure.backbone").value == "mobilenet_v2"
+    assert at.selectbox(key="configure.alpha.mobilenet_v2").value == 0.35
+    note = "MobileNetV2 ×0.35, because its ImageNet weights are on this server"
+    assert any(note in i.value for i in at.info)
+    assert at.radio(key="configure.kind").value == "builtin"
+    assert not at.warning, "no warning about missing weights"
+
+
+def test_without_weights_on_disk_the_start_says_so():
+    at = open_app("pages/configure.py")
+    assert any("No ImageNet weights are on this server" in i.value for i in at.info)
+    save_experiment("mine", tiny_spec())
+    assert not any("No ImageNet weights" in i.value for i in open_app("pages/configure.py").info), \
+        "a saved experiment is shown as it is, without the note"
 
 
 NUMBER_INPUTS = {
@@ -94,9 +155,11 @@ SLIDERS = {
 def test_widget_limits_and_options_are_the_bounds_and_choices_of_tlcore_config():
     at = open_app("pages/configure.py")
     for key, (spec_class, name) in NUMBER_INPUTS.items():
-        bound = setting(spec_class, name).bound
         widget = at.number_input(key=key)
-        assert (widget.min, widget.max) == (bound.form_min, bound.form_max), key
+        # No limits in the browser (it would only turn a value red): the range is said in the
+        # field's help, and a value outside it is explained under the field.
+        assert allowed(spec_class, name) in widget.help, key
+        assert setting(spec_class, name).bound.describe() in allowed(spec_class, name)
     for key, (spec_class, name) in SLIDERS.items():
         bound = setting(spec_class, name).bound
         widget = at.slider(key=key)

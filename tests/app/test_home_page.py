@@ -1,10 +1,15 @@
+import dataclasses
 import os
+from urllib.parse import parse_qs
 
 import psutil
-from apptools import open_app, texts
+from apptools import class_zip, open_app, texts
 from specs import tiny_spec
 
-from tlcore.records import EpochRecord
+from tlcore.config import DatasetSpec
+from tlcore.data.uploads import save_upload
+from tlcore.paths import keras_models_dir
+from tlcore.records import EpochRecord, RunStatus
 from tlcore.runs.experiments import classic_experiment, save_experiment
 from tlcore.runs.store import RunStore
 
@@ -36,13 +41,17 @@ def test_classic_experiment_queues_three_runs_from_the_current_experiment(monkey
     at.button(key="home.classic").click().run()
     assert not at.exception and not at.error
 
-    runs = [r for r in store.list_runs() if r.id != blocker]
-    assert sorted(r.spec.train.strategy for r in runs) == ["frozen", "frozen_then_finetune", "scratch"]
+    runs = sorted((r for r in store.list_runs() if r.id != blocker), key=lambda r: r.created_at)
+    # Results first: the pretrained runs take seconds, scratch (the slow baseline) trains last.
+    assert [r.spec.train.strategy for r in runs] == ["frozen", "frozen_then_finetune", "scratch"]
     assert {r.status for r in runs} == {"queued"}
     assert {r.spec.dataset for r in runs} == {tiny_spec().dataset}
     assert {r.spec.train.total_epochs for r in runs} == {3}
-    assert [store.queue_position(r.id) for r in sorted(runs, key=lambda r: r.created_at)] == [1, 2, 3]
-    assert "The classic experiment is queued" in texts(at)
+    assert [store.queue_position(r.id) for r in runs] == [1, 2, 3]
+    assert "The classic experiment is queued and training: frozen queued, frozen_then_finetune queued, " \
+           "scratch queued." in texts(at)
+    assert "already exist" not in texts(at)
+    assert "It is under way with these settings" in texts(at)
     assert at.button(key="home.classic").disabled, "queued runs are not queued twice"
     # AppTest drops sidebar output on reruns of st.navigation apps (a real browser keeps it),
     # so the job list is read from a fresh session, as a second visitor would see it.
@@ -90,7 +99,7 @@ def test_classic_results_come_back_in_a_new_session_with_gains_over_scratch():
     links = {link.proto.label: link.proto.page for link in at.get("page_link")}
     assert any(f"{run_id} — finished" in label for label in links for run_id in ids)
     assert at.button(key="home.classic").disabled, "finished runs are not queued again"
-    assert "already exist with these settings" in texts(at)
+    assert "It has run with these settings: the results are below." in texts(at)
     compare_link = next(link for link in at.get("page_link") if link.proto.label.startswith("Compare them"))
     assert compare_link.proto.query_string == "runs=" + "%2C".join(ids)
 
@@ -118,3 +127,86 @@ def test_a_failed_classic_run_can_be_run_again():
     assert not at.button(key="home.classic").disabled
     assert "already exist" not in texts(at)
     assert any("— failed" in link.proto.label for link in at.get("page_link"))
+
+
+def test_each_classic_run_and_all_three_have_an_estimate_before_starting():
+    save_experiment("tiny", tiny_spec(epochs=4))
+    at = open_app()
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["classic · frozen", "classic · frozen_then_finetune", "classic · scratch"]
+    times = list(table["estimated time"])
+    assert all(t and t != "—" for t in times)
+    caption = next(c.value for c in at.caption if c.value.startswith("All three: about"))
+    assert "for 1,000 training images (assumed" in caption and "first result is due after about" in caption
+
+
+def test_home_remembers_earlier_classic_experiments_after_others_are_saved():
+    store = RunStore()
+    old_spec = tiny_spec(epochs=3)
+    save_experiment("last week", old_spec)
+    old_ids = record_finished_classic(store, old_spec,
+                                      {"scratch": 0.2, "frozen": 0.8, "frozen_then_finetune": 0.9})
+    save_experiment("today", tiny_spec(epochs=5))  # newer: now the current experiment
+
+    at = open_app()
+    assert not at.exception and not at.error
+    assert "taken from *today*" in texts(at)
+    picker = at.selectbox(key="home.batch")
+    assert len(picker.options) == 1 and "3 epochs" in picker.options[0]
+    scores = {m.label: m.value for m in at.metric}
+    assert scores["classic · frozen_then_finetune: test accuracy"] == "90.0%"
+    assert not at.button(key="home.classic").disabled, "today's settings have not run yet"
+
+    new_ids = record_finished_classic(store, tiny_spec(epochs=5), {"scratch": 0.3, "frozen": 0.7,
+                                                                   "frozen_then_finetune": 0.75})
+    at = open_app()
+    picker = at.selectbox(key="home.batch")
+    assert len(picker.options) == 2 and "(the current settings)" in picker.format_func(picker.value)
+    assert {m.label: m.value for m in at.metric}["classic · frozen: test accuracy"] == "70.0%"
+    picker.set_value(picker.options[1]).run()
+    assert {m.label: m.value for m in at.metric}["classic · frozen: test accuracy"] == "80.0%"
+    links = [link.proto.label for link in at.get("page_link")]
+    assert any(old_ids[0] in label for label in links) and not any(new_ids[0] in label for label in links)
+
+
+def compare_link_ids(at) -> list[str]:
+    link = next(link for link in at.get("page_link") if link.proto.label.startswith("Compare them"))
+    return parse_qs(link.proto.query_string)["runs"][0].split(",")
+
+
+def test_the_compare_link_carries_every_run_of_the_batch_and_compare_selects_them():
+    store = RunStore()
+    spec = tiny_spec(epochs=3)
+    save_experiment("tiny", spec)
+    ids = record_finished_classic(store, spec, {"scratch": 0.2, "frozen": 0.8, "frozen_then_finetune": 0.85})
+    scratch = store.get(ids[2])
+    assert scratch.spec.train.strategy == "scratch"
+    # The slow one is still going (its worker is this process, so nothing reaps it).
+    store.update(scratch.id, status=RunStatus.RUNNING, finished_at=None, worker_pid=os.getpid(),
+                 worker_started=psutil.Process().create_time())
+    assert compare_link_ids(open_app()) == ids
+
+    store.finish(scratch.id, "finished")
+    at = open_app()
+    at.query_params["runs"] = ",".join(compare_link_ids(at))
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert at.multiselect(key="compare.runs").value == ids
+
+
+def test_defaults_and_uploads_are_named_for_people(monkeypatch):
+    cache = keras_models_dir()
+    cache.mkdir(parents=True)
+    (cache / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5").write_bytes(b"fake")
+    at = open_app()
+    note = "MobileNetV2 ×0.35, because its ImageNet weights are on this server"
+    assert any(note in i.value for i in at.info)
+    assert "`mobilenet_v2 ×0.35`" in texts(at)
+    assert not at.warning, "the default backbone's weights are on disk"
+
+    archive = save_upload(class_zip(), "cats_vs_dogs.zip")
+    spec = dataclasses.replace(tiny_spec(epochs=2),
+                               dataset=DatasetSpec(source=f"zip:{archive}", image_size=48))
+    save_experiment("pets", spec)
+    at = open_app()
+    assert "Dataset **cats_vs_dogs.zip**" in texts(at) and str(archive) not in texts(at)

@@ -400,8 +400,8 @@ def test_a_cold_deep_link_gets_the_frame_and_the_run(cold_studio: Studio, page: 
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_role("heading", name="Jobs")).to_be_visible()
     expect(sidebar.get_by_test_id("stSidebarNavLink")).to_contain_text(
-        ["Home", "Configure", "Train", "Compare & Classify"])
-    expect(sidebar.get_by_test_id("stSidebarNavLink")).to_have_count(4)
+        ["Home", "Collect", "Configure", "Train", "Compare & Classify"])
+    expect(sidebar.get_by_test_id("stSidebarNavLink")).to_have_count(5)
     expect(page).to_have_url(re.compile(rf"/train\?run={run_id}$"))
     main = page.get_by_test_id("stMain")
     expect(main.get_by_role("heading", name=f"linked run · {run_id}")).to_be_visible()

@@ -1,11 +1,13 @@
 """The catalogue of Keras applications: facts per backbone and where their weights live.
 
 Everything here is pure data and file-system checks; nothing builds a model. That keeps the
-catalogue cheap enough for a UI table that asks ``weights_on_disk`` for every row.
+catalogue cheap enough for a UI table that lists, for every row, the widths and sizes whose
+ImageNet files are on disk, and for choosing a default backbone that works on this server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -281,17 +283,138 @@ def weights_on_disk(name: str, alpha: float | None = None, image_size: int | Non
     return any(file and cached_file_state(file) == "usable" for file in candidates)
 
 
+@dataclass(frozen=True)
+class WeightsOnDisk:
+    """The ImageNet no-top weights of one width of a backbone that are in Keras' cache.
+
+    Attributes:
+        alpha: Width multiplier; ``None`` for families without one.
+        sizes: Input sizes whose own file is on disk (MobileNet, MobileNetV2); empty for
+            families whose one file serves every size.
+        any_size: Every input size can load weights: the family's one file is there, or the
+            224 px no-top file that stands in for the other MobileNet and MobileNetV2 sizes.
+    """
+
+    alpha: float | None
+    sizes: tuple[int, ...]
+    any_size: bool
+
+    def describe(self) -> str:
+        """``α 0.35 (224 px)``, ``α 0.5 (128, 160 px only)``, ``α 0.75 (any size)``, ``any size``.
+
+        "only" marks sizes without the 224 px file, which would stand in for the others.
+        """
+        sizes = f"{', '.join(str(size) for size in self.sizes)} px" if self.sizes else "any size"
+        if self.sizes and not self.any_size:
+            sizes += " only"
+        return f"α {self.alpha:g} ({sizes})" if self.alpha is not None else sizes
+
+
+def weights_found(name: str) -> list[WeightsOnDisk]:
+    """Per width of a catalogue backbone, the ImageNet no-top files Keras would load from its cache.
+
+    MobileNet and MobileNetV2 have one file per width and input size; the 224 px one stands in
+    for every size (see :func:`fallback_weight_file`). Other families have one file per width
+    for every size. Files that fail Keras' checksum do not count.
+
+    Raises:
+        BackboneError: ``name`` is not in the catalogue.
+    """
+    info = get_backbone_info(name)
+    found = []
+    for alpha in info.alphas or (None,):
+        if info.family in SIZE_NAMED_FAMILIES:
+            sizes = tuple(size for size in info.weight_sizes
+                          if cached_file_state(expected_weight_file(name, alpha, size)) == "usable")
+            if sizes:
+                found.append(WeightsOnDisk(alpha, sizes, any_size=FALLBACK_SIZE in sizes))
+        elif cached_file_state(expected_weight_file(name, alpha, info.default_size)) == "usable":
+            found.append(WeightsOnDisk(alpha, (), any_size=True))
+    return found
+
+
 def describe_catalogue() -> list[dict[str, Any]]:
-    """One row per catalogue entry for a UI table or the CLI, weights checked at defaults."""
-    return [
-        {
+    """One row per catalogue entry for a UI table or the CLI, with the weights found on disk.
+
+    ``weights_on_disk`` says whether any width has ImageNet weights here, ``widths_on_disk``
+    which widths, ``on_disk`` the same in words and ``weights`` per width the sizes (as
+    :class:`WeightsOnDisk`). ``size_rule`` states the 224 px stand-in for the families it
+    applies to.
+    """
+    rows = []
+    for info in CATALOGUE.values():
+        found = weights_found(info.name)
+        rows.append({
             "name": info.name,
             "title": info.title,
             "params": info.params,
             "top1": info.top1,
             "default_size": info.default_size,
             "alphas": info.alphas,
-            "weights_on_disk": weights_on_disk(info.name),
-        }
-        for info in CATALOGUE.values()
-    ]
+            "weights_on_disk": bool(found),
+            "widths_on_disk": [entry.alpha for entry in found if entry.alpha is not None],
+            "on_disk": ", ".join(entry.describe() for entry in found) or "none",
+            "weights": [dataclasses.asdict(entry) for entry in found],
+            "size_rule": SIZE_RULE if info.family in SIZE_NAMED_FAMILIES else "",
+        })
+    return rows
+
+
+SIZE_RULE = (f"one file per width and input size; the {FALLBACK_SIZE} px no-top file stands in for "
+             "any size (without the top, the convolution weights do not depend on the input size)")
+"""How MobileNet and MobileNetV2 weights map to input sizes, for the table and the CLI."""
+
+
+@dataclass(frozen=True)
+class BackboneChoice:
+    """A backbone and width to start from, and why, in a line for the pages.
+
+    Attributes:
+        name: Catalogue name.
+        alpha: Width multiplier (``None`` for families without one).
+        on_disk: Whether its ImageNet weights are on this server for the image size asked.
+        reason: One line saying why this backbone was chosen.
+    """
+
+    name: str
+    alpha: float | None
+    on_disk: bool
+    reason: str
+
+    @property
+    def title(self) -> str:
+        """``MobileNetV2 ×0.35``: the backbone as people read it."""
+        width = f" ×{self.alpha:g}" if self.alpha is not None else ""
+        return f"{get_backbone_info(self.name).title}{width}"
+
+
+def default_backbone(image_size: int, preferred: str = "mobilenet_v2",
+                     preferred_alpha: float | None = None) -> BackboneChoice:
+    """The backbone and width a new experiment starts from: one whose ImageNet weights are here.
+
+    The preferred backbone and width when their weights are on disk for ``image_size``; else
+    the first backbone with weights on disk, the preferred one first and then catalogue order
+    (the light MobileNets first), at the width nearest its default (the wider on a tie). With
+    no weights on disk at all, the preferred backbone, and a reason that says so.
+
+    Args:
+        image_size: Input side the experiment will use.
+        preferred: Catalogue name to keep when its weights are there (the configured default).
+        preferred_alpha: Its width; ``None`` means the family default.
+    """
+    usual = BackboneChoice(preferred, preferred_alpha or get_backbone_info(preferred).default_alpha,
+                           False, "")
+    for name in [preferred, *(name for name in CATALOGUE if name != preferred)]:
+        info = get_backbone_info(name)
+        wanted = usual.alpha if name == preferred else info.default_alpha
+        for alpha in sorted(info.alphas or (None,), key=lambda a: (abs((a or 0) - (wanted or 0)), -(a or 0))):
+            if image_size >= info.min_size and weights_on_disk(name, alpha, image_size):
+                choice = BackboneChoice(name, alpha, True, "")
+                reason = (f"{choice.title}: its ImageNet weights are on this server."
+                          if (name, alpha) == (usual.name, usual.alpha) else
+                          f"{choice.title}, because its ImageNet weights are on this server "
+                          f"and those of the usual default, {usual.title}, are not.")
+                return dataclasses.replace(choice, reason=reason)
+    return dataclasses.replace(usual, reason=(
+        f"No ImageNet weights are on this server (Keras' cache, $KERAS_HOME/models, has none): "
+        f"{usual.title} will try to download them. Copy the weight files there, or train from scratch."))

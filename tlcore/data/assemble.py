@@ -55,8 +55,11 @@ def _splits_of_stored(
 ) -> DatasetBundle:
     store = decode_missing(catalogue, keep, spec.image_size, progress)
     bad = store.bad([catalogue.identities[i] for i in keep])
-    skipped = [SkippedFile(catalogue.ids[i], bad[catalogue.identities[i]])
-               for i in keep if catalogue.identities[i] in bad]
+    skipped = [
+        SkippedFile(catalogue.ids[i], bad[catalogue.identities[i]])
+        for i in keep
+        if catalogue.identities[i] in bad
+    ]
     good = np.array([i for i in keep if catalogue.identities[i] not in bad], dtype=np.int64)
     note = f"{len(skipped)} file(s) could not be decoded and were skipped." if skipped else ""
     check_class_counts(catalogue.labels[good], catalogue.class_names, note)
@@ -71,15 +74,17 @@ def assign_splits(catalogue: Catalogue, indices: np.ndarray, spec: DatasetSpec) 
     Official splits stay as they are; the roles a source has no official split for are carved
     from its free images (the official training split of a TFDS dataset, say) by hash.
     """
-    fixed = (np.full(len(indices), FREE) if catalogue.fixed_split is None
-             else catalogue.fixed_split[indices])
+    fixed = np.full(len(indices), FREE) if catalogue.fixed_split is None else catalogue.fixed_split[indices]
     roles = {role: np.flatnonzero(fixed == k) for k, role in enumerate(ROLES)}
     missing = [k for k, role in enumerate(ROLES[1:], start=1) if not len(roles[role])]
     pool = np.flatnonzero((fixed == FREE) | (fixed == 0))
     fractions = {1: spec.val_fraction, 2: spec.test_fraction}
-    carved = stratified_partition([catalogue.identities[i] for i in indices[pool]],
-                                  catalogue.labels[indices[pool]],
-                                  [fractions[k] for k in missing], spec.seed)
+    carved = stratified_partition(
+        [catalogue.identities[i] for i in indices[pool]],
+        catalogue.labels[indices[pool]],
+        [fractions[k] for k in missing],
+        spec.seed,
+    )
     result = {0: pool[carved[0]], **{k: pool[part] for k, part in zip(missing, carved[1:], strict=True)}}
     return [np.sort(result.get(k, roles[role])) for k, role in enumerate(ROLES)]
 
@@ -87,5 +92,9 @@ def assign_splits(catalogue: Catalogue, indices: np.ndarray, spec: DatasetSpec) 
 def split_of(catalogue: Catalogue, indices: np.ndarray, store: RowStore) -> Split:
     """The catalogue entries at ``indices`` as a split whose images are read from ``store``."""
     identities = [catalogue.identities[i] for i in indices]
-    return Split(store.array(identities), catalogue.labels[indices].astype(np.int32),
-                 [catalogue.ids[i] for i in indices], identities)
+    return Split(
+        store.array(identities),
+        catalogue.labels[indices].astype(np.int32),
+        [catalogue.ids[i] for i in indices],
+        identities,
+    )

@@ -82,7 +82,9 @@ class Catalogue:
 
     def manifest_lines(self) -> Iterator[str]:
         fixed = self.fixed_split if self.fixed_split is not None else np.full(len(self), FREE)
-        for image_id, identity, label, split in zip(self.ids, self.identities, self.labels, fixed, strict=True):
+        for image_id, identity, label, split in zip(
+            self.ids, self.identities, self.labels, fixed, strict=True
+        ):
             yield f"{image_id}\t{identity}\t{self.class_names[int(label)]}\t{int(split)}"
 
     def manifest(self) -> dict[str, list[str]]:
@@ -134,7 +136,9 @@ def windowed_map(fn: Callable[[T], Decoded], items: Iterator[T]) -> Iterator[Dec
             yield from pool.map(fn, window)
 
 
-def _read_or_error(read: Callable[[int, int], np.ndarray], index: int, size: int) -> np.ndarray | BadImageError:
+def _read_or_error(
+    read: Callable[[int, int], np.ndarray], index: int, size: int
+) -> np.ndarray | BadImageError:
     """Return the error instead of raising it, so one bad file does not cancel the batch."""
     try:
         return read(index, size)
@@ -157,6 +161,7 @@ class DataChange:
     def describe(self) -> str:
         """E.g. "3 images added to 'roses', 2 changed, 0 removed": a count lies in one class
         and is named with it, or spans several and is given alone."""
+
         def count(what: Counter, verb: str) -> str:
             total = sum(what.values())
             if total and len(what) == 1:
@@ -175,4 +180,3 @@ def data_change(old: dict[str, Sequence[str]], new: dict[str, Sequence[str]]) ->
     removed = Counter(old[i][1] for i in old.keys() - new.keys())
     changed = Counter(new[i][1] for i in new.keys() & old.keys() if list(new[i]) != list(old[i]))
     return DataChange(added, removed, changed)
-

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import PIL
 
-from tlcore.data.cache_keys import cache_limit_bytes
 from tlcore.data.bundle import Progress
+from tlcore.data.cache_keys import cache_limit_bytes
 from tlcore.data.catalogue import Catalogue
 from tlcore.data.rows import RowLayout, RowStore
 from tlcore.errors import BadImageError

@@ -80,18 +80,32 @@ def preview_dataset(spec: DatasetSpec, per_class: int = SAMPLES_PER_CLASS) -> Da
     store = pixel_store(spec.image_size)
     identities = [catalogue.identities[i] for i in keep]
     bad = store.bad(identities)
-    skipped = [SkippedFile(catalogue.ids[i], bad[catalogue.identities[i]])
-               for i in keep if catalogue.identities[i] in bad]
+    skipped = [
+        SkippedFile(catalogue.ids[i], bad[catalogue.identities[i]])
+        for i in keep
+        if catalogue.identities[i] in bad
+    ]
     good = np.array([i for i in keep if catalogue.identities[i] not in bad], dtype=np.int64)
     parts = assign_splits(catalogue, good, spec)
     n_classes = len(catalogue.class_names)
     counts = {
-        name: dict(zip(catalogue.class_names,
-                       np.bincount(catalogue.labels[good[part]], minlength=n_classes).tolist(), strict=True))
+        name: dict(
+            zip(
+                catalogue.class_names,
+                np.bincount(catalogue.labels[good[part]], minlength=n_classes).tolist(),
+                strict=True,
+            )
+        )
         for name, part in zip(SPLIT_NAMES, parts, strict=True)
     }
-    warnings = [f"{len(skipped)} file(s) could not be read and are left out; see the skipped list."] if skipped else []
-    imbalance = imbalance_warning(np.bincount(catalogue.labels[good], minlength=n_classes), catalogue.class_names)
+    warnings = (
+        [f"{len(skipped)} file(s) could not be read and are left out; see the skipped list."]
+        if skipped
+        else []
+    )
+    imbalance = imbalance_warning(
+        np.bincount(catalogue.labels[good], minlength=n_classes), catalogue.class_names
+    )
     warnings += [imbalance] if imbalance else []
     return DatasetPreview(
         class_names=list(catalogue.class_names),
@@ -104,10 +118,15 @@ def preview_dataset(spec: DatasetSpec, per_class: int = SAMPLES_PER_CLASS) -> Da
     )
 
 
-def _samples(catalogue: Catalogue, train: np.ndarray, size: int, per_class: int) -> dict[str, list[np.ndarray]]:
+def _samples(
+    catalogue: Catalogue, train: np.ndarray, size: int, per_class: int
+) -> dict[str, list[np.ndarray]]:
     """Up to ``per_class`` decoded training images of each class (unreadable ones left out)."""
-    chosen = [int(i) for k in range(len(catalogue.class_names))
-              for i in train[catalogue.labels[train] == k][:per_class]]
+    chosen = [
+        int(i)
+        for k in range(len(catalogue.class_names))
+        for i in train[catalogue.labels[train] == k][:per_class]
+    ]
     samples: dict[str, list[np.ndarray]] = {name: [] for name in catalogue.class_names}
     for index, pixels in catalogue.decode(chosen, size):
         if not isinstance(pixels, BadImageError):

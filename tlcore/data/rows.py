@@ -110,9 +110,11 @@ class RowStore:
         found: dict[str, str] = {}
         with self._connect() as conn:
             for batch in _batches(list(dict.fromkeys(identities))):
-                found.update(conn.execute(
-                    f"SELECT identity, reason FROM bad WHERE identity IN ({_marks(batch)})", batch
-                ))
+                found.update(
+                    conn.execute(
+                        f"SELECT identity, reason FROM bad WHERE identity IN ({_marks(batch)})", batch
+                    )
+                )
         return found
 
     def array(self, identities: Sequence[str]) -> RowArray:
@@ -131,8 +133,12 @@ class RowStore:
         names: dict[int, str] = {}
         with self._connect() as conn:
             for batch in _batches(chunk_ids):
-                names.update(conn.execute(f"SELECT id, name FROM chunks WHERE id IN ({_marks(batch)})", batch))
-                conn.execute(f"UPDATE chunks SET used = ? WHERE id IN ({_marks(batch)})", [time.time(), *batch])
+                names.update(
+                    conn.execute(f"SELECT id, name FROM chunks WHERE id IN ({_marks(batch)})", batch)
+                )
+                conn.execute(
+                    f"UPDATE chunks SET used = ? WHERE id IN ({_marks(batch)})", [time.time(), *batch]
+                )
         files = _ChunkFiles({chunk: self.root / names[chunk] for chunk in chunk_ids})
         return RowArray(files, places, self.layout)
 
@@ -158,7 +164,9 @@ class RowStore:
         name = f"chunk-{uuid.uuid4().hex}.rows"
         atomic_write(self.root / name, np.ascontiguousarray(rows, dtype=self.layout.dtype).tobytes())
         with self._connect() as conn:
-            chunk = conn.execute("INSERT INTO chunks (name, used) VALUES (?, ?)", (name, time.time())).lastrowid
+            chunk = conn.execute(
+                "INSERT INTO chunks (name, used) VALUES (?, ?)", (name, time.time())
+            ).lastrowid
             conn.executemany(
                 "INSERT OR IGNORE INTO rows (identity, chunk, row) VALUES (?, ?, ?)",
                 [(identity, chunk, row) for row, identity in enumerate(identities)],
@@ -352,12 +360,17 @@ class RowArray:
         while start < len(order):
             chunk, first = places[order[start]]
             stop = start + 1
-            while (stop < len(order) and places[order[stop], 0] == chunk
-                   and places[order[stop], 1] == first + (stop - start)):
+            while (
+                stop < len(order)
+                and places[order[stop], 0] == chunk
+                and places[order[stop], 1] == first + (stop - start)
+            ):
                 stop += 1
             data = os.pread(self._files.fd(int(chunk)), size * (stop - start), int(first) * size)
             if len(data) != size * (stop - start):
-                raise OSError(f"A stored chunk is shorter than its index says ({self._files.paths[int(chunk)]}).")
+                raise OSError(
+                    f"A stored chunk is shorter than its index says ({self._files.paths[int(chunk)]})."
+                )
             rows = np.frombuffer(data, dtype=np.uint8).reshape(stop - start, size)
             view[order[start:stop]] = rows
             start = stop
@@ -366,7 +379,7 @@ class RowArray:
 
 def _batches(items: list) -> Iterator[list]:
     for start in range(0, len(items), _QUERY_BATCH):
-        yield items[start:start + _QUERY_BATCH]
+        yield items[start : start + _QUERY_BATCH]
 
 
 def _marks(items: Sequence[object]) -> str:

@@ -10,22 +10,72 @@ wrong while loading is reported as an :class:`~tlcore.errors.ArtifactError`.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from numbers import Real
 from pathlib import Path
 
 import keras
 
 import tlcore.backbones  # noqa: F401 - registers the custom layers that saved models use
-from tlcore.errors import ArtifactError, RunStateError
+from tlcore.errors import ArtifactError, ConfigError, RunStateError
 from tlcore.records import RunArtifacts, RunStatus
 from tlcore.report.evaluate import ImageInput, Prediction, predict
 from tlcore.runs.store import RunStore, missing_files_error
 
 SERVABLE = frozenset({RunStatus.FINISHED, RunStatus.STOPPED})
 """Statuses whose saved model is final (a stopped run keeps the epochs it finished)."""
+NOT_SURE = "not sure"
+"""The answer when no class reaches the confidence threshold."""
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """Refuse a confidence threshold outside 0 to 1; None means off (always name a class).
+
+    The CLI's ``--threshold`` and the Compare page's slider both pass through here.
+
+    Raises:
+        ConfigError: ``threshold`` is not a number from 0 to 1.
+    """
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0 <= threshold <= 1:
+        raise ConfigError(
+            f"The confidence threshold must be a number from 0 to 1; got {threshold!r}.",
+            "Use e.g. 0.6 to answer “not sure” when no class reaches 60 %, or leave it out.",
+        )
+    return float(threshold)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A model's top predictions for one image, and what it answers given a threshold.
+
+    A classifier always has a most likely class, even for an image of none of its classes; with
+    a threshold it says "not sure" instead when no class is at least that likely.
+    """
+
+    predictions: list[Prediction]
+    threshold: float | None = None
+
+    @property
+    def sure(self) -> bool:
+        best = max((p.probability for p in self.predictions), default=math.nan)
+        return self.threshold is None or best >= self.threshold
+
+    @property
+    def label(self) -> str | None:
+        """The most likely class, or None when not sure (see :data:`NOT_SURE`)."""
+        if not self.sure or not self.predictions:
+            return None
+        return max(self.predictions, key=lambda p: p.probability).label
+
+    def describe(self) -> str:
+        """The answer as people read it: the class, or "not sure"."""
+        return self.label if self.label is not None else NOT_SURE
 
 
 @dataclass
@@ -40,6 +90,17 @@ class LoadedRun:
         """Top-k labels per image; ``top_k`` outside 1 to the number of classes is a ConfigError."""
         with self.lock:
             return predict(self.model, self.class_names, images, self.image_size, top_k)
+
+    def classify(
+        self, images: Sequence[ImageInput], top_k: int | None = None, threshold: float | None = None
+    ) -> list[Answer]:
+        """:meth:`predict`, plus each image's answer: "not sure" below ``threshold`` (0 to 1).
+
+        Raises:
+            ConfigError: ``threshold`` is outside 0 to 1, or ``top_k`` outside 1 to the classes.
+        """
+        threshold = check_threshold(threshold)
+        return [Answer(predictions, threshold) for predictions in self.predict(images, top_k)]
 
 
 @lru_cache(maxsize=8)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,6 +18,41 @@ METRIC_TITLES = {
     "val_accuracy": "Validation accuracy", "accuracy": "Training accuracy",
     "val_loss": "Validation loss", "loss": "Training loss",
 }
+RUN_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
+"""The Okabe-Ito colours, which people with colour-blindness tell apart too. Charts set them per
+trace: Streamlit's theme would otherwise draw the first two runs in two shades of blue."""
+RUN_DASHES = ("solid", "dash", "dot", "dashdot")
+RUN_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star")
+TITLE_WIDTH = 30
+"""Characters per title line that fit a chart a third of the page wide."""
+
+
+@dataclass(frozen=True)
+class RunStyle:
+    """How the ``index``-th run of a chart is drawn; the same in every chart of a page."""
+
+    color: str
+    dash: str
+    symbol: str
+
+
+def run_style(index: int) -> RunStyle:
+    """Colour, dash and marker of a run: neighbours differ in all three, so lines that cross or
+    overlap stay apart, in grey print as well."""
+    return RunStyle(RUN_COLORS[index % len(RUN_COLORS)], RUN_DASHES[index % len(RUN_DASHES)],
+                    RUN_SYMBOLS[index % len(RUN_SYMBOLS)])
+
+
+def wrap_title(text: str, width: int = TITLE_WIDTH) -> str:
+    """``text`` in lines of at most ``width`` characters (Plotly's ``<br>``), broken after a " · "
+    where it can: Plotly cuts a title that is wider than its chart."""
+    lines: list[str] = []
+    for part in text.split(" · "):
+        pieces = textwrap.wrap(part, width, break_on_hyphens=False) or [""]
+        if lines and len(lines[-1]) + 3 + len(pieces[0]) <= width:
+            lines[-1] += " · " + pieces.pop(0)
+        lines += pieces
+    return "<br>".join(lines)
 
 
 def history_frame(records: Sequence[EpochRecord]) -> pd.DataFrame:
@@ -59,9 +96,12 @@ def comparison_figure(
 ) -> go.Figure:
     """One line per run for ``metric``, so strategies can be compared epoch by epoch."""
     fig = go.Figure()
-    for label, records in histories.items():
+    for index, (label, records) in enumerate(histories.items()):
         frame = history_frame(records)
-        fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[metric], mode="lines+markers", name=label))
+        style = run_style(index)
+        fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[metric], mode="lines+markers", name=label,
+                                 line={"color": style.color, "dash": style.dash, "width": 2.5},
+                                 marker={"symbol": style.symbol, "size": 8, "color": style.color}))
     fig.update_layout(title=METRIC_TITLES.get(metric, metric), xaxis_title="epoch",
                       yaxis_title=metric.removeprefix("val_"),
                       height=380, margin={"t": 50, "b": 40, "l": 40, "r": 10},
@@ -81,17 +121,20 @@ def confusion_figure(report: EvalReport, title: str = "") -> go.Figure:
         zmin=0, zmax=1, text=matrix.values, texttemplate="%{text}",
         hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>",
     ))
-    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", height=380,
-                      yaxis={"autorange": "reversed"}, margin={"t": 50, "b": 40, "l": 40, "r": 10})
+    wrapped = wrap_title(title)
+    lines = wrapped.count("<br>") + 1 if title else 0
+    fig.update_layout(title={"text": wrapped, "font": {"size": 15}}, xaxis_title="predicted",
+                      yaxis_title="true", height=360 + 20 * lines, yaxis={"autorange": "reversed"},
+                      margin={"t": 30 + 20 * lines, "b": 40, "l": 40, "r": 10})
     return fig
 
 
 def per_class_f1_figure(reports: Mapping[str, EvalReport]) -> go.Figure:
     """Grouped bars: F1 of each class for each run."""
     fig = go.Figure()
-    for label, report in reports.items():
+    for index, (label, report) in enumerate(reports.items()):
         fig.add_trace(go.Bar(x=[c.name for c in report.per_class], y=[c.f1 for c in report.per_class],
-                             name=label))
+                             name=label, marker_color=run_style(index).color))
     fig.update_layout(barmode="group", yaxis={"range": [0, 1], "title": "F1"}, height=360,
                       title="F1 per class", margin={"t": 50, "b": 40, "l": 40, "r": 10},
                       legend={"orientation": "h", "y": -0.25})
@@ -108,15 +151,25 @@ def class_counts_figure(counts: Mapping[str, Mapping[str, int]]) -> go.Figure:
     return fig
 
 
-def predictions_figure(predictions: Mapping[str, Sequence[Prediction]]) -> go.Figure:
-    """Top-k probabilities of one image, one bar group per run."""
+def predictions_figure(
+    predictions: Mapping[str, Sequence[Prediction]], threshold: float | None = None
+) -> go.Figure:
+    """Top-k probabilities of one image, one bar group per run, with the "not sure" line if set.
+
+    The percentages sit just beyond the end of each bar, at one size: inside a bar of 3 % they
+    would shrink until nobody can read them.
+    """
     fig = go.Figure()
-    for label, preds in predictions.items():
+    for index, (label, preds) in enumerate(predictions.items()):
         fig.add_trace(go.Bar(y=[p.label for p in preds][::-1], x=[p.probability for p in preds][::-1],
-                             orientation="h", name=label,
-                             text=[f"{p.probability:.0%}" for p in preds][::-1], textposition="auto"))
-    longest = max((len(p) for p in predictions.values()), default=1)
+                             orientation="h", name=label, marker_color=run_style(index).color,
+                             text=[f"{p.probability:.0%}" for p in preds][::-1], textposition="outside",
+                             textfont={"size": 12}, constraintext="none", cliponaxis=False))
+    if threshold:
+        fig.add_vline(x=threshold, line_dash="dot", line_color="gray", annotation_text="not sure below",
+                      annotation_position="top", annotation_font_color="gray")
+    classes = len({p.label for preds in predictions.values() for p in preds}) or 1
     fig.update_layout(barmode="group", xaxis={"range": [0, 1], "tickformat": ".0%"},
-                      height=120 + 40 * longest * max(1, len(predictions)) // 2,
-                      margin={"t": 10, "b": 30, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.3})
+                      height=140 + 18 * classes * max(1, len(predictions)),
+                      margin={"t": 30, "b": 30, "l": 10, "r": 50}, legend={"orientation": "h", "y": -0.3})
     return fig

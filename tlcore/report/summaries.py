@@ -11,12 +11,29 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from tlcore.config import RunSpec
+from tlcore.data.uploads import source_label
 from tlcore.records import RunRecord, RunSummary
+
+
+def describe_spec(spec: RunSpec) -> str:
+    """``frozen · mobilenet_v2 · cats_vs_dogs.zip``: :meth:`RunSpec.describe` for pages.
+
+    An uploaded archive is called by its uploaded name, not by its server path (which
+    :meth:`RunSpec.describe` and the CLI keep).
+    """
+    return f"{spec.train.strategy} · {spec.backbone.name} · {source_label(spec.dataset.source)}"
+
+
+def backbone_label(spec: RunSpec) -> str:
+    """The backbone with its width, ``mobilenet_v2 ×0.35``."""
+    alpha = spec.backbone.alpha
+    return spec.backbone.name + (f" ×{alpha:g}" if alpha else "")
 
 
 def run_name(run: RunRecord, short: bool = False) -> str:
     """What people call a run: its name, else what it is (only its strategy, when ``short``)."""
-    return run.name or (run.spec.train.strategy if short else run.spec.describe())
+    return run.name or (run.spec.train.strategy if short else describe_spec(run.spec))
 
 
 def run_label(run: RunRecord, short: bool = False) -> str:
@@ -29,9 +46,17 @@ def headline_accuracy(run: RunRecord) -> float:
     return run.summary.test_accuracy if run.summary else 0.0
 
 
+MISSING = "—"
+"""What a table shows for a number a run does not have (a failed run's accuracy)."""
+
+
+def format_percent(share: float | None) -> str:
+    """A share of 0..1 as people read it everywhere (``96.7%``), or :data:`MISSING` for None."""
+    return MISSING if share is None else f"{share:.1%}"
+
+
 def _backbone(run: RunRecord) -> str:
-    alpha = run.spec.backbone.alpha
-    return run.spec.backbone.name + (f" ×{alpha:g}" if alpha else "")
+    return backbone_label(run.spec)
 
 
 def history_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
@@ -41,7 +66,7 @@ def history_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
             "run": run.id,
             "name": run.name,
             "status": run.status,
-            "dataset": run.spec.dataset.source,
+            "dataset": source_label(run.spec.dataset.source),
             "backbone": _backbone(run),
             "strategy": run.spec.train.strategy,
             "best val acc": run.summary.best_val_accuracy if run.summary else None,
@@ -63,7 +88,7 @@ def comparison_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         {
             "run": run_label(run),
             "strategy": run.spec.train.strategy,
-            "backbone": run.spec.backbone.name,
+            "backbone": _backbone(run),
             **dict(zip(METRIC_COLUMNS, _metrics(run.summary), strict=True)),
         }
         for run in runs

@@ -13,7 +13,8 @@ from tlcore.runs.experiments import classic_experiment
 
 
 def classic_keys(run: RunRecord) -> frozenset[str]:
-    """Spec keys of the classic experiment ``run`` belongs to; empty when it is not a classic run.
+    """Spec keys (:meth:`RunSpec.key`, without the data) of the classic experiment ``run`` belongs
+    to; empty when it is not a classic run.
 
     A classic run is recognised by its name (each of the three is named after its strategy) and
     its batch by rebuilding the experiment from its spec, which gives the same three runs back
@@ -29,7 +30,7 @@ def same_batch(ended: RunRecord, other: RunRecord) -> bool:
     """Whether ``other`` was launched with ``ended``: the same experiment, or one classic experiment."""
     batch = classic_keys(ended)
     if batch:  # classic runs share names across batches (one per strategy), never settings
-        return other.key in batch
+        return other.spec.key() in batch
     return bool(ended.name) and other.name == ended.name
 
 

@@ -1,6 +1,9 @@
 from tlcore.records import EpochRecord
 from tlcore.report.evaluate import ClassMetrics, EvalReport, Prediction
 from tlcore.report.plots import (
+    RUN_COLORS,
+    RUN_DASHES,
+    TITLE_WIDTH,
     class_counts_figure,
     comparison_figure,
     confusion_figure,
@@ -8,7 +11,9 @@ from tlcore.report.plots import (
     history_frame,
     per_class_f1_figure,
     predictions_figure,
+    run_style,
     stage_boundaries,
+    wrap_title,
 )
 
 
@@ -54,3 +59,40 @@ def test_other_figures_have_one_trace_per_run_or_split():
     assert len(class_counts_figure({"train": {"a": 3}, "val": {"a": 1}}).data) == 2
     fig = predictions_figure({"run": [Prediction("a", 0.7), Prediction("b", 0.3)]})
     assert list(fig.data[0].y) == ["b", "a"]
+
+
+def test_each_run_keeps_one_colour_and_neighbours_differ_in_colour_dash_and_marker():
+    histories = {name: records(["frozen", "frozen"]) for name in ("scratch", "frozen", "fine-tuned")}
+    lines = comparison_figure(histories).data
+    assert len({t.line.color for t in lines}) == 3 and len({t.line.dash for t in lines}) == 3
+    assert len({t.marker.symbol for t in lines}) == 3
+    reports = {name: report() for name in histories}
+    bars = per_class_f1_figure(reports).data
+    answers = predictions_figure({name: [Prediction("a", 0.6)] for name in histories}).data
+    colours = [t.line.color for t in lines]
+    assert colours == [b.marker.color for b in bars] == [b.marker.color for b in answers]
+    assert run_style(0) != run_style(1) and run_style(0) == run_style(len(RUN_COLORS) * len(RUN_DASHES) * 3)
+
+
+def test_long_titles_are_broken_into_lines_that_fit_the_chart():
+    title = "classic · frozen_then_finetune · abeceb9c5b28 (stopped)"
+    wrapped = wrap_title(title)
+    lines = wrapped.split("<br>")
+    assert len(lines) > 1 and all(len(line) <= TITLE_WIDTH for line in lines)
+    assert " ".join(lines).replace(" · ", " ").split() == title.replace(" · ", " ").split()
+    assert wrap_title("frozen · 1234") == "frozen · 1234"
+    assert all(len(line) <= 10 for line in wrap_title("averyveryverylongword", 10).split("<br>"))
+    short, long = confusion_figure(report(), "frozen · 1234"), confusion_figure(report(), title)
+    assert long.layout.title.text == wrapped
+    assert long.layout.margin.t > short.layout.margin.t, "room above the matrix for every line"
+
+
+def test_answer_bars_keep_their_percentages_readable_and_show_the_threshold():
+    fig = predictions_figure({"run": [Prediction("a", 0.97), Prediction("b", 0.02)]})
+    bars = fig.data[0]
+    assert bars.textposition == "outside" and bars.cliponaxis is False and bars.constraintext == "none"
+    assert bars.textfont.size >= 12, "never shrunk to the bar's thickness"
+    assert list(bars.text) == ["2%", "97%"]
+    assert not fig.layout.shapes
+    with_threshold = predictions_figure({"run": [Prediction("a", 0.4)]}, threshold=0.6)
+    assert [shape.x0 for shape in with_threshold.layout.shapes] == [0.6]

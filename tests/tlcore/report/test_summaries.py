@@ -6,6 +6,7 @@ from specs import tiny_spec
 from tlcore.report.summaries import (
     accuracy_gain,
     comparison_rows,
+    format_percent,
     headline_accuracy,
     history_rows,
     rows_to_csv,
@@ -47,3 +48,17 @@ def test_accuracy_gains_are_percentage_points_with_a_sign():
     assert accuracy_gain(0.667, 0.2, "scratch") == "+46.7 points vs scratch"
     assert accuracy_gain(0.8, 0.945, "abc") == "-14.5 points vs abc"
     assert accuracy_gain(0.5, 0.5, "x") == "+0.0 points vs x"
+
+
+def test_percentages_read_the_same_everywhere_and_a_missing_one_is_a_dash():
+    assert format_percent(0.96667) == "96.7%"
+    assert format_percent(1.0) == "100.0%" and format_percent(0.0) == "0.0%"
+    assert format_percent(None) == "—"
+
+
+def test_the_comparison_names_the_backbone_with_its_width():
+    store = RunStore()
+    run, _ = store.create_run(tiny_spec())
+    [row] = comparison_rows([store.get(run.id)])
+    assert row["backbone"] == "mobilenet_v2 ×0.35"
+    assert "mobilenet_v2 ×0.35" in rows_to_csv([row])

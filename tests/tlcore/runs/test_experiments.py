@@ -64,13 +64,14 @@ def test_invalid_specs_are_not_saved_and_missing_ones_are_explained():
 def test_classic_experiment_shares_data_backbone_and_budget():
     base = tiny_spec(epochs=5)
     runs = classic_experiment(base)
-    assert [r.train.strategy for r in runs] == ["scratch", "frozen", "frozen_then_finetune"]
-    assert [r.name for r in runs] == [f"classic · {s}" for s in ("scratch", "frozen", "frozen_then_finetune")]
+    # In queue order: the pretrained runs answer within seconds, scratch trains last.
+    assert [r.train.strategy for r in runs] == ["frozen", "frozen_then_finetune", "scratch"]
+    assert [r.name for r in runs] == [f"classic · {s}" for s in ("frozen", "frozen_then_finetune", "scratch")]
     assert {r.dataset for r in runs} == {base.dataset}
     assert {r.backbone.name for r in runs} == {"mobilenet_v2"} and {r.backbone.alpha for r in runs} == {0.35}
     assert {r.train.total_epochs for r in runs} == {5}
-    assert runs[0].backbone.weights == "none"
-    assert (runs[2].train.epochs, runs[2].train.fine_tune_epochs) == (3, 2)
+    assert runs[2].backbone.weights == "none"
+    assert (runs[1].train.epochs, runs[1].train.fine_tune_epochs) == (3, 2)
     for run in runs:
         run.validate()
 
