@@ -32,6 +32,9 @@ from tlcore.errors import BadImageError
 IDENTITY_BYTES = 4096
 """Bytes hashed from each end of a file for its identity."""
 
+IDENTITY_SLICE = 4096
+"""Files per task when identities are taken on threads."""
+
 DECODE_WORKERS = min(8, os.cpu_count() or 1)
 """Decoding threads: PIL releases the GIL while decoding, so threads use every core."""
 
@@ -95,25 +98,34 @@ class Catalogue:
         }
 
 
-def file_identity(path: Path) -> str:
-    """The content identity of one file (see the module docstring); "" when it cannot be read."""
+def file_identity(path: str | Path) -> str:
+    """The content identity of one file (see the module docstring); "" when it cannot be read.
+
+    Plain system calls: this runs once per file on every listing (100,000 in about a second).
+    """
     try:
-        with path.open("rb") as handle:
-            info = os.fstat(handle.fileno())
-            digest = hashlib.blake2b(f"{info.st_size}:{info.st_mtime_ns}:".encode(), digest_size=16)
-            digest.update(handle.read(IDENTITY_BYTES))
-            if info.st_size > 2 * IDENTITY_BYTES:
-                handle.seek(-IDENTITY_BYTES, os.SEEK_END)
-                digest.update(handle.read(IDENTITY_BYTES))
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return ""
-    return digest.hexdigest()
+    try:
+        info = os.fstat(fd)
+        data = os.pread(fd, IDENTITY_BYTES, 0)
+        if info.st_size > 2 * IDENTITY_BYTES:
+            data += os.pread(fd, IDENTITY_BYTES, info.st_size - IDENTITY_BYTES)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    stamp = b"%d:%d:" % (info.st_size, info.st_mtime_ns)
+    return hashlib.blake2b(stamp + data, digest_size=16).hexdigest()
 
 
-def file_identities(paths: Sequence[Path]) -> list[str]:
-    """:func:`file_identity` of many files, on threads (the reads wait on the disk)."""
+def file_identities(paths: Sequence[str | Path]) -> list[str]:
+    """:func:`file_identity` of many files, a slice per thread (the reads may wait on a disk)."""
+    slices = [paths[start : start + IDENTITY_SLICE] for start in range(0, len(paths), IDENTITY_SLICE)]
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-        return list(pool.map(file_identity, paths, chunksize=256))
+        return [identity for part in pool.map(lambda part: list(map(file_identity, part)), slices)
+                for identity in part]
 
 
 def parallel_decoder(read: Callable[[int, int], np.ndarray]) -> Decoder:

@@ -84,16 +84,17 @@ def list_class_tree(root: Path, allowed: Sequence[Path], spec: DatasetSpec, wher
         raise _no_class_folders(root, where)
     for class_dir in class_dirs:
         check_class_folder(class_dir, allowed, where)
-    files = [_image_files(class_dir) for class_dir in class_dirs]
+    files = [_image_files(str(class_dir)) for class_dir in class_dirs]
     paths = [path for class_files in files for path in class_files]
+    prefix = len(str(root)) + 1
 
     def read(index: int, size: int) -> np.ndarray:
-        if not is_inside(paths[index].resolve(), allowed):
+        if not is_inside(Path(paths[index]).resolve(), allowed):
             raise BadImageError("It links to a file outside the allowed data folders.")
-        return load_image(paths[index], size)
+        return load_image(Path(paths[index]), size)
 
     return Catalogue(
-        ids=[printable(path.relative_to(root).as_posix()) for path in paths],
+        ids=[printable(path[prefix:]) for path in paths],
         labels=np.repeat(np.arange(len(files), dtype=np.int32), [len(f) for f in files]),
         class_names=[printable(d.name) for d in class_dirs],
         identities=[identity or f"unreadable:{path}"
@@ -169,15 +170,23 @@ def printable(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def _image_files(class_dir: Path) -> list[Path]:
-    """Visible image files anywhere below ``class_dir``, sorted by path."""
-    found = []
-    for folder, subfolders, names in os.walk(class_dir):
-        subfolders[:] = [name for name in subfolders if _is_visible(name)]
-        found.extend(
-            Path(folder, name) for name in names
-            if _is_image_name(name)
-        )
+def _image_files(class_dir: str) -> list[str]:
+    """Visible image files anywhere below ``class_dir``, sorted by path.
+
+    Plain strings and ``os.scandir``: a folder of 100,000 photos is listed in a fraction of a
+    second (``pathlib`` objects cost several times that). Links to folders are not followed.
+    """
+    found, folders = [], [class_dir]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if not _is_visible(entry.name):
+                    continue
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        folders.append(entry.path)
+                elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    found.append(entry.path)
     return sorted(found)
 
 
