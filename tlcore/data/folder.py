@@ -20,7 +20,10 @@ from tlcore.data.catalogue import Catalogue, file_identities, parallel_decoder
 from tlcore.data.labels import is_invisible, visible_label
 from tlcore.errors import BadImageError, DatasetError
 from tlcore.images import IMAGE_EXTENSIONS, load_image
-from tlcore.paths import data_roots, is_inside, resolve_allowed
+from tlcore.paths import data_roots, is_inside, resolve_allowed, tl_home
+
+IDENTITY_MEMO = "identities.sqlite"
+"""In ``TL_HOME``: file identities by path and stat, so a listing reads no file it read before."""
 
 IGNORED_FOLDERS = ("__MACOSX",)
 """Folders that archivers add and that never hold a class (hidden ones are skipped too)."""
@@ -87,6 +90,7 @@ def list_class_tree(root: Path, allowed: Sequence[Path], spec: DatasetSpec, wher
     files = [_image_files(str(class_dir)) for class_dir in class_dirs]
     paths = [path for class_files in files for path in class_files]
     prefix = len(str(root)) + 1
+    identities = file_identities(paths, identity_memo(), str(root))
 
     def read(index: int, size: int) -> np.ndarray:
         if not is_inside(Path(paths[index]).resolve(), allowed):
@@ -97,10 +101,16 @@ def list_class_tree(root: Path, allowed: Sequence[Path], spec: DatasetSpec, wher
         ids=[printable(path[prefix:]) for path in paths],
         labels=np.repeat(np.arange(len(files), dtype=np.int32), [len(f) for f in files]),
         class_names=[printable(d.name) for d in class_dirs],
-        identities=[identity or f"unreadable:{path}"
-                    for identity, path in zip(file_identities(paths), paths, strict=True)],
+        identities=[identity or f"unreadable:{printable(path)}"
+                    for identity, path in zip(identities, paths, strict=True)],
         decode=parallel_decoder(read),
     )
+
+
+def identity_memo() -> Path | None:
+    """Where file identities are remembered between listings (None when TL_HOME cannot hold it)."""
+    home = tl_home()
+    return home / IDENTITY_MEMO if home.is_dir() and os.access(home, os.W_OK) else None
 
 
 def visible_subfolders(folder: Path) -> list[Path]:
