@@ -18,7 +18,7 @@ from tlcore.training.estimate import eta_seconds, format_seconds
 from ui import glue, run_focus
 
 LAUNCHED = "train.launched"
-"""(run id, reused) of the last Launch, for the notice above that run."""
+"""(run id, reused, how the data changed or None) of the last Launch, for the notice above that run."""
 _STOP_ERROR = "train.stop_error"
 
 
@@ -84,8 +84,10 @@ def _launch_notice(run: RunRecord) -> None:
     launched = st.session_state.get(LAUNCHED)
     if not launched or launched[0] != run.id:
         return
+    if len(launched) > 2 and launched[2]:
+        st.info(launched[2], icon=":material/difference:")  # "The data changed since ...: 3 images added"
     if launched[1] and run.status == RunStatus.FINISHED:
-        st.success("An identical run finished earlier — showing its results. "
+        st.success("An identical run on the same data finished earlier — showing its results. "
                    "Tick “Train again” to retrain it.", icon=":material/recycling:")
     elif launched[1]:
         st.info(f"An identical run is already {run.status} — following it.")

@@ -35,7 +35,7 @@ def test_launch_trains_in_a_worker_shows_results_and_reuses_the_run():
     assert list(history["run"]) == [run.id] and list(history["status"]) == ["finished"]
 
     at.button(key="train.launch").click().run()
-    assert "An identical run finished earlier — showing its results." in texts(at)
+    assert "An identical run on the same data finished earlier — showing its results." in texts(at)
     assert len(store.list_runs()) == 1
 
     at.switch_page("pages/compare.py").run()

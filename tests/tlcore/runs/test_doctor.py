@@ -110,10 +110,10 @@ def test_finished_runs_whose_files_are_missing_are_named(isolated_home) -> None:
 def test_a_cache_folder_that_is_a_file_is_a_problem(isolated_home) -> None:
     RunStore()
     (isolated_home / "features").write_text("oops")
-    (isolated_home / "datasets").mkdir()
+    (isolated_home / "pixels").mkdir()
     found = problems(isolated_home)
     assert found == [f"caches: the feature store {isolated_home / 'features'} is a file, not a folder."]
-    assert "the dataset cache (datasets/) holds 0 entries" in doctor.check(isolated_home).describe()
+    assert "the pixel store (pixels/) holds 0 entries" in doctor.check(isolated_home).describe()
 
 
 def test_the_cli_prints_the_checkup_and_rebuilds(isolated_home, capsys) -> None:

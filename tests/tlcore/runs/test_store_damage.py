@@ -202,7 +202,7 @@ def test_the_cli_reads_a_read_only_store_and_refuses_to_change_it(
     code, out, _ = cli(capsys, "show", first)
     assert code == 0 and f"run {first}: finished" in out
     code, out, _ = cli(capsys, "compare", first, second)
-    assert code == 0 and first in out and "0.8" in out
+    assert code == 0 and first in out and "80.0%" in out
     code, _, err = cli(capsys, "delete", first)
     assert_one_line_error(code, err, "read-only")
     code, _, err = cli(capsys, "doctor", "--rebuild")
