@@ -35,7 +35,8 @@ def launch_section(spec: RunSpec) -> None:
         with glue.friendly("launching the run"):
             submission = jobs.submit(spec, store, force=force, owner=user.name)
             glue.watch(submission.run.id)
-            st.session_state[run_panel.LAUNCHED] = (submission.run.id, submission.reused, submission.data_change)
+            launched = (submission.run.id, submission.reused, submission.data_change)
+            st.session_state[run_panel.LAUNCHED] = launched
             st.rerun()  # so the sidebar lists the new job and starts following it
     if not glue.watched_run():
         st.caption("Not trained with these settings yet: press Launch to train it.")

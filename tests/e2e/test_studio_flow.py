@@ -336,7 +336,8 @@ def test_configure_train_twice_compare_and_classify(studio: Studio, page: Page) 
     expect(page.get_by_test_id("stMetric").filter(has_text="Whole run, 2 epoch(s)")).to_be_visible()
     # No finished run yet, so the estimate is the rule of thumb, for this server's own cores.
     server = re.escape(ServerProfile(cores=server_cores()).label)
-    basis = re.compile(rf"^Rule of thumb for {server}; \d+ training images, counted from the dataset.s files\.$")
+    counted = "counted from the dataset.s files"
+    basis = re.compile(rf"^Rule of thumb for {server}; \d+ training images, {counted}\.$")
     expect(page.get_by_text(basis)).to_be_visible()
     save_experiment(page, "shapes lr 0.001")
     shoot(page, "configure.png")

@@ -7,7 +7,7 @@ step that uses them, so a dataset's pixels or features never have to fit in memo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -37,7 +37,7 @@ def as_tf_dataset(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def row_reader(inputs: Rows):  # noqa: ANN201 - returns a graph function
+def row_reader(inputs: Rows) -> Callable[[tf.Tensor], tf.Tensor]:
     """A graph function from a batch of row indices to those rows as float32."""
     if isinstance(inputs, np.ndarray):
         constant = tf.constant(inputs)
@@ -50,7 +50,7 @@ def row_reader(inputs: Rows):  # noqa: ANN201 - returns a graph function
     return lambda index: tf.ensure_shape(tf.numpy_function(read, [index], tf.float32, stateful=False), shape)
 
 
-def views_reader(views: Sequence[Rows]):  # noqa: ANN201 - returns a graph function
+def views_reader(views: Sequence[Rows]) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """A graph function from (view, row indices) to those rows of that view as float32."""
     shape = (None, *views[0].shape[1:])
 
@@ -59,12 +59,6 @@ def views_reader(views: Sequence[Rows]):  # noqa: ANN201 - returns a graph funct
 
     return lambda view, index: tf.ensure_shape(
         tf.numpy_function(read, [view, index], tf.float32, stateful=False), shape)
-
-
-def batches_of(rows: Rows, batch_size: int):  # noqa: ANN201 - a generator
-    """``rows`` read ``batch_size`` at a time, in order."""
-    for start in range(0, len(rows), batch_size):
-        yield rows[start:start + batch_size]
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
