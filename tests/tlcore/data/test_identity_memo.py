@@ -26,13 +26,13 @@ def root(tmp_path: Path) -> Path:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files whose bytes the listing reads for their identity."""
     seen: list[str] = []
-    real = tlcore.data.catalogue.file_identity
+    real = tlcore.data.catalogue._read_identity
 
     def counting(path):
         seen.append(str(path))
         return real(path)
 
-    monkeypatch.setattr(tlcore.data.catalogue, "file_identity", counting)
+    monkeypatch.setattr(tlcore.data.catalogue, "_read_identity", counting)
     return seen
 
 
