@@ -109,7 +109,7 @@ def list_class_tree(root: Path, allowed: Sequence[Path], spec: DatasetSpec, wher
 
 def identity_memo() -> Path | None:
     """Where file identities are remembered between listings (None when TL_HOME cannot hold it)."""
-    home = tl_home()
+    home = tl_home(create=False)
     return home / IDENTITY_MEMO if home.is_dir() and os.access(home, os.W_OK) else None
 
 

@@ -9,6 +9,7 @@ preview lists them too (the pixel store remembers them).
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,8 +20,9 @@ from tlcore.data.bundle import SPLIT_NAMES, SkippedFile, imbalance_warning
 from tlcore.data.catalogue import Catalogue
 from tlcore.data.pixels import pixel_store
 from tlcore.data.registry import list_dataset
+from tlcore.data.rows import RowStore
 from tlcore.data.splits import check_class_counts, stratified_subset
-from tlcore.errors import BadImageError
+from tlcore.errors import BadImageError, TLError
 
 SAMPLES_PER_CLASS = 6
 
@@ -77,9 +79,9 @@ def preview_dataset(spec: DatasetSpec, per_class: int = SAMPLES_PER_CLASS) -> Da
     catalogue = list_dataset(spec)
     check_class_counts(catalogue.labels, catalogue.class_names)
     keep = stratified_subset(catalogue.identities, catalogue.labels, spec.subset, spec.seed)
-    store = pixel_store(spec.image_size)
+    store = _known_pixels(spec.image_size)
     identities = [catalogue.identities[i] for i in keep]
-    bad = store.bad(identities)
+    bad = store.bad(identities) if store is not None else {}
     skipped = [
         SkippedFile(catalogue.ids[i], bad[catalogue.identities[i]])
         for i in keep
@@ -114,8 +116,17 @@ def preview_dataset(spec: DatasetSpec, per_class: int = SAMPLES_PER_CLASS) -> Da
         warnings=warnings,
         skipped=skipped,
         fingerprint=catalogue.fingerprint,
-        unchecked=len(store.missing(identities)),
+        unchecked=len(store.missing(identities)) if store is not None else len(identities),
     )
+
+
+def _known_pixels(image_size: int) -> RowStore | None:
+    """The pixel store, for what runs learned about these files; None where it cannot be opened
+    (a read-only home): the preview then knows nothing about unreadable files yet."""
+    try:
+        return pixel_store(image_size)
+    except (OSError, sqlite3.Error, TLError):
+        return None
 
 
 def _samples(

@@ -288,3 +288,14 @@ def test_a_load_survives_another_process_evicting_its_rows_before_it_reads_them(
     evict_times = 99  # a store so full that other jobs evict everything, every time
     with pytest.raises(StorageError, match="TL_PIXEL_CACHE_MB"):
         load_dataset(spec_of(root))
+
+
+def test_the_preview_works_where_the_pixel_store_cannot_be_made(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home that is a file (or read-only): the preview still counts, and knows no bad files yet."""
+    home = tmp_path / "home-is-a-file"
+    home.write_text("not a folder")
+    monkeypatch.setenv("TL_HOME", str(home))
+    preview = preview_dataset(spec_of(root))
+    assert preview.total_images > 0 and preview.unchecked == preview.total_images and not preview.skipped
