@@ -9,6 +9,7 @@ here holds more than one chunk of pixels in memory.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,9 +26,14 @@ EVICTION_RETRIES = 3
 
 
 def bundle_from_catalogue(
-    catalogue: Catalogue, spec: DatasetSpec, progress: Progress | None = None
+    catalogue: Catalogue,
+    spec: DatasetSpec,
+    progress: Progress | None = None,
+    on_decoded: Callable[[str, np.ndarray], None] | None = None,
 ) -> DatasetBundle:
     """Subset, decode (what is new) and split a catalogue following ``spec``.
+
+    ``on_decoded`` hears of each newly decoded image (see :func:`tlcore.data.pixels.decode_missing`).
 
     Raises:
         DatasetError: Too few classes or images, before or after dropping unreadable files.
@@ -37,7 +43,7 @@ def bundle_from_catalogue(
     keep = stratified_subset(catalogue.identities, catalogue.labels, spec.subset, spec.seed)
     for attempt in range(EVICTION_RETRIES):
         try:
-            bundle = _splits_of_stored(catalogue, keep, spec, progress)
+            bundle = _splits_of_stored(catalogue, keep, spec, progress, on_decoded)
             break
         except RowsEvicted as exc:  # another process evicted rows we had just checked: decode again
             if attempt == EVICTION_RETRIES - 1:
@@ -51,9 +57,13 @@ def bundle_from_catalogue(
 
 
 def _splits_of_stored(
-    catalogue: Catalogue, keep: np.ndarray, spec: DatasetSpec, progress: Progress | None
+    catalogue: Catalogue,
+    keep: np.ndarray,
+    spec: DatasetSpec,
+    progress: Progress | None,
+    on_decoded: Callable[[str, np.ndarray], None] | None,
 ) -> DatasetBundle:
-    store = decode_missing(catalogue, keep, spec.image_size, progress)
+    store = decode_missing(catalogue, keep, spec.image_size, progress, on_decoded)
     bad = store.bad([catalogue.identities[i] for i in keep])
     skipped = [
         SkippedFile(catalogue.ids[i], bad[catalogue.identities[i]])

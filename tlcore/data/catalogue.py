@@ -19,12 +19,11 @@ remembered by path, inode, size and modification and change times (``identities.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import sqlite3
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,14 +205,19 @@ def parallel_decoder(read: Callable[[int, int], np.ndarray]) -> Decoder:
 
 
 def windowed_map(fn: Callable[[T], Decoded], items: Iterator[T]) -> Iterator[Decoded]:
-    """``fn`` over ``items`` on threads, in order, a window at a time.
+    """``fn`` over ``items`` on threads, in order, at most :data:`DECODE_WINDOW` ahead.
 
     ``Executor.map`` would submit every item at once, and decoded images would pile up in
     memory whenever the consumer is slower than the decoders.
     """
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-        while window := list(itertools.islice(items, DECODE_WINDOW)):
-            yield from pool.map(fn, window)
+        pending: deque[Future[Decoded]] = deque()
+        for item in items:  # decoders stay busy while the consumer works on earlier images
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= DECODE_WINDOW:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _read_or_error(

@@ -18,7 +18,7 @@ from tlcore.data.assemble import bundle_from_catalogue
 from tlcore.data.bundle import DatasetBundle, Progress
 from tlcore.data.catalogue import Catalogue, file_identities, parallel_decoder
 from tlcore.data.labels import is_invisible, visible_label
-from tlcore.errors import BadImageError, DatasetError
+from tlcore.errors import BadImageError, DatasetError, StorageError
 from tlcore.images import IMAGE_EXTENSIONS, load_image
 from tlcore.paths import data_roots, is_inside, resolve_allowed, tl_home
 
@@ -109,8 +109,11 @@ def list_class_tree(root: Path, allowed: Sequence[Path], spec: DatasetSpec, wher
 
 def identity_memo() -> Path | None:
     """Where file identities are remembered between listings (None when TL_HOME cannot hold it)."""
-    home = tl_home(create=False)
-    return home / IDENTITY_MEMO if home.is_dir() and os.access(home, os.W_OK) else None
+    try:
+        home = tl_home()
+    except StorageError:  # TL_HOME is a file, or cannot be made: list without remembering
+        return None
+    return home / IDENTITY_MEMO if os.access(home, os.W_OK) else None
 
 
 def visible_subfolders(folder: Path) -> list[Path]:

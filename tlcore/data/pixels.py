@@ -13,7 +13,7 @@ chunks go first, and the chunks of the data being used now are never evicted.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import PIL
@@ -48,8 +48,12 @@ def decode_missing(
     indices: Sequence[int],
     image_size: int,
     progress: Progress | None = None,
+    on_decoded: Callable[[str, np.ndarray], None] | None = None,
 ) -> RowStore:
     """Decode the entries at ``indices`` that the store has not seen, and store them.
+
+    ``on_decoded(identity, pixels)`` hears of each image as it is decoded, while the decoding
+    threads go on with the next ones: a frozen run forwards it there and then.
 
     Entries already stored, or remembered as unreadable, cost nothing; so a dataset that grew
     by 1 % decodes that 1 %. Failures are remembered with their reason.
@@ -74,7 +78,10 @@ def decode_missing(
             if isinstance(result, BadImageError):
                 failures.append((identity, str(result)))
             else:
-                writer.add(identity, np.asarray(result, dtype=np.uint8))
+                pixels = np.asarray(result, dtype=np.uint8)
+                writer.add(identity, pixels)
+                if on_decoded is not None:
+                    on_decoded(identity, pixels)
             if progress is not None:
                 progress(done + count, len(indices))
     store.mark_bad(failures)

@@ -34,7 +34,7 @@ from tlcore.config import RunSpec
 from tlcore.data import Split
 from tlcore.data.cache_keys import ids_fingerprint
 from tlcore.data.pixels import decoder_tag
-from tlcore.data.rows import RowArray, RowsEvicted, RowStore
+from tlcore.data.rows import RowArray, RowsEvicted, RowStore, RowWriter
 from tlcore.report.evaluate import predict_probabilities
 from tlcore.training.datasets import as_tf_dataset, views_reader
 from tlcore.training.features import feature_cache_limit, feature_store
@@ -148,7 +148,12 @@ class StageFeatures:
         self._forward: Callable[[np.ndarray], object] | None = None
         self.folded = 0
 
-    def _namespace(self, split: Split, view: int | None) -> dict[str, object]:
+    def sink(self) -> FeatureSink:
+        """Somewhere to hand images as they are decoded, so their features are computed then."""
+        store = feature_store(self._namespace(None, None), tuple(self.plan.lower.output_shape[1:]))
+        return FeatureSink(self._frozen_forward(), store)
+
+    def _namespace(self, split: Split | None, view: int | None) -> dict[str, object]:
         return {
             "image_size": self.spec.dataset.image_size,
             "pixels": decoder_tag(),
@@ -249,6 +254,46 @@ class StageFeatures:
             + (f", {self.beside_training_seconds:.1f} s of it while the head trained."
                if self.beside_training_seconds else ".")
         )
+
+
+class FeatureSink:
+    """Forwards images through the frozen part as the decode pass hands them over.
+
+    The decoding threads use the cores the forward pass leaves idle (it keeps about one of two
+    busy at this batch size), so a cold run decodes and forwards each image once, overlapped,
+    instead of one pass after the other. Rows land in the same feature store the stage reads.
+    """
+
+    def __init__(self, forward: Callable[[np.ndarray], object], store: RowStore) -> None:
+        self.forward = forward
+        self.writer = RowWriter(store)
+        self.count = 0
+        self.seconds = 0.0
+        self._identities: list[str] = []
+        self._images: list[np.ndarray] = []
+
+    def add(self, identity: str, pixels: np.ndarray) -> None:
+        self._identities.append(identity)
+        self._images.append(pixels)
+        if len(self._images) == FEATURE_BATCH:
+            self._forward_batch()
+
+    def close(self) -> str:
+        """Forward what is left and store every row; returns a line for the run's log."""
+        if self._images:
+            self._forward_batch()
+        self.writer.flush()
+        return (f"Frozen features of {self.count:,} image(s) computed as they were decoded "
+                f"({self.seconds:.1f} s of forward passes, overlapped with decoding).")
+
+    def _forward_batch(self) -> None:
+        started = time.perf_counter()
+        rows = _padded_call(self.forward, np.stack(self._images).astype(np.float32))
+        for identity, row in zip(self._identities, rows, strict=True):
+            self.writer.add(identity, row)
+        self.count += len(self._identities)
+        self.seconds += time.perf_counter() - started
+        self._identities, self._images = [], []
 
 
 def _first_of_each(identities: list[str], wanted: set[str]) -> np.ndarray:

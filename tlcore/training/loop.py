@@ -20,7 +20,10 @@ import numpy as np
 
 from tlcore.backbones import ResolvedBackbone, build_backbone
 from tlcore.config import RunSpec
-from tlcore.data import DatasetBundle, load_dataset
+from tlcore.data import DatasetBundle
+from tlcore.data.assemble import bundle_from_catalogue
+from tlcore.data.catalogue import Catalogue
+from tlcore.data.registry import list_dataset
 from tlcore.records import EpochRecord, RunStatus
 from tlcore.report.evaluate import EvalReport, evaluate, report_from_probabilities
 from tlcore.training.allocator import keep_freed_memory
@@ -136,23 +139,49 @@ def start_run(
 ) -> TrainingRun:
     """Load the data, build the classifier and restore its checkpoint, noting what happened."""
     note = NoteKeeper(observer)
-    if bundle is None:
-        bundle = load_dataset(spec.dataset, progress=PassTimer("Decoding images", observer.on_pass))
+    catalogue = list_dataset(spec.dataset) if bundle is None else None
+    resolved = build_backbone(spec.backbone, spec.dataset.image_size)
+    for remark in resolved.notes:
+        note(remark)
+    classes = len(catalogue.class_names if catalogue is not None else bundle.class_names)
+    model = build_classifier(resolved, classes, spec.dataset.image_size, spec.train)
+    resume = Checkpoint.load(checkpoint_dir) if checkpoint_dir else None
+    if catalogue is not None:
+        bundle = decode_and_forward(spec, catalogue, model, resolved, observer, note, fresh=resume is None)
     for warning in bundle.warnings:
         note(warning)
     if bundle.skipped:
         note(skipped_note(bundle))
-    resolved = build_backbone(spec.backbone, spec.dataset.image_size)
-    for remark in resolved.notes:
-        note(remark)
-    model = build_classifier(resolved, len(bundle.class_names), spec.dataset.image_size, spec.train)
     run = TrainingRun(spec, bundle, resolved, model, observer, note, checkpoint_dir)
-    resume = Checkpoint.load(checkpoint_dir) if checkpoint_dir else None
     if resume is not None:
         resume.restore(model)
         run.done_epochs = resume.epoch
         note(f"Resumed after epoch {resume.epoch} from its checkpoint (optimizer state restarts).")
     return run
+
+
+def decode_and_forward(
+    spec: RunSpec,
+    catalogue: Catalogue,
+    model: keras.Model,
+    resolved: ResolvedBackbone,
+    observer: TrainingObserver,
+    note: NoteKeeper,
+    fresh: bool,
+) -> DatasetBundle:
+    """Decode what the pixel store lacks; when the first stage trains on cached features (and
+    the run starts afresh), forward each image through its frozen part as it is decoded."""
+    first = plan_stages(spec.train, backbone_of(model))[0]
+    cached = (CachedFeatureStage.for_policy(spec, model, first.policy, weights_identity(resolved))
+              if fresh and not spec.train.augmentations else None)
+    sink = cached.features.sink() if cached is not None else None
+    bundle = bundle_from_catalogue(catalogue, spec.dataset, PassTimer("Decoding images", observer.on_pass),
+                                   on_decoded=sink.add if sink is not None else None)
+    if sink is not None:
+        summary = sink.close()
+        if sink.count:
+            note(summary)
+    return bundle
 
 
 SHOWN_SKIPPED = 10
