@@ -129,7 +129,7 @@ def _train(data: Path) -> dict[str, object]:
     images = sum(len(split) for split in result.bundle.splits().values())
     forwarded = 0
     for note in result.notes:
-        match = re.search(r"([0-9,]+) image\(s\) forwarded", note)
+        match = re.search(r"([0-9,]+) image\(s\) (?:forwarded|computed as they were decoded)", note)
         if match:
             forwarded += int(match.group(1).replace(",", ""))
     return {
