@@ -19,6 +19,10 @@ user = auth.current_user()
 st.title("Train")
 
 
+FORCE = "train.force"
+LAUNCH_ERROR = "train.launch_error"
+
+
 def picked_spec(option: str) -> RunSpec:
     """The settings the picker stands for: a saved experiment, or a run's own settings."""
     if option.startswith(run_focus.RUN_OPTION):
@@ -30,16 +34,26 @@ def launch_section(spec: RunSpec) -> None:
     st.caption(f"{describe_spec(spec)} · {spec.dataset.image_size} px · "
                f"{spec.train.total_epochs} epoch(s) · batch {spec.train.batch_size}")
     launch_col, force_col = st.columns([1, 4], vertical_alignment="center")
-    force = force_col.checkbox("Train again even if an identical run finished", key="train.force")
-    if launch_col.button("Launch", type="primary", icon=":material/play_arrow:", key="train.launch"):
-        with glue.friendly("launching the run"):
-            submission = jobs.submit(spec, store, force=force, owner=user.name)
-            glue.watch(submission.run.id)
-            launched = (submission.run.id, submission.reused, submission.data_change)
-            st.session_state[run_panel.LAUNCHED] = launched
-            st.rerun()  # so the sidebar lists the new job and starts following it
+    force_col.checkbox("Train again even if an identical run finished", key=FORCE)
+    launch_col.button("Launch", type="primary", icon=":material/play_arrow:", key="train.launch",
+                      on_click=launch, args=(spec,))
+    if LAUNCH_ERROR in st.session_state:
+        st.error(st.session_state.pop(LAUNCH_ERROR), icon=":material/error:")
     if not glue.watched_run():
         st.caption("Not trained with these settings yet: press Launch to train it.")
+
+
+def launch(spec: RunSpec) -> None:
+    """Launch's callback: it runs before the page is drawn, so the page shows the new run, and
+    "Train again" can be unticked (one retraining per tick, never a habit of the page)."""
+    try:
+        submission = jobs.submit(spec, store, force=st.session_state.get(FORCE, False), owner=user.name)
+    except Exception as exc:  # noqa: BLE001 - shown on the page, never raised
+        st.session_state[LAUNCH_ERROR] = glue.describe_error(exc, "launching the run")
+        return
+    st.session_state[FORCE] = False
+    glue.watch(submission.run.id)
+    st.session_state[run_panel.LAUNCHED] = (submission.run.id, submission.reused, submission.data_change)
 
 
 names = glue.attempt(list_experiments, doing="listing experiments") or []

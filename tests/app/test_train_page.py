@@ -241,3 +241,38 @@ def test_a_run_name_that_is_markdown_shows_as_typed_in_every_users_sidebar():
     entry = next(value for value in sidebar if run.id in value)
     assert "](" not in entry.replace("\\](", "") and "\\[Session expired\\]" in entry
     assert "\\$e^x\\$" in entry
+
+
+def test_train_again_is_unticked_after_the_launch_it_applied_to(monkeypatch):
+    from tlcore.runs import jobs
+
+    launched = []
+    monkeypatch.setattr(jobs, "dispatch", lambda store: launched.append(1) or [])  # no worker
+    save_experiment("tiny", tiny_spec("frozen", epochs=1))
+    at = open_app("pages/train.py")
+    at.checkbox(key="train.force").check().run()
+    at.button(key="train.launch").click().run()
+    assert not at.exception and not at.error
+    assert at.checkbox(key="train.force").value is False  # one retraining per tick
+    assert len(RunStore().list_runs()) == 1
+
+
+def test_launching_an_experiment_whose_folder_was_deleted_says_so(tmp_path):
+    from folders import add_images
+
+    from tlcore.config import DatasetSpec
+
+    root = tmp_path / "pets"
+    add_images(root / "cat", 4, seed=1)
+    add_images(root / "dog", 4, seed=2)
+    spec = dataclasses.replace(tiny_spec("frozen", epochs=1),
+                               dataset=DatasetSpec(f"folder:{root}", image_size=32))
+    save_experiment("pets", spec)
+    import shutil
+
+    shutil.rmtree(root)
+    at = open_app("pages/train.py")
+    at.button(key="train.launch").click().run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error), [e.value for e in at.error]
+    assert RunStore().list_runs() == []
