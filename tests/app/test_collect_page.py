@@ -135,4 +135,4 @@ def test_an_existing_dataset_is_picked_up_again_and_can_be_deleted():
     assert counts(at) == {"Images": "0", "x": "0"}
     at.button(key="collect.delete").click().run()
     assert not at.exception and collect.list_datasets() == []
-    assert at.selectbox(key="collect.dataset").options == ["➕ New dataset"] and not at.metric
+    assert at.selectbox(key="collect.dataset").options == ["New dataset…"] and not at.metric
