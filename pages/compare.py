@@ -17,7 +17,7 @@ from tlcore.report.summaries import (
     headline_accuracy,
     rows_to_csv,
 )
-from ui import classify_panel, compare_picker, exports, glue, widgets
+from ui import classify_panel, compare_picker, exports, glue, paired_panel, widgets
 
 glue.require_frame(__file__)
 
@@ -104,6 +104,7 @@ if runs:
                 col.plotly_chart(glue.confusion_chart(run, labels[run.id]), key=f"compare.confusion.{run.id}")
     st.plotly_chart(glue.per_class_f1_chart([run for run in runs if run.id in reports], labels),
                     key="compare.f1")
+    paired_panel.paired_section(runs, labels)
     mistakes_section(runs, reports)
 else:
     st.caption("Pick one or more runs above to see their curves, metrics and mistakes.")

@@ -27,6 +27,7 @@ from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run
 from tlcore.deploy.export_check import ExportCheck
 from tlcore.errors import ConfigError, RunStateError, StorageError, TLError
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus
+from tlcore.report.paired import PairedComparison
 from tlcore.report.summaries import comparison_rows, format_percent, rows_to_csv
 from tlcore.runs.jobs import check_spec
 from tlcore.runs.store import Claimant, RunStore
@@ -344,6 +345,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             + ", ".join(f"{run.id} is {run.status}" for run in unfinished) + ".",
             "Wait for them to finish (`python -m tlcore show RUN`) or leave them out.",
         )
+    if args.paired:
+        return _compare_paired(args, store, runs)
     rows = comparison_rows(runs)
     if args.csv:
         print(rows_to_csv(_visible(rows)), end="")
@@ -351,6 +354,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _emit(args, rows,
               lambda rows: _describe_table(_with_percents(rows, "test accuracy", "best val accuracy")))
     return 0
+
+
+def _compare_paired(args: argparse.Namespace, store: RunStore, runs: list[RunRecord]) -> int:
+    """Two runs image by image: accuracy intervals, fixed and broken images, McNemar's test."""
+    from tlcore.runs.pairing import pair_runs, paired_payload
+
+    if len(runs) != 2:
+        raise ConfigError(f"--paired compares exactly two runs, got {len(runs)}.",
+                          "Name two runs: `python -m tlcore compare A B --paired`.")
+    comparison = pair_runs(store, *runs)
+    _emit(args, paired_payload(comparison), lambda payload: _describe_paired(comparison))
+    return 0
+
+
+def _describe_paired(comparison: PairedComparison) -> str:
+    lines = [comparison.sentence()]
+    for label, interval in zip(comparison.labels, comparison.accuracy, strict=True):
+        lines.append(f"  {label}: accuracy {interval.value:.1%} (95 % interval {interval.low:.1%} to "
+                     f"{interval.high:.1%})")
+    lines.append(f"  {'class':<20} {'F1 A':>7} {'F1 B':>7} {'delta':>7}")
+    lines += [f"  {delta.name[:20]:<20} {delta.f1[0]:>7.3f} {delta.f1[1]:>7.3f} {delta.f1_delta:>+7.3f}"
+              for delta in comparison.per_class]
+    lines.append(f"  {len(comparison.disagreements)} image(s) answered differently.")
+    return _visible("\n".join(lines))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -387,11 +414,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
             answer = loaded.classify([image], top_k=args.top_k, threshold=args.threshold)[0]
             results.append({"image": image, "answer": answer.label, "predictions": [
                 {"label": p.label, "probability": p.probability} for p in answer.predictions]})
+            if args.explain is not None:
+                results[-1]["explanation"] = str(_explain_one(loaded, image, Path(args.explain)))
         except TLError as exc:
             failed = True
             results.append({"image": image, "error": str(exc)})
     _emit(args, results, _describe_predictions)
     return EXIT_USER_ERROR if failed else 0
+
+
+def _explain_one(loaded: Any, image: str, folder: Path) -> Path:
+    """Write the Grad-CAM (or saliency) overlay of ``image``'s predicted class into ``folder``."""
+    from tlcore.report.explain import explain, write_overlay
+
+    with loaded.lock:
+        explanation = explain(loaded.model, loaded.class_names, [image], loaded.image_size)[0]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_overlay(folder, image, loaded.run_id, explanation)
+    except OSError as exc:
+        raise StorageError(f"Could not write the explanation into {folder} ({exc.strerror or exc}).",
+                           "Pass --explain a folder you can write to.") from exc
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -524,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     output = compare.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true")
     output.add_argument("--csv", action="store_true", help="the table as CSV, as the app's download")
+    compare.add_argument("--paired", action="store_true",
+                         help="two runs image by image: accuracy intervals, McNemar's exact test")
     compare.set_defaults(handler=cmd_compare)
     export = verbs.add_parser("export", help="package a finished run for phones, edge devices or servers")
     export.add_argument("run_id")
@@ -540,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="confidence from 0 to 1: below it the answer is 'not sure' (JSON: "
                               "answer null) instead of the most likely class (default: off)")
     predict.add_argument("--json", action="store_true")
+    predict.add_argument("--explain", metavar="DIR", default=None,
+                         help="also write a Grad-CAM overlay PNG per image into DIR")
     predict.set_defaults(handler=cmd_predict)
     preview = verbs.add_parser("preview", help="a dataset's counts, warnings and fingerprint (no decoding)")
     _add_section_arguments(preview, {"dataset": DatasetSpec})
@@ -636,4 +683,6 @@ def _describe_predictions(results: list[dict[str, Any]]) -> str:
         else:
             tops = ", ".join(f"{p['label']} {p['probability']:.2f}" for p in r["predictions"])
             lines.append(f"{r['image']}: " + (tops if r["answer"] is not None else f"not sure ({tops})"))
+            if "explanation" in r:
+                lines.append(f"  explanation: {r['explanation']}")
     return "\n".join(lines)

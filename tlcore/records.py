@@ -106,7 +106,10 @@ class RunArtifacts:
 
     REPORT: ClassVar[str] = "report.json"
     CLASS_NAMES: ClassVar[str] = "class_names.json"
-    """JSON artifacts, by the name :meth:`RunStore.read_json` and ``write_json`` take."""
+    PREDICTIONS: ClassVar[str] = "predictions.json"
+    """JSON artifacts, by the name :meth:`RunStore.read_json` and ``write_json`` take; the last
+    holds every test image's answer (:class:`tlcore.report.paired.TestPredictions`), for
+    pairing runs."""
 
     @property
     def run_id(self) -> str:

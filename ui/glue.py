@@ -31,8 +31,10 @@ from tlcore.errors import TLError
 from tlcore.paths import keras_models_dir, tl_home
 from tlcore.records import RunArtifacts, RunRecord
 from tlcore.report.evaluate import EvalReport
+from tlcore.report.paired import PairedComparison
 from tlcore.report.plots import comparison_figure, confusion_figure, per_class_f1_figure
 from tlcore.runs.experiments import Starter, list_experiments, load_experiment, starter_spec
+from tlcore.runs.pairing import pair_runs
 from tlcore.runs.store import RunStore
 from tlcore.training.estimate import ServerProfile, measure_server
 
@@ -328,6 +330,23 @@ def _keys(runs: list[RunRecord], labels: dict[str, str]) -> tuple[RunKey, ...]:
 def _report(home: str, run_id: str, finished_at: float) -> EvalReport:
     del finished_at  # part of the key only
     return EvalReport.from_dict(RunStore(root=Path(home)).read_json(run_id, RunArtifacts.REPORT))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _paired(home: str, first: tuple[str, float], second: tuple[str, float]) -> PairedComparison:
+    runs = RunStore(root=Path(home))
+    return pair_runs(runs, runs.get(first[0]), runs.get(second[0]))
+
+
+def paired_comparison(first: RunRecord, second: RunRecord) -> PairedComparison:
+    """Two finished runs paired image by image, once per process and pair (finish times are in
+    the key, so a rerun is paired afresh).
+
+    Raises:
+        NotPairedError: They were not tested on the same images, or one kept no answers.
+    """
+    keys = [(run.id, run.finished_at or 0.0) for run in (first, second)]
+    return _paired(str(store().root), *keys)
 
 
 def finished_report(run: RunRecord) -> EvalReport:

@@ -188,3 +188,25 @@ def test_export_of_a_damaged_model_is_a_friendly_error(writable_trained_home, mo
     at.button(key="compare.export").click().run()
     assert not at.exception
     assert any("could not be loaded" in e.value for e in at.error)
+
+
+def test_two_runs_are_paired_image_by_image_and_a_run_without_answers_says_why(writable_trained_home):
+    from tlcore.records import RunArtifacts
+    from tlcore.runs.pairing import pair_runs
+
+    at = open_app("pages/compare.py")
+    assert not at.exception and not at.error
+    store = RunStore()
+    first, second = (store.get(run_id) for run_id in at.multiselect(key="compare.runs").value)
+    expected = pair_runs(store, first, second)
+    shown = [m.value.replace("\\", "") for m in [*at.info, *at.success]]
+    assert expected.sentence() in shown, shown  # the verdict, with the run names shown as typed
+    classes = next(d.value for d in at.dataframe if "F1 B - A" in d.value.columns)
+    assert list(classes["class"]) == [delta.name for delta in expected.per_class]
+    assert any(f"{len(expected.disagreements)} test image(s) the two runs answer differently" in e.label
+               for e in at.expander)
+
+    (store.artifact_dir(second.id) / RunArtifacts.PREDICTIONS).unlink()
+    at.multiselect(key="compare.runs").set_value([second.id, first.id]).run()
+    assert not at.exception
+    assert any("kept no per-image test answers" in m.value for m in at.info)

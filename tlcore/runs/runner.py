@@ -21,6 +21,7 @@ from tlcore.errors import StorageError, TLError
 from tlcore.files import atomic_write
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunSummary
 from tlcore.report.evaluate import EvalReport
+from tlcore.report.paired import TestPredictions
 from tlcore.runs.data_identity import save_data_record, trained_on_other_data
 from tlcore.runs.store import RunStore
 from tlcore.training.checkpoint import Checkpoint, clear_checkpoint
@@ -125,8 +126,8 @@ def execute_run(
         if other_data:
             store.add_note(run_id, other_data)
         if store.epochs(run_id):
-            report = result.test_report()
-            save_artifacts(store, run_id, result, report)
+            report, predictions = result.test_evaluation()
+            save_artifacts(store, run_id, result, report, predictions)
         store.finish(run_id, result.status)
         if result.status == RunStatus.FINISHED:  # after finish: a crash in between loses no work
             clear_checkpoint(checkpoint_dir)
@@ -175,8 +176,12 @@ def as_storage_error(exc: BaseException) -> StorageError | None:
     return None
 
 
-def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: EvalReport) -> None:
-    """Write model, report, class names and mistake thumbnails; the summary goes last.
+def save_artifacts(
+    store: RunStore, run_id: str, result: RunResult, report: EvalReport,
+    predictions: TestPredictions | None = None,
+) -> None:
+    """Write model, report, per-image test answers, class names and mistake thumbnails; the
+    summary goes last.
 
     All or nothing: when any write fails (a full disk), every artifact of the run is removed
     again, so no complete-looking model is left for a run that is not finished.
@@ -188,6 +193,8 @@ def save_artifacts(store: RunStore, run_id: str, result: RunResult, report: Eval
         atomic_write(artifacts.model, result.model.save, keep_suffix=True)
         store.write_json(run_id, RunArtifacts.REPORT, report.to_dict())
         store.write_json(run_id, RunArtifacts.CLASS_NAMES, result.bundle.class_names)
+        if predictions is not None:
+            store.write_json(run_id, RunArtifacts.PREDICTIONS, predictions.to_dict())
         save_data_record(store, run_id, result.bundle)
         save_mistake_thumbnails(store, run_id, result, report)
         store.write_record(run_id, result.status, summary)  # for `doctor --rebuild`

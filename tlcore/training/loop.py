@@ -25,7 +25,8 @@ from tlcore.data.assemble import bundle_from_catalogue
 from tlcore.data.catalogue import Catalogue
 from tlcore.data.registry import list_dataset
 from tlcore.records import EpochRecord, RunStatus
-from tlcore.report.evaluate import EvalReport, evaluate, report_from_probabilities
+from tlcore.report.evaluate import EvalReport, predict_probabilities, report_from_probabilities
+from tlcore.report.paired import TestPredictions
 from tlcore.training.allocator import keep_freed_memory
 from tlcore.training.cached_stage import CachedFeatureStage, weights_identity
 from tlcore.training.checkpoint import Checkpoint, CheckpointCallback
@@ -54,15 +55,22 @@ class RunResult:
     features; None means evaluate the model on the test images."""
 
     def test_report(self) -> EvalReport:
-        """Test metrics of the trained model.
+        """Test metrics of the trained model."""
+        return self.test_evaluation()[0]
+
+    def test_evaluation(self) -> tuple[EvalReport, TestPredictions]:
+        """Test metrics of the trained model, and its answer for every test image.
 
         From cached features, evaluation costs the trainable part only (and no new graph for
         the full model), so a warm run evaluates in a fraction of a second.
         """
         split, names = self.bundle.test, self.bundle.class_names
-        if self.test_probabilities is None:
-            return evaluate(self.model, split, names)
-        return report_from_probabilities(self.test_probabilities, split, names)
+        probabilities = (predict_probabilities(self.model, split.images)
+                         if self.test_probabilities is None else self.test_probabilities)
+        report = report_from_probabilities(probabilities, split, names)
+        predictions = TestPredictions.from_probabilities(
+            probabilities, split.identities, split.ids, split.labels, names, report.top_k)
+        return report, predictions
 
 
 @dataclass
