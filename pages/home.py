@@ -7,7 +7,8 @@ import streamlit as st
 
 from tlcore.config import RunSpec
 from tlcore.data.uploads import source_label
-from tlcore.records import RunStatus
+from tlcore.errors import TLError
+from tlcore.records import RunRecord, RunStatus
 from tlcore.report.summaries import accuracy_gain, backbone_label, headline_accuracy, run_label, run_name
 from tlcore.runs import jobs
 from tlcore.runs.checks import spec_problems, spec_warnings
@@ -70,9 +71,30 @@ def results(batch: ClassicBatch) -> None:
             gain = accuracy_gain(accuracy, headline_accuracy(baseline), "scratch")
         scores.metric(f"{labels[run.id]}: test accuracy", f"{accuracy:.1%}", delta=gain,
                       help="Accuracy on the held-out test split")
+    verdicts(finished)
     st.page_link(widgets.COMPARE_PAGE, icon=":material/compare:",
                  label="Compare them in detail: confusion matrices, mistakes, your own images",
                  query_params={glue.COMPARE_PARAM: ",".join(run.id for run in batch.stored)})
+
+
+VERDICT_PAIRS = (
+    ("frozen", "frozen_then_finetune"), ("scratch", "frozen"), ("scratch", "frozen_then_finetune"),
+)
+"""Is fine-tuning better than frozen, and is each better than scratch: A, then B, by strategy."""
+
+
+def verdicts(finished: list[RunRecord]) -> None:
+    """The paired verdict (McNemar's test on the same test images) for each pair that finished."""
+    by_strategy = {run.spec.train.strategy: run for run in finished}
+    lines = []
+    for first, second in VERDICT_PAIRS:
+        if first in by_strategy and second in by_strategy:
+            try:
+                lines.append(glue.paired_comparison(by_strategy[first], by_strategy[second]).sentence())
+            except TLError:
+                continue  # not pairable (runs from before per-image answers were kept)
+    if lines:
+        st.markdown("\n".join(f"- {glue.literal(line)}" for line in lines))
 
 
 def classic_results(specs: tuple[RunSpec, ...], live: bool) -> None:

@@ -1,5 +1,6 @@
 import dataclasses
 import os
+import re
 from urllib.parse import parse_qs
 
 import psutil
@@ -212,3 +213,33 @@ def test_defaults_and_uploads_are_named_for_people(monkeypatch):
     save_experiment("pets", spec)
     at = open_app()
     assert "Dataset **cats_vs_dogs.zip**" in texts(at) and str(archive) not in texts(at)
+
+
+def test_the_classic_results_say_whether_each_difference_is_real():
+    from tlcore.records import RunArtifacts
+    from tlcore.report.paired import TestPredictions
+
+    store = RunStore()
+    spec = tiny_spec(epochs=3)
+    save_experiment("tiny", spec)
+    accuracies = {"scratch": 0.2, "frozen": 0.8, "frozen_then_finetune": 0.85}
+    ids = record_finished_classic(store, spec, accuracies)
+    true = [i % 2 for i in range(100)]
+    for run_id in ids:
+        share = accuracies[store.get(run_id).spec.train.strategy]
+        predicted = [t if i < share * 100 else 1 - t for i, t in enumerate(true)]
+        answers = TestPredictions([f"img{i}" for i in range(100)], [f"t/{i}" for i in range(100)], true,
+                                  predicted, [0.9] * 100, [[p] for p in predicted], ["a", "b"])
+        store.write_json(run_id, RunArtifacts.PREDICTIONS, answers.to_dict())
+    at = open_app()
+    assert not at.exception and not at.error
+    verdicts = next(m.value for m in at.markdown if "fixed" in m.value).replace("\\", "")
+    lines = [re.sub(r" · [0-9a-f]{12}", "", line) for line in verdicts.splitlines()]
+    assert lines == [
+        "- classic · frozen_then_finetune fixed 5 test image(s) that classic · frozen got wrong and broke 0: "
+        "p = 0.062, not a clear difference on 100 images.",
+        "- classic · frozen fixed 60 test image(s) that classic · scratch got wrong and broke 0: "
+        "p = 1.7e-18, a clear difference on 100 images (classic · frozen is better).",
+        "- classic · frozen_then_finetune fixed 65 test image(s) that classic · scratch got wrong and "
+        "broke 0: p = 5.4e-20, a clear difference on 100 images (classic · frozen_then_finetune is better).",
+    ]

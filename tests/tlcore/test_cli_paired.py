@@ -29,10 +29,10 @@ def test_two_runs_on_one_split_are_paired_and_old_runs_say_why_not(capsys) -> No
                for r in (first, second)]
     right = [{i: p == t for i, p, t in zip(a["identities"], a["predicted"], a["true"], strict=True)}
              for a in answers]
-    assert paired["only_a_right"] == sum(right[0][i] and not right[1][i] for i in right[0])
-    assert paired["only_b_right"] == sum(right[1][i] and not right[0][i] for i in right[0])
+    assert paired["only_a_correct"] == sum(right[0][i] and not right[1][i] for i in right[0])
+    assert paired["only_b_correct"] == sum(right[1][i] and not right[0][i] for i in right[0])
     assert abs(paired["accuracy"][0]["value"] - first["test"]["accuracy"]) < 1e-9
-    assert 0 <= paired["p_value"] <= 1 and paired["sentence"].endswith(".")
+    assert 0 <= paired["mcnemar_p"] <= 1 and paired["sentence"].endswith(".")
 
     assert main(["compare", first["run_id"], second["run_id"], "--paired"]) == 0
     text = capsys.readouterr().out

@@ -102,9 +102,9 @@ class PairedComparison:
     Attributes:
         images: Test images both runs were evaluated on.
         accuracy: Each run's accuracy with its bootstrap 95 % interval.
-        only_a_right: Images A gets right and B wrong (B "broke" them).
-        only_b_right: Images B gets right and A wrong (B "fixed" them).
-        p_value: McNemar's exact two-sided p-value on those two counts.
+        only_a_correct: Images A gets right and B wrong (B "broke" them).
+        only_b_correct: Images B gets right and A wrong (B "fixed" them).
+        mcnemar_p: McNemar's exact two-sided p-value on those two counts.
         per_class: Precision, recall and F1 of A and B per class.
         disagreements: The images the two runs answer differently.
     """
@@ -112,15 +112,15 @@ class PairedComparison:
     labels: tuple[str, str]
     images: int
     accuracy: tuple[Interval, Interval]
-    only_a_right: int
-    only_b_right: int
-    p_value: float
+    only_a_correct: int
+    only_b_correct: int
+    mcnemar_p: float
     per_class: list[ClassDelta]
     disagreements: list[Disagreement] = field(default_factory=list)
 
     @property
     def clear(self) -> bool:
-        return self.p_value < ALPHA
+        return self.mcnemar_p < ALPHA
 
     def sentence(self) -> str:
         """What a stakeholder reads: "fine-tuning fixed 9 test images and broke 3: p = 0.15, ..."."""
@@ -129,9 +129,9 @@ class PairedComparison:
                    else f"not a clear difference on {self.images:,} images")
         better = ""
         if self.clear:
-            better = f" ({b if self.only_b_right > self.only_a_right else a} is better)"
-        return (f"{b} fixed {self.only_b_right} test image(s) that {a} got wrong and broke "
-                f"{self.only_a_right}: p = {self.p_value:.2g}, {verdict}{better}.")
+            better = f" ({b if self.only_b_correct > self.only_a_correct else a} is better)"
+        return (f"{b} fixed {self.only_b_correct} test image(s) that {a} got wrong and broke "
+                f"{self.only_a_correct}: p = {self.mcnemar_p:.2g}, {verdict}{better}.")
 
 
 class NotPairedError(ConfigError):
@@ -159,9 +159,9 @@ def compare_paired(
         labels=labels,
         images=len(true),
         accuracy=(bootstrap_accuracy(right_a, seed), bootstrap_accuracy(right_b, seed + 1)),
-        only_a_right=only_a,
-        only_b_right=only_b,
-        p_value=mcnemar_exact(only_a, only_b),
+        only_a_correct=only_a,
+        only_b_correct=only_b,
+        mcnemar_p=mcnemar_exact(only_a, only_b),
         per_class=[ClassDelta(x.name, (x.precision, y.precision), (x.recall, y.recall), (x.f1, y.f1))
                    for x, y in zip(metrics_a, metrics_b, strict=True)],
         disagreements=[Disagreement(a.ids[i], names[true[i]], names[pred_a[i]], names[pred_b[i]])

@@ -55,8 +55,8 @@ def test_fixed_and_broken_images_are_counted_per_image_in_either_order() -> None
         second[i] = 1 - true[i]
     shuffled = list(np.random.default_rng(2).permutation(150))
     result = compare_paired(answers(true, first), answers(true, second, shuffled), ("frozen", "fine-tuned"))
-    assert (result.only_b_right, result.only_a_right) == (9, 3)
-    assert result.p_value == pytest.approx(mcnemar_exact(3, 9))
+    assert (result.only_b_correct, result.only_a_correct) == (9, 3)
+    assert result.mcnemar_p == pytest.approx(mcnemar_exact(3, 9))
     assert result.sentence() == ("fine-tuned fixed 9 test image(s) that frozen got wrong and broke 3: "
                                  "p = 0.15, not a clear difference on 150 images.")
     assert len(result.disagreements) == 12
@@ -70,7 +70,7 @@ def test_a_clear_difference_says_which_run_is_better() -> None:
     true = [0, 1] * 50
     worse = [1 - t if i < 30 else t for i, t in enumerate(true)]
     result = compare_paired(answers(true, worse), answers(true, true), ("scratch", "frozen"))
-    assert result.clear and result.only_b_right == 30 and "(frozen is better)" in result.sentence()
+    assert result.clear and result.only_b_correct == 30 and "(frozen is better)" in result.sentence()
 
 
 def test_runs_tested_on_other_images_or_labels_are_not_paired() -> None:
