@@ -1,7 +1,8 @@
 """The Compare page's "Classify your images": uploads, and every chosen run's answer for each.
 
 A fragment, so an upload or a setting reruns this section only. It is drawn even while no run is
-chosen, so the uploads survive someone clearing the selection to pick other runs.
+chosen, so the uploads survive someone clearing the selection to pick other runs. On a toggle,
+each run's heatmap of a class (the predicted one, or one picked) is drawn over every upload.
 """
 
 from __future__ import annotations
@@ -13,8 +14,16 @@ from tlcore.deploy.serving import Answer
 from tlcore.images import MAX_UPLOAD_BYTES, check_upload_size, load_image
 from tlcore.records import RunRecord
 from tlcore.report.evaluate import DEFAULT_TOP_K
+from tlcore.report.explain import GRAD_CAM
 from tlcore.report.plots import predictions_figure
 from ui import glue
+
+PREDICTED = "predicted class"
+"""The "Explain class" choice that explains each run's own answer."""
+MAP_KINDS = {GRAD_CAM: "Grad-CAM"}
+"""How each heatmap kind is named under an overlay; the other kind is saliency."""
+SALIENCY_NAME = "gradient saliency (TF Hub: no spatial map)"
+OVERLAYS_PER_ROW = 4
 
 
 @st.fragment
@@ -36,9 +45,24 @@ def classify_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
                               key="compare.threshold",
                               help="When no class is at least this likely, the answer is “not sure” "
                                    "instead of the most likely class. 0% always names a class.")
+    explained = explain_choice(runs)
     for upload in uploads or []:
         st.divider()
-        classify_upload(upload, runs, labels, top_k, percent / 100 or None)
+        classify_upload(upload, runs, labels, top_k, percent / 100 or None, explained)
+
+
+def explain_choice(runs: list[RunRecord]) -> str | None:
+    """The toggle and the class to explain: None when off, else :data:`PREDICTED` or a class name.
+
+    The classes offered are the first run's (runs trained on other data may lack some).
+    """
+    if not st.toggle("Explain (Grad-CAM)", key="compare.explain",
+                     help="Colour where in each image the evidence for a class is, red most."):
+        return None
+    names: list[str] = []
+    with glue.friendly(f"reading the classes of run {runs[0].id}"):
+        names = glue.loaded_run(runs[0].id).class_names
+    return st.selectbox("Explain class", [PREDICTED, *names], key="compare.explain_class")
 
 
 def answer_line(label: str, answer: Answer) -> str:
@@ -50,8 +74,8 @@ def answer_line(label: str, answer: Answer) -> str:
 
 
 def classify_upload(upload: UploadedFile, runs: list[RunRecord], labels: dict[str, str], top_k: int,
-                    threshold: float | None) -> None:
-    """One uploaded image and every run's answer, or why it could not be read."""
+                    threshold: float | None, explained: str | None = None) -> None:
+    """One uploaded image and every run's answer (and heatmaps), or why it could not be read."""
     try:
         check_upload_size(upload.size)
         pixels = load_image(upload.getvalue())
@@ -69,3 +93,21 @@ def classify_upload(upload: UploadedFile, runs: list[RunRecord], labels: dict[st
         figure = predictions_figure({label: a.predictions for label, a in answers.items()}, threshold)
         chart_col.plotly_chart(figure, key=f"compare.pred.{upload.file_id}")
         chart_col.caption("  \n".join(answer_line(label, answer) for label, answer in answers.items()))
+    if explained is not None:
+        overlays_row(upload, runs, labels, None if explained == PREDICTED else explained)
+
+
+def overlays_row(upload: UploadedFile, runs: list[RunRecord], labels: dict[str, str],
+                 class_name: str | None) -> None:
+    """Each run's heatmap of ``class_name`` (None: its predicted class) over the upload, side by side."""
+    for start in range(0, len(runs), OVERLAYS_PER_ROW):
+        row = runs[start:start + OVERLAYS_PER_ROW]
+        for col, run in zip(st.columns(OVERLAYS_PER_ROW), row, strict=False):  # the last row may be short
+            with col, glue.friendly(f"explaining {upload.name} with run {run.id}"):
+                if class_name is not None and class_name not in glue.loaded_run(run.id).class_names:
+                    st.caption(f"{labels[run.id]} has no class “{class_name}”.")
+                    continue
+                picture, explanation = glue.explained_overlay(run, upload.getvalue(), class_name)
+                kind = MAP_KINDS.get(explanation.kind, SALIENCY_NAME)
+                st.image(picture, width="stretch", caption=f"{labels[run.id]}: {explanation.class_name} "
+                                                           f"({explanation.probability:.0%}) · {kind}")

@@ -8,6 +8,8 @@ that is ``tlcore``'s job.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import logging
 import re
@@ -20,6 +22,7 @@ from typing import TypeVar
 
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 from streamlit.navigation.page import StreamlitPage
 from streamlit.runtime.scriptrunner import script_runner
 
@@ -27,10 +30,12 @@ from tlcore.backbones import describe_catalogue
 from tlcore.config import DatasetSpec, RunSpec
 from tlcore.data.preview import DatasetPreview, preview_dataset
 from tlcore.deploy.serving import LoadedRun, load_run
-from tlcore.errors import TLError
+from tlcore.errors import ConfigError, TLError
+from tlcore.images import load_image
 from tlcore.paths import keras_models_dir, tl_home
 from tlcore.records import RunArtifacts, RunRecord
 from tlcore.report.evaluate import EvalReport
+from tlcore.report.explain import Explanation, explain, overlay
 from tlcore.report.paired import PairedComparison
 from tlcore.report.plots import comparison_figure, confusion_figure, per_class_f1_figure
 from tlcore.runs.experiments import Starter, list_experiments, load_experiment, starter_spec
@@ -310,6 +315,44 @@ def loaded_run(run_id: str) -> LoadedRun:
     path = store().model_path(run_id)
     mtime = path.stat().st_mtime if path.exists() else 0.0
     return _loaded(str(store().root), run_id, mtime)
+
+
+OVERLAY_SIDE = 512
+"""Longest side of a cached overlay: enough for a column of the page, small in the cache."""
+
+
+@st.cache_data(max_entries=128, show_spinner="Computing the heatmap…")
+def _explained(home: str, run_id: str, finished_at: float, digest: str, class_name: str | None,
+               _image: bytes) -> tuple[bytes, Explanation]:
+    del home, finished_at  # part of the key only; the digest stands for the unhashed image
+    loaded = loaded_run(run_id)
+    if class_name is not None and class_name not in loaded.class_names:
+        raise ConfigError(f"Run {run_id} has no class “{class_name}”.",
+                          "Pick one of its classes, or “predicted class”.")
+    index = None if class_name is None else loaded.class_names.index(class_name)
+    with loaded.lock:  # the model is shared by every session (see loaded_run)
+        [explanation] = explain(loaded.model, loaded.class_names, [_image], loaded.image_size, index)
+    picture = Image.fromarray(overlay(load_image(_image), explanation.heatmap))
+    picture.thumbnail((OVERLAY_SIDE, OVERLAY_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue(), explanation
+
+
+def explained_overlay(run: RunRecord, image: bytes,
+                      class_name: str | None = None) -> tuple[bytes, Explanation]:
+    """A PNG of the run's heatmap over ``image`` (at most 512 px a side), and the explanation.
+
+    Cached by run, finish time, the image's content hash and class, so a rerun or another
+    session with the same upload does not recompute it; the hash keys only identical bytes.
+    ``class_name`` None explains the predicted class.
+
+    Raises:
+        BadImageError: ``image`` cannot be decoded.
+        ConfigError: ``class_name`` is not one of the run's classes.
+    """
+    digest = hashlib.sha256(image).hexdigest()
+    return _explained(str(store().root), run.id, run.finished_at or 0.0, digest, class_name, image)
 
 
 # ---- finished runs: their report and charts never change -------------------------------

@@ -210,3 +210,37 @@ def test_two_runs_are_paired_image_by_image_and_a_run_without_answers_says_why(w
     at.multiselect(key="compare.runs").set_value([second.id, first.id]).run()
     assert not at.exception
     assert any("kept no per-image test answers" in m.value for m in at.info)
+
+
+def test_the_explain_toggle_draws_each_runs_heatmap_of_the_chosen_class(with_trained_runs, monkeypatch):
+    from imagegen import encode, random_pixels
+
+    def overlay_captions() -> list[str]:
+        return [caption for image in at.get("image") for caption in image.captions
+                if caption.endswith(" · Grad-CAM")]
+
+    at = open_app("pages/compare.py")
+    upload = ("noise.png", encode(random_pixels(3, 48, 48)), "image/png")
+    at.file_uploader(key="compare.images").set_value([upload]).run()
+    assert at.toggle(key="compare.explain").value is False, "off by default"
+    assert not overlay_captions()
+    at.toggle(key="compare.explain").set_value(True).run()
+    assert not at.exception and not at.error
+    predicted = overlay_captions()
+    assert len(predicted) == len(with_trained_runs.run_ids)
+    for run_id in with_trained_runs.run_ids:
+        assert sum(run_id in caption for caption in predicted) == 1
+    with monkeypatch.context() as patched:
+        patched.setattr("ui.glue.explain", lambda *args: pytest.fail("explained again on a rerun"))
+        at.run()
+    assert not at.exception and not at.error and overlay_captions() == predicted
+    picker = at.selectbox(key="compare.explain_class")
+    assert picker.value == "predicted class"
+    names = RunStore().read_json(with_trained_runs.run_ids[0], "class_names.json")
+    assert picker.options == ["predicted class", *names]
+    for name in names:
+        at.selectbox(key="compare.explain_class").set_value(name).run()
+        assert not at.exception and not at.error
+        chosen = overlay_captions()
+        assert len(chosen) == len(with_trained_runs.run_ids)
+        assert all(f": {name} (" in caption for caption in chosen), chosen

@@ -375,7 +375,9 @@ def test_configure_train_twice_compare_and_classify(studio: Studio, page: Page) 
         expect(curves).to_be_visible()
         expect(curves.locator(".scatterlayer .trace")).to_have_count(2)
     expect(page.get_by_role("heading", name="Test metrics")).to_be_visible()
-    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the metrics table
+    expect(page.get_by_role("heading", name="Is the difference real?")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").nth(1)).to_be_visible()  # its per-class deltas
     charts = page.get_by_test_id("stMain").get_by_test_id("stPlotlyChart")
     expect(charts).to_have_count(5)  # 2 curves, 2 confusions, F1
 
