@@ -7,6 +7,7 @@ types produces a traceback.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import math
@@ -15,7 +16,7 @@ import sys
 import time
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, Setting, TrainSpec, settings
 from tlcore.data.labels import visible_label
+from tlcore.deploy.batch import BatchAnswer, classify_all, csv_rows, image_sources
 from tlcore.deploy.export import EXPORT_FORMATS, export_metadata, export_run
 from tlcore.deploy.export_check import ExportCheck
 from tlcore.errors import ConfigError, RunStateError, StorageError, TLError
@@ -405,21 +407,47 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tlcore.report.evaluate import check_top_k
 
     check_threshold(args.threshold)  # before the model loads: a typo fails fast
-    loaded = load_run(args.run_id)
-    if args.top_k is not None:  # once, as one line, rather than as every image's error
-        check_top_k(args.top_k, len(loaded.class_names))
+    runs = [load_run(run_id) for run_id in dict.fromkeys(args.run_id.split(","))]
+    if args.explain is not None and len(runs) > 1:
+        raise ConfigError("--explain takes one run.", "Explain with each run in turn.")
+    for loaded in runs:
+        if args.top_k is not None:  # once, as one line, rather than as every image's error
+            check_top_k(args.top_k, len(loaded.class_names))
+    answers = classify_all(runs, image_sources(args.images), top_k=args.top_k, threshold=args.threshold)
+    if args.csv:
+        return _predictions_csv(answers)
     results, failed = [], False
-    for image in args.images:
-        try:
-            answer = loaded.classify([image], top_k=args.top_k, threshold=args.threshold)[0]
-            results.append({"image": image, "answer": answer.label, "predictions": [
-                {"label": p.label, "probability": p.probability} for p in answer.predictions]})
-            if args.explain is not None:
-                results[-1]["explanation"] = str(_explain_one(loaded, image, Path(args.explain)))
-        except TLError as exc:
-            failed = True
-            results.append({"image": image, "error": str(exc)})
+    for answer in answers:
+        row = _prediction_row(answer, several=len(runs) > 1)
+        failed = failed or "error" in row
+        if args.explain is not None and "error" not in row:
+            try:
+                row["explanation"] = str(_explain_one(runs[0], answer.image, Path(args.explain)))
+            except TLError as exc:
+                row, failed = {"image": answer.image, "error": str(exc)}, True
+        results.append(row)
     _emit(args, results, _describe_predictions)
+    return EXIT_USER_ERROR if failed else 0
+
+
+def _prediction_row(answer: BatchAnswer, several: bool) -> dict[str, Any]:
+    """One image's answer as ``predict --json`` prints it (with its run when several answer)."""
+    row: dict[str, Any] = {"image": answer.image}
+    if several:
+        row["run"] = answer.run_id
+    if answer.error is not None:
+        return {**row, "error": answer.error}
+    return {**row, "answer": answer.answer,
+            "predictions": [{"label": label, "probability": p} for label, p in answer.top]}
+
+
+def _predictions_csv(answers: Iterable[BatchAnswer]) -> int:
+    """Stream one CSV row per image and run (10,000 images never wait for the last one)."""
+    writer, failed, rows = csv.writer(sys.stdout), False, csv_rows(answers)
+    writer.writerow(next(rows))
+    for row in rows:
+        failed = failed or bool(row[-1])  # the error column
+        writer.writerow(_visible(row))
     return EXIT_USER_ERROR if failed else 0
 
 
@@ -577,8 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="file or folder for the zip (default: the current folder)")
     export.set_defaults(handler=cmd_export)
     predict = verbs.add_parser("predict", help="classify images with a finished run")
-    predict.add_argument("run_id")
-    predict.add_argument("images", nargs="+")
+    predict.add_argument("run_id", help="a run id, or several separated by commas (RUN,RUN)")
+    predict.add_argument("images", nargs="+", help="image files, folders (walked) or zips")
+    predict.add_argument("--csv", action="store_true", help="one CSV row per image and run, streamed")
     predict.add_argument("--top-k", type=int, default=None,
                          help="labels per image, 1 to the number of classes (default: up to 3)")
     predict.add_argument("--threshold", type=float, default=None,
@@ -678,11 +707,12 @@ def _describe_table(rows: list[dict[str, Any]]) -> str:
 def _describe_predictions(results: list[dict[str, Any]]) -> str:
     lines = []
     for r in results:
+        run = f" [{r['run']}]" if "run" in r else ""
         if "error" in r:
-            lines.append(f"{r['image']}: error: {r['error']}")
+            lines.append(f"{r['image']}{run}: error: {r['error']}")
         else:
             tops = ", ".join(f"{p['label']} {p['probability']:.2f}" for p in r["predictions"])
-            lines.append(f"{r['image']}: " + (tops if r["answer"] is not None else f"not sure ({tops})"))
+            lines.append(f"{r['image']}{run}: " + (tops if r["answer"] is not None else f"not sure ({tops})"))
             if "explanation" in r:
                 lines.append(f"  explanation: {r['explanation']}")
     return "\n".join(lines)
