@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 from archives import dataset_entries
 from imagegen import encode, random_pixels
+from savedmodels import MeanColour
 
 from tlcore.backbones import build_backbone
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
@@ -90,23 +91,10 @@ def test_a_small_archive_that_compresses_well_still_extracts(tmp_path: Path) -> 
 
 # --- TF Hub handles ---------------------------------------------------------------------------
 
-IMAGES = tf.TensorSpec([None, None, None, 3], tf.float32)
-
-
-class Averager(tf.Module):
-    """A tiny TF2 SavedModel: the mean colour of the image, times a variable."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = tf.Variable(2.0)
-
-    @tf.function(input_signature=[IMAGES])
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(images, axis=[1, 2]) * self.scale
 
 
 def write_saved_model(path: Path) -> Path:
-    tf.saved_model.save(Averager(), str(path))
+    tf.saved_model.save(MeanColour(), str(path))
     return path
 
 

@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from runfiles import finished_run as finished
 from specs import tiny_spec
 
 from tlcore.cli import main
 from tlcore.config import RunSpec, TrainSpec
 from tlcore.errors import ConfigError
-from tlcore.records import EpochRecord, RunStatus, RunSummary
+from tlcore.records import EpochRecord
 from tlcore.runs import doctor, jobs
 from tlcore.runs.experiments import experiments_dir, list_experiments, load_experiment, save_experiment
 from tlcore.runs.store import RECORD_FILE, RunStore
@@ -56,21 +57,6 @@ def test_loading_an_experiment_file_of_the_wrong_shape_says_it_is_damaged(conten
 
 
 # --- a run.json that lies ----------------------------------------------------------------------
-
-
-def finished(store: RunStore, learning_rate: float) -> str:
-    """A finished run with stand-in result files and its record in its folder."""
-    run, _ = store.create_run(RunSpec(train=TrainSpec(strategy="frozen", learning_rate=learning_rate)))
-    store.add_epoch(run.id, EpochRecord(1, "frozen", 0.9, 0.6, 1.0, 0.5, 1e-3, 2.0, 10.0))
-    summary = RunSummary(test_accuracy=0.8, epochs=1)
-    store.update(run.id, summary=summary)
-    store.artifacts(run.id).folder.mkdir(parents=True)
-    store.model_path(run.id).write_bytes(b"model")
-    store.write_json(run.id, "report.json", {})
-    store.write_json(run.id, "class_names.json", ["a", "b"])
-    store.write_record(run.id, RunStatus.FINISHED, summary)
-    store.finish(run.id, RunStatus.FINISHED)
-    return run.id
 
 
 def forge(store: RunStore, run_id: str, change) -> None:

@@ -131,19 +131,24 @@ def make_bundle(
     catalogue: Catalogue | None = None,
 ) -> DatasetBundle:
     """Assemble a bundle and derive the warnings every source owes its user."""
-    warnings = []
-    if skipped:
-        warnings.append(
-            f"{len(skipped)} file(s) could not be read and were left out; see the skipped list."
-        )
     counts = sum(split.class_counts(len(class_names)) for split in (train, val, test))
-    imbalance = imbalance_warning(np.asarray(counts), class_names)
-    if imbalance:
-        warnings.append(imbalance)
+    warnings = data_warnings(len(skipped), np.asarray(counts), class_names)
     if catalogue is None:
         return DatasetBundle(train, val, test, class_names, skipped, warnings, source)
     return DatasetBundle(train, val, test, class_names, skipped, warnings, source,
                          catalogue.fingerprint, catalogue.manifest())
+
+
+def data_warnings(skipped: int, counts: np.ndarray, class_names: Sequence[str]) -> list[str]:
+    """What a person should know about a dataset: unreadable files left out, imbalance.
+
+    The preview and a loaded bundle say the same, from the catalogue and the decoded splits.
+    """
+    warnings = []
+    if skipped:
+        warnings.append(f"{skipped} file(s) could not be read and were left out; see the skipped list.")
+    imbalance = imbalance_warning(counts, class_names)
+    return warnings + ([imbalance] if imbalance else [])
 
 
 def imbalance_warning(counts: np.ndarray, class_names: Sequence[str]) -> str | None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from tlcore.config import DatasetSpec
 from tlcore.data.assemble import assign_splits
-from tlcore.data.bundle import SPLIT_NAMES, SkippedFile, imbalance_warning
+from tlcore.data.bundle import SPLIT_NAMES, SkippedFile, data_warnings
 from tlcore.data.catalogue import Catalogue
 from tlcore.data.pixels import pixel_store
 from tlcore.data.registry import list_dataset
@@ -100,15 +100,9 @@ def preview_dataset(spec: DatasetSpec, per_class: int = SAMPLES_PER_CLASS) -> Da
         )
         for name, part in zip(SPLIT_NAMES, parts, strict=True)
     }
-    warnings = (
-        [f"{len(skipped)} file(s) could not be read and are left out; see the skipped list."]
-        if skipped
-        else []
+    warnings = data_warnings(
+        len(skipped), np.bincount(catalogue.labels[good], minlength=n_classes), catalogue.class_names
     )
-    imbalance = imbalance_warning(
-        np.bincount(catalogue.labels[good], minlength=n_classes), catalogue.class_names
-    )
-    warnings += [imbalance] if imbalance else []
     return DatasetPreview(
         class_names=list(catalogue.class_names),
         counts=counts,

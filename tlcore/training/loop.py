@@ -85,6 +85,9 @@ class TrainingRun:
     note: NoteKeeper
     checkpoint_dir: Path | None
     done_epochs: int = 0
+    ready_kinds: dict[str, CachedFeatureStage] = field(default_factory=dict)
+    """Stage name -> the cached stage already planned for it (the first stage's, whose frozen
+    part forwarded images as they were decoded): its cut and traced forward are not made twice."""
 
 
 @dataclass(frozen=True)
@@ -154,13 +157,15 @@ def start_run(
     classes = len(catalogue.class_names if catalogue is not None else bundle.class_names)
     model = build_classifier(resolved, classes, spec.dataset.image_size, spec.train)
     resume = Checkpoint.load(checkpoint_dir) if checkpoint_dir else None
+    ready: dict[str, CachedFeatureStage] = {}
     if catalogue is not None:
-        bundle = decode_and_forward(spec, catalogue, model, resolved, observer, note, fresh=resume is None)
+        bundle, ready = decode_and_forward(spec, catalogue, model, resolved, observer, note,
+                                           fresh=resume is None)
     for warning in bundle.warnings:
         note(warning)
     if bundle.skipped:
         note(skipped_note(bundle))
-    run = TrainingRun(spec, bundle, resolved, model, observer, note, checkpoint_dir)
+    run = TrainingRun(spec, bundle, resolved, model, observer, note, checkpoint_dir, ready_kinds=ready)
     if resume is not None:
         resume.restore(model)
         run.done_epochs = resume.epoch
@@ -176,20 +181,25 @@ def decode_and_forward(
     observer: TrainingObserver,
     note: NoteKeeper,
     fresh: bool,
-) -> DatasetBundle:
+) -> tuple[DatasetBundle, dict[str, CachedFeatureStage]]:
     """Decode what the pixel store lacks; when the first stage trains on cached features (and
-    the run starts afresh), forward each image through its frozen part as it is decoded."""
+    the run starts afresh), forward each image through its frozen part as it is decoded.
+
+    Returns:
+        The data, and the first stage's cached stage by its name when one was planned.
+    """
     first = plan_stages(spec.train, backbone_of(model))[0]
     cached = (CachedFeatureStage.for_policy(spec, model, first.policy, weights_identity(resolved))
               if fresh and not spec.train.augmentations else None)
     sink = cached.features.sink() if cached is not None else None
     bundle = bundle_from_catalogue(catalogue, spec.dataset, PassTimer("Decoding images", observer.on_pass),
                                    on_decoded=sink.add if sink is not None else None)
-    if sink is not None:
-        summary = sink.close()
-        if sink.count:
-            note(summary)
-    return bundle
+    if sink is None:
+        return bundle, {}
+    summary = sink.close()
+    if sink.count:
+        note(summary)
+    return bundle, {first.name: cached}
 
 
 SHOWN_SKIPPED = 10
@@ -221,7 +231,8 @@ def stage_inputs(run: TrainingRun, stages: list[Stage]) -> Iterator[StageInputs]
 
 def stage_kind(run: TrainingRun, stage: Stage) -> StageKind:
     """On cached features where the stage's frozen part allows it, else on images."""
-    cached = CachedFeatureStage.for_policy(run.spec, run.model, stage.policy, weights_identity(run.resolved))
+    cached = run.ready_kinds.pop(stage.name, None) or CachedFeatureStage.for_policy(
+        run.spec, run.model, stage.policy, weights_identity(run.resolved))
     return cached if cached is not None else ImageStage()
 
 

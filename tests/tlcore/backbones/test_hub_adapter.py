@@ -8,12 +8,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from savedmodels import IMAGES, MeanColour
 
 from tlcore.backbones import HubBackbone, ResolvedBackbone, build_backbone, weights_on_disk
 from tlcore.config import BackboneSpec
 from tlcore.errors import BackboneError, WeightsUnavailableError
-
-IMAGES = tf.TensorSpec([None, None, None, 3], tf.float32)
 
 
 class TinyFeatureVector(tf.Module):
@@ -32,16 +31,6 @@ class TinyFeatureVector(tf.Module):
         if training:
             self.running_mean.assign(0.9 * self.running_mean + 0.1 * tf.reduce_mean(pooled, 0))
         return pooled - self.running_mean
-
-
-class NoTrainingArgument(tf.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = tf.Variable(2.0)
-
-    @tf.function(input_signature=[IMAGES])
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(images, axis=[1, 2]) * self.scale
 
 
 @pytest.fixture
@@ -143,7 +132,7 @@ def test_fine_tuned_model_survives_a_safe_mode_round_trip(
 
 def test_a_model_without_training_argument(tmp_path: Path) -> None:
     path = tmp_path / "plain"
-    tf.saved_model.save(NoTrainingArgument(), str(path))
+    tf.saved_model.save(MeanColour(), str(path))
     resolved = build_backbone(BackboneSpec(f"hub:{path}"), 8)
     assert resolved.model.output_shape == (None, 3)
     assert any("inference mode" in note for note in resolved.notes)
