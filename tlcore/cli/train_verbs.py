@@ -1,0 +1,127 @@
+"""``train``, ``submit`` and ``classic``: the verbs that take a flag per spec field."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from tqdm import tqdm
+
+from tlcore.cli.output import describe_rows, emit, say
+from tlcore.cli.run_verbs import describe_run, run_payload, run_row
+from tlcore.cli.spec_flags import add_spec_arguments, spec_from_args
+from tlcore.records import EpochRecord, RunRecord, RunStatus
+from tlcore.runs.store import Claimant, RunStore
+from tlcore.training.observer import BatchProgress, TrainingObserver
+
+FOLLOW_POLL_S = 1.0
+
+
+class _EpochBar(TrainingObserver):
+    """A tqdm bar over all batches of all epochs, with the last epoch's metrics."""
+
+    def __init__(self, total_epochs: int, enabled: bool) -> None:
+        self.total_epochs = total_epochs
+        self.bar: tqdm | None = None
+        self.enabled = enabled
+        self.done = 0
+
+    def on_batch(self, progress: BatchProgress) -> None:
+        batch, steps = progress.batch, progress.steps
+        if not self.enabled or not steps:
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=self.total_epochs * steps, unit="batch", file=sys.stderr)
+        self.bar.n = self.done * steps + batch
+        self.bar.refresh()
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        self.done = record.epoch
+        if self.bar is not None:
+            self.bar.set_postfix(epoch=record.epoch, acc=f"{record.accuracy:.3f}",
+                                 val_acc=f"{record.val_accuracy:.3f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tlcore.runs.jobs import create_for_data, reap
+    from tlcore.runs.runner import execute_run
+
+    store = RunStore()
+    spec = spec_from_args(args)
+    reap(store)
+    # Inserted already claimed: a dispatcher must never find this run queued and start a worker.
+    run, reused, change = create_for_data(store, spec, force=args.force, claimant=Claimant.current())
+    if change:
+        say(args, change)
+    if reused and run.is_active:
+        say(args, f"An equal run {run.id} is {run.status}; following it.")
+        run = follow(store, run.id)
+    elif not reused:
+        bar = _EpochBar(spec.train.total_epochs, enabled=True)
+        try:
+            run = execute_run(store, run.id, observer=bar, reraise_user_errors=True)
+        finally:
+            bar.close()
+    else:
+        say(args, f"Reusing finished run {run.id} (same settings, same data); pass --force to retrain.")
+    payload = {**run_payload(store, run), "cached": reused}
+    emit(args, payload, describe_run)
+    return 0 if run.status in (RunStatus.FINISHED, RunStatus.STOPPED) else 1
+
+
+def follow(store: RunStore, run_id: str) -> RunRecord:
+    from tlcore.runs.jobs import reap
+
+    while (run := store.get(run_id)).is_active:
+        time.sleep(FOLLOW_POLL_S)
+        reap(store)
+    return run
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from tlcore.runs.jobs import submit
+
+    submission = submit(spec_from_args(args), force=args.force)
+    run = submission.run
+    store = RunStore()
+    if submission.data_change:
+        say(args, submission.data_change)
+    payload = {
+        "run_id": run.id, "status": run.status, "cached": submission.reused,
+        "queue_position": store.queue_position(run.id), "data_fingerprint": run.data_fingerprint,
+    }
+    emit(args, payload, lambda p: f"{p['run_id']} {p['status']}" + (" (reused)" if p["cached"] else ""))
+    return 0
+
+
+def cmd_classic(args: argparse.Namespace) -> int:
+    """Queue scratch vs frozen vs frozen-then-fine-tune on the same data, backbone and budget."""
+    from tlcore.runs.experiments import classic_experiment
+    from tlcore.runs.jobs import submit
+
+    store = RunStore()
+    runs = [submit(spec, store, force=args.force).run for spec in classic_experiment(spec_from_args(args))]
+    if args.wait:
+        runs = [follow(store, run.id) for run in runs]
+    emit(args, [run_row(r) for r in runs], describe_rows)
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    for name, handler, help_text in (
+        ("train", cmd_train, "train in the foreground with a progress bar"),
+        ("submit", cmd_submit, "queue a run for a background worker"),
+    ):
+        sub = verbs.add_parser(name, help=help_text)
+        add_spec_arguments(sub)
+        sub.set_defaults(handler=handler)
+    classic = verbs.add_parser(
+        "classic", help="queue scratch vs frozen vs frozen_then_finetune with one budget")
+    add_spec_arguments(classic, skip=("train.strategy",))  # the experiment sets the three strategies
+    classic.add_argument("--wait", action="store_true", help="wait for the three runs and print a table")
+    classic.set_defaults(handler=cmd_classic, strategy="frozen")
