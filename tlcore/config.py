@@ -24,6 +24,7 @@ from tlcore.paths import resolve_weights_path
 STRATEGIES = ("scratch", "frozen", "finetune", "frozen_then_finetune")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "translation")
+SCHEDULES = ("constant", "cosine", "one_cycle")
 SOURCE_KINDS = ("builtin", "tfds", "folder", "zip")
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -32,6 +33,15 @@ MAX_SEED = 2**31 - 1
 
 # Bumped whenever training code changes what a spec produces, so old runs are not reused.
 SPEC_VERSION = 1
+
+ADDED_LATER: dict[str, dict[str, Any]] = {
+    "train": {"schedule": "constant", "fine_tune_schedule": "constant", "warmup_fraction": 0.1,
+              "fine_tune_blocks": None, "discriminative_floor": 1.0, "oversample": False},
+}
+"""Fields added after runs were stored, with the default that trains as before they existed.
+
+At that default a field is left out of :meth:`RunSpec.key`, so a run stored before the field
+keeps its key and is still reused."""
 
 SETTING = "setting"
 
@@ -443,6 +453,17 @@ class TrainSpec:
         augment_views: With augmentations and the feature cache: how many augmented views of
             each training image are precomputed (0 augments on the fly, without the cache).
         seed: Seed of weight initialisation, shuffling, dropout and augmentation.
+        schedule: How the first stage's learning rate moves over its steps, one of
+            :data:`SCHEDULES` (see :mod:`tlcore.training.schedules`).
+        fine_tune_schedule: The same for every stage that trains backbone layers.
+        warmup_fraction: Share of a cosine stage's steps spent warming up linearly from zero.
+        fine_tune_blocks: Backbone blocks unfrozen from the top, whole blocks only (see
+            :mod:`tlcore.backbones.blocks`); takes precedence over layers and fraction.
+        discriminative_floor: When backbone layers train, the lowest unfrozen block's share of
+            the fine-tune rate; blocks in between are spread geometrically (fastai's
+            ``slice(lr * floor, lr)``). 1 trains every layer at one rate.
+        oversample: Draw training images of small classes more often, so each class is seen
+            about equally often per epoch.
     """
 
     strategy: str = _spec_field("frozen", "Strategy", "which layers train, and when", choices=STRATEGIES)
@@ -475,6 +496,19 @@ class TrainSpec:
     augment_views: int = _spec_field(0, "Augmented views", "views precomputed per image (0: on the fly)",
                                      bound=Bound(0, 20))
     seed: int = _spec_field(42, "Seed", "seed of the split and of training", bound=_SEED)
+    schedule: str = _spec_field("constant", "Schedule", "how the head stage's learning rate moves",
+                                choices=SCHEDULES)
+    fine_tune_schedule: str = _spec_field("constant", "Fine-tune schedule",
+                                          "how the rate moves while backbone layers train", choices=SCHEDULES)
+    warmup_fraction: float = _spec_field(0.1, "Warm-up fraction", "share of cosine steps warming up",
+                                         bound=Bound(0.0, 0.5, step=0.05))
+    fine_tune_blocks: int | None = _spec_field(None, "Fine-tune blocks",
+                                               "whole backbone blocks unfrozen from the top",
+                                               bound=Bound(1, None, form_high=40))
+    discriminative_floor: float = _spec_field(1.0, "Discriminative floor",
+                                              "lowest unfrozen block's share of the fine-tune rate (1: off)",
+                                              bound=Bound(0.0, 1.0, low_open=True, step=0.01))
+    oversample: bool = _spec_field(False, "Oversample", "draw small classes more often while training")
 
     def validate(self) -> None:
         _check_types(self)
@@ -569,6 +603,10 @@ class RunSpec:
         """Stable hash of everything but the name: equal specs train equal models."""
         payload = self.to_dict()
         payload.pop("name")
+        for part, defaults in ADDED_LATER.items():
+            for name, default in defaults.items():
+                if payload[part][name] == default:
+                    del payload[part][name]
         payload["spec_version"] = SPEC_VERSION
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from tlcore.config import (
+    ADDED_LATER,
     AUGMENTATIONS,
     BackboneSpec,
     Bound,
@@ -141,3 +142,14 @@ def test_text_that_is_not_utf8_is_refused_before_a_run_exists(spec: RunSpec) -> 
     with pytest.raises(ConfigError, match="not valid UTF-8") as caught:
         spec.validate()
     str(caught.value).encode("utf-8")  # the message itself can be shown anywhere
+
+
+def test_fields_added_later_leave_the_keys_of_older_runs_alone():
+    # The key RunSpec() had before schedules, blocks and oversampling existed: runs stored then
+    # must still be found and reused.
+    assert RunSpec().key() == "c75b12190a90cc7e"
+    defaults = TrainSpec()
+    assert ADDED_LATER["train"] == {name: getattr(defaults, name) for name in ADDED_LATER["train"]}
+    changed = RunSpec(train=TrainSpec(schedule="cosine"))
+    assert changed.key() != RunSpec().key()
+    assert RunSpec(train=TrainSpec(oversample=True)).key() not in {RunSpec().key(), changed.key()}

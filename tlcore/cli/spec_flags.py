@@ -19,7 +19,7 @@ SPEC_SECTIONS: dict[str, type] = {"dataset": DatasetSpec, "backbone": BackboneSp
 ALIASES = {
     "dataset.source": ("--dataset",), "backbone.name": ("--backbone",), "train.learning_rate": ("--lr",),
     "train.fine_tune_learning_rate": ("--fine-tune-lr",), "train.early_stopping_patience": ("--patience",),
-    "train.augmentations": ("--augment",),
+    "train.augmentations": ("--augment",), "train.fine_tune_blocks": ("--unfreeze-blocks",),
 }
 
 
