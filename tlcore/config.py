@@ -36,7 +36,8 @@ SPEC_VERSION = 1
 
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"schedule": "constant", "fine_tune_schedule": "constant", "warmup_fraction": 0.1,
-              "fine_tune_blocks": None, "discriminative_floor": 1.0, "oversample": False},
+              "fine_tune_blocks": None, "discriminative_floor": 1.0, "oversample": False,
+              "weight_decay": 0.0, "head_hidden_units": 0},
 }
 """Fields added after runs were stored, with the default that trains as before they existed.
 
@@ -464,6 +465,9 @@ class TrainSpec:
             ``slice(lr * floor, lr)``). 1 trains every layer at one rate.
         oversample: Draw training images of small classes more often, so each class is seen
             about equally often per epoch.
+        weight_decay: Decoupled weight decay (Keras' ``weight_decay``) of the optimizer.
+        head_hidden_units: Width of one hidden ReLU layer between dropout and the softmax; 0
+            keeps the head a single dense layer.
     """
 
     strategy: str = _spec_field("frozen", "Strategy", "which layers train, and when", choices=STRATEGIES)
@@ -509,6 +513,11 @@ class TrainSpec:
                                               "lowest unfrozen block's share of the fine-tune rate (1: off)",
                                               bound=Bound(0.0, 1.0, low_open=True, step=0.01))
     oversample: bool = _spec_field(False, "Oversample", "draw small classes more often while training")
+    weight_decay: float = _spec_field(0.0, "Weight decay", "decoupled weight decay of every optimizer",
+                                      bound=Bound(0.0, 0.1, step=1e-4))
+    head_hidden_units: int = _spec_field(0, "Hidden units",
+                                         "a ReLU layer of this width before the softmax (0: none)",
+                                         bound=Bound(0, 4096, step=64))
 
     def validate(self) -> None:
         _check_types(self)

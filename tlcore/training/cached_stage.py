@@ -39,7 +39,13 @@ from tlcore.report.evaluate import predict_probabilities
 from tlcore.training.datasets import as_tf_dataset, views_reader
 from tlcore.training.features import feature_cache_limit, feature_store
 from tlcore.training.folding import FrozenForward
-from tlcore.training.model import BACKBONE_LAYER, FreezePolicy, build_augmentation, preprocess_of
+from tlcore.training.model import (
+    BACKBONE_LAYER,
+    FreezePolicy,
+    apply_head_after_pool,
+    build_augmentation,
+    preprocess_of,
+)
 from tlcore.training.observer import PassProgress, PassTimer
 from tlcore.training.stages import PreparedStage, Stage, StageInputs
 
@@ -95,7 +101,7 @@ def plan_cut(model: keras.Model, policy: FreezePolicy) -> CutPlan | None:
         features = head_input(backbone(preprocess(images)))
         lower = keras.Model(images, features, name="frozen_lower")
         upper_input = keras.Input(features.shape[1:], name="features")
-        upper = keras.Model(upper_input, _head(model, upper_input), name="trainable_upper")
+        upper = keras.Model(upper_input, apply_head_after_pool(model, upper_input), name="trainable_upper")
         return CutPlan("pool", lower, upper, fold_batchnorm=True)
     if policy.trainable_top is None:
         return None
@@ -109,13 +115,8 @@ def plan_cut(model: keras.Model, policy: FreezePolicy) -> CutPlan | None:
     lower = keras.Model(images, backbone_lower(preprocess(images)), name="frozen_lower")
     upper_input = keras.Input(cut_tensor.shape[1:], name="features")
     pooled = head_input(backbone_upper(upper_input))
-    upper = keras.Model(upper_input, _head(model, pooled), name="trainable_upper")
+    upper = keras.Model(upper_input, apply_head_after_pool(model, pooled), name="trainable_upper")
     return CutPlan(backbone.layers[cut].name, lower, upper)
-
-
-def _head(model: keras.Model, pooled: keras.KerasTensor) -> keras.KerasTensor:
-    """The classifier's own dropout and dense layers, applied to pooled features."""
-    return model.get_layer("classifier")(model.get_layer("dropout")(pooled))
 
 
 def can_cache(spec: RunSpec, policy: FreezePolicy) -> bool:

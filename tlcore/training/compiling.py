@@ -9,12 +9,20 @@ import numpy as np
 
 from tlcore.config import TrainSpec
 
-OPTIMIZER_FACTORIES: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
-    "adam": lambda lr: keras.optimizers.Adam(lr),
-    "adamw": lambda lr: keras.optimizers.AdamW(lr),
-    "sgd": lambda lr: keras.optimizers.SGD(lr, momentum=0.9),
-    "rmsprop": lambda lr: keras.optimizers.RMSprop(lr),
+OPTIMIZER_FACTORIES: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": lambda lr, **options: keras.optimizers.SGD(lr, momentum=0.9, **options),
+    "rmsprop": keras.optimizers.RMSprop,
 }
+"""Optimizer name -> factory of (learning rate, Keras optimizer options)."""
+
+
+def make_optimizer(train: TrainSpec, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The run's optimizer; weight decay is Keras' decoupled one, left at each optimizer's
+    own default (AdamW's 0.004) when the spec sets none."""
+    options = {"weight_decay": train.weight_decay} if train.weight_decay else {}
+    return OPTIMIZER_FACTORIES[train.optimizer](learning_rate, **options)
 
 
 def compile_for_stage(
@@ -22,7 +30,7 @@ def compile_for_stage(
 ) -> None:
     """Compile with the run's optimizer and loss at the stage's learning rate."""
     model.compile(
-        optimizer=OPTIMIZER_FACTORIES[train.optimizer](learning_rate),
+        optimizer=make_optimizer(train, learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,

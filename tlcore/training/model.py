@@ -22,7 +22,7 @@ from tlcore.backbones import Preprocess, ResolvedBackbone
 from tlcore.config import TrainSpec
 
 BACKBONE_LAYER = "backbone"
-HEAD_LAYERS = ("pool", "dropout", "classifier")
+HEAD_LAYERS = ("pool", "dropout", "hidden", "classifier")
 
 AUGMENTATION_FACTORIES: dict[str, Callable[[int], keras.layers.Layer]] = {
     "flip": lambda seed: keras.layers.RandomFlip("horizontal", seed=seed),
@@ -95,18 +95,35 @@ def build_classifier(
     x = backbone.preprocess(x)
     backbone.model.name = BACKBONE_LAYER
     x = backbone.model(x)
-    x = build_head(x, num_classes, train.dropout)
+    x = build_head(x, num_classes, train.dropout, train.head_hidden_units)
     return keras.Model(inputs, x, name="classifier")
 
 
-def build_head(features: keras.KerasTensor, num_classes: int, dropout: float) -> keras.KerasTensor:
-    """Pooling (for feature maps), dropout and the softmax layer."""
+def build_head(
+    features: keras.KerasTensor, num_classes: int, dropout: float, hidden_units: int = 0
+) -> keras.KerasTensor:
+    """Pooling (for feature maps), dropout, an optional hidden ReLU layer and the softmax layer."""
     if len(features.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     else:
         x = keras.layers.Identity(name="pool")(features)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
+    if hidden_units:
+        x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(x)
     return keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+
+
+def apply_head_after_pool(model: keras.Model, pooled: keras.KerasTensor) -> keras.KerasTensor:
+    """The classifier's own layers after pooling (dropout, hidden, softmax) applied to ``pooled``.
+
+    For models that share the head's weights with the classifier, such as a stage trained on
+    cached features.
+    """
+    x = pooled
+    for name in HEAD_LAYERS[1:]:
+        if any(layer.name == name for layer in model.layers):
+            x = model.get_layer(name)(x)
+    return x
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

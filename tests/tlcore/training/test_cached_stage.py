@@ -79,6 +79,7 @@ def assert_same_training(cached, uncached, bundle):
 
 @pytest.mark.parametrize("strategy,overrides", [
     ("frozen", {"epochs": 2}),
+    ("frozen", {"epochs": 2, "head_hidden_units": 16, "weight_decay": 1e-3, "optimizer": "adamw"}),
     ("finetune", {"epochs": 2, "fine_tune_layers": 30, "fine_tune_learning_rate": 1e-3,
                   "dropout": 0.0, "optimizer": "sgd"}),
     ("frozen_then_finetune", {"epochs": 1, "fine_tune_epochs": 1, "fine_tune_layers": 30,

@@ -177,3 +177,14 @@ def test_building_the_training_state_first_trains_bit_for_bit_the_same(optimizer
     for a, b in zip(plain.weights, built.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert plain.optimizer.iterations.numpy() == built.optimizer.iterations.numpy() == 6
+
+
+def test_a_hidden_layer_and_weight_decay_reach_the_model_and_optimizer():
+    from tlcore.training.compiling import make_optimizer
+
+    spec = tiny_spec(head_hidden_units=24, weight_decay=0.01, optimizer="sgd")
+    result = train(spec)
+    hidden = result.model.get_layer("hidden")
+    assert hidden.units == 24 and hidden.activation.__name__ == "relu"
+    assert make_optimizer(spec.train, 0.1).weight_decay == pytest.approx(0.01)
+    assert make_optimizer(tiny_spec().train, 0.1).weight_decay is None
