@@ -7,12 +7,11 @@ invisible characters, and JSON never carries NaN.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from tlcore import strict_json
 from tlcore.data.labels import visible_label
 from tlcore.report.summaries import format_percent
 
@@ -25,19 +24,9 @@ def say(args: argparse.Namespace, text: str) -> None:
 
 def emit(args: argparse.Namespace, payload: Any, describe: Callable[[Any], str]) -> None:
     if args.json:  # strict JSON: a diverged run's NaN or infinite metric is null
-        print(json.dumps(_finite(payload), indent=1, default=str, allow_nan=False))
+        print(strict_json.dumps(payload, indent=1))
     else:
         print(describe(visible(payload)))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
 
 
 def visible(payload: Any) -> Any:

@@ -124,6 +124,12 @@ def describe_run(p: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_task(args: argparse.Namespace) -> int:
+    from tlcore.runs.tasks import run_task
+
+    return run_task(args.run_id)
+
+
 def register(verbs: argparse._SubParsersAction) -> None:
     json_verb(verbs, "runs", cmd_runs, "list runs")
     for name, handler, help_text in (
@@ -131,6 +137,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         ("cancel", cmd_cancel, "stop a queued or running run"),
         ("resume", cmd_resume, "queue a failed or stopped run again, from its last epoch"),
         ("worker", cmd_worker, "(internal) train a queued run"),
+        ("task", cmd_task, "(internal) run a background task (LR range test, head search, audit)"),
         ("delete", cmd_delete, "delete a finished run and its artifacts"),
     ):
         json_verb(verbs, name, handler, help_text, "run_id")
