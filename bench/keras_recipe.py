@@ -150,3 +150,44 @@ def decode_pass_seconds(split: FileSplit, image_size: int, batch_size: int) -> f
         for _ in file_dataset(split, name, image_size, batch_size):
             pass
     return time.perf_counter() - started
+
+
+def run_then_finetune(
+    split: FileSplit,
+    weights_224: Path,
+    image_size: int,
+    batch_size: int,
+    epochs: tuple[int, int],
+    seed: int,
+    learning_rates: tuple[float, float],
+    finetune_fraction: float,
+    dropout: float = 0.2,
+) -> RecipeResult:
+    """The guide's two steps: fit the head on the frozen base, then unfreeze the base's top
+    (BatchNorm kept frozen), recompile at a lower rate and fit on, epochs numbered on."""
+    keras.utils.set_random_seed(seed)
+    base = build_base(image_size, weights_224)
+    base.trainable = False
+    model = build_model(base, image_size, len(split.class_names), dropout)
+    train = file_dataset(split, "train", image_size, batch_size, shuffle_seed=seed)
+    val = file_dataset(split, "val", image_size, batch_size)
+    clock = epoch_clock()
+    started = time.perf_counter()
+    layers = 0
+    for stage, (stage_epochs, rate) in enumerate(zip(epochs, learning_rates, strict=True)):
+        if stage == 1:
+            layers = unfreeze_top(base, finetune_fraction)
+        model.compile(optimizer=keras.optimizers.Adam(rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+        model.fit(train, validation_data=val, initial_epoch=epochs[0] * stage,
+                  epochs=epochs[0] + stage * stage_epochs, callbacks=[clock], verbose=0)
+    fitted = time.perf_counter()
+    _, accuracy = model.evaluate(file_dataset(split, "test", image_size, batch_size), verbose=0)
+    return RecipeResult(
+        accuracy=float(accuracy),
+        epoch_seconds=clock.seconds,
+        fit_seconds=fitted - started,
+        evaluate_seconds=time.perf_counter() - fitted,
+        trainable_params=int(sum(math.prod(w.shape) for w in model.trainable_weights)),
+        trainable_layers=layers,
+    )

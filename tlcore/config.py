@@ -37,7 +37,7 @@ SPEC_VERSION = 1
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"schedule": "constant", "fine_tune_schedule": "constant", "warmup_fraction": 0.1,
               "fine_tune_blocks": None, "discriminative_floor": 1.0, "oversample": False,
-              "weight_decay": 0.0, "head_hidden_units": 0},
+              "weight_decay": 0.0, "head_hidden_units": 0, "search_budget_seconds": 60},
 }
 """Fields added after runs were stored, with the default that trains as before they existed.
 
@@ -468,6 +468,8 @@ class TrainSpec:
         weight_decay: Decoupled weight decay (Keras' ``weight_decay``) of the optimizer.
         head_hidden_units: Width of one hidden ReLU layer between dropout and the softmax; 0
             keeps the head a single dense layer.
+        search_budget_seconds: Time the ``auto`` strategy's head search on cached features may
+            take before fine-tuning starts.
     """
 
     strategy: str = _spec_field("frozen", "Strategy", "which layers train, and when", choices=STRATEGIES)
@@ -518,6 +520,9 @@ class TrainSpec:
     head_hidden_units: int = _spec_field(0, "Hidden units",
                                          "a ReLU layer of this width before the softmax (0: none)",
                                          bound=Bound(0, 4096, step=64))
+    search_budget_seconds: int = _spec_field(60, "Search budget",
+                                             "seconds the auto strategy's head search may take",
+                                             bound=Bound(5, 3600, step=5, form_high=600), unit="seconds")
 
     def validate(self) -> None:
         _check_types(self)
