@@ -42,7 +42,16 @@ def test_train_json_then_reuse_show_predict(capsys, tmp_path):
     assert again["cached"] is True and again["run_id"] == payload["run_id"]
 
     code, out, _ = run_cli(capsys, "show", payload["run_id"], "--json")
-    assert json.loads(out)["history"] == payload["history"]
+    shown = json.loads(out)
+    assert shown["history"] == payload["history"]
+    confusion = np.array(payload["test"]["confusion"])
+    wrong = int(confusion.sum() - np.trace(confusion))
+    assert len(shown["mistakes"]) == min(wrong, 12)  # the report keeps the 12 most confident
+    for mistake in shown["mistakes"]:
+        assert mistake["true"] != mistake["predicted"]
+        assert {mistake["true"], mistake["predicted"]} <= set(payload["class_names"])
+    confidences = [mistake["confidence"] for mistake in shown["mistakes"]]
+    assert confidences == sorted(confidences, reverse=True)
 
     image = tmp_path / "pic.png"
     Image.fromarray(np.full((30, 40, 3), 200, np.uint8)).save(image)

@@ -16,6 +16,7 @@ from tlcore.cli import (
     catalogue_verbs,
     compare_verbs,
     doctor_verbs,
+    experiment_verbs,
     export_verbs,
     predict_verbs,
     run_verbs,
@@ -33,8 +34,16 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message if message.endswith(".") else f"{message}.", f"See `{self.prog} --help`.")
 
 
-VERB_MODULES = (train_verbs, run_verbs, catalogue_verbs, compare_verbs, predict_verbs, export_verbs,
-                doctor_verbs)
+VERB_MODULES = (
+    train_verbs,
+    experiment_verbs,
+    run_verbs,
+    catalogue_verbs,
+    compare_verbs,
+    predict_verbs,
+    export_verbs,
+    doctor_verbs,
+)
 """Every module that registers sub-commands, in the order ``--help`` lists them."""
 
 

@@ -36,6 +36,7 @@ def run_payload(store: RunStore, run: RunRecord) -> dict[str, Any]:
         "history": [e.to_dict() for e in store.epochs(run.id)],
         "class_names": None,
         "test": None,
+        "mistakes": None,
     }
     if store.model_path(run.id).exists():
         report = store.read_json(run.id, RunArtifacts.REPORT)
@@ -47,6 +48,7 @@ def run_payload(store: RunStore, run: RunRecord) -> dict[str, Any]:
             "per_class": report["per_class"],
             "confusion": report["confusion"],
         }
+        payload["mistakes"] = report.get("mistakes", [])
     return payload
 
 

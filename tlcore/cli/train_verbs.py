@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from tqdm import tqdm
 
 from tlcore.cli.output import describe_rows, emit, say
 from tlcore.cli.run_verbs import describe_run, run_payload, run_row
 from tlcore.cli.spec_flags import add_spec_arguments, spec_from_args
+from tlcore.config import RunSpec
 from tlcore.records import EpochRecord, RunRecord, RunStatus
 from tlcore.runs.store import Claimant, RunStore
 from tlcore.training.observer import BatchProgress, TrainingObserver
@@ -47,12 +49,36 @@ class _EpochBar(TrainingObserver):
             self.bar.close()
 
 
+def estimate_payload(spec: RunSpec, store: RunStore) -> dict[str, Any]:
+    """The Configure page's time estimate for ``spec``, from its dataset's file listing and this
+    server's finished runs."""
+    from tlcore.data.preview import preview_dataset
+    from tlcore.training.estimate import (
+        estimate_basis,
+        estimate_epoch_seconds,
+        estimate_run_seconds,
+        format_seconds,
+        measure_server,
+    )
+
+    images = preview_dataset(spec.dataset, per_class=0).train_images
+    server = measure_server(store)
+    epoch, run = estimate_epoch_seconds(spec, images, server), estimate_run_seconds(spec, images, server)
+    return {"train_images": images, "epochs": spec.train.total_epochs, "epoch_seconds": epoch,
+            "run_seconds": run, "basis": estimate_basis(spec, server),
+            "text": f"about {format_seconds(epoch)} per epoch, {format_seconds(run)} for "
+                    f"{spec.train.total_epochs} epoch(s) on {images:,} training images"}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import create_for_data, reap
     from tlcore.runs.runner import execute_run
 
     store = RunStore()
     spec = spec_from_args(args)
+    if args.estimate:
+        emit(args, estimate_payload(spec, store), lambda p: f"Estimate: {p['text']} ({p['basis']}).")
+        return 0
     reap(store)
     # Inserted already claimed: a dispatcher must never find this run queued and start a worker.
     run, reused, change = create_for_data(store, spec, force=args.force, claimant=Claimant.current())
@@ -120,6 +146,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         sub = verbs.add_parser(name, help=help_text)
         add_spec_arguments(sub)
         sub.set_defaults(handler=handler)
+        if name == "train":
+            sub.add_argument("--estimate", action="store_true",
+                             help="print the time estimate (as the Configure page shows it) and do not train")
     classic = verbs.add_parser(
         "classic", help="queue scratch vs frozen vs frozen_then_finetune with one budget")
     add_spec_arguments(classic, skip=("train.strategy",))  # the experiment sets the three strategies
