@@ -75,3 +75,12 @@ def json_verb(verbs: argparse._SubParsersAction, name: str, handler: Callable[[a
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(handler=handler)
     return sub
+
+
+def add_user_arguments(parser: argparse.ArgumentParser, admin: bool = False) -> None:
+    """``--owner`` (and ``--admin``) for verbs that launch or manage runs on a shared server."""
+    parser.add_argument("--owner", default=None,
+                        help="who the run belongs to when sign-in is on (default: your Unix user)")
+    if admin:
+        parser.add_argument("--admin", action="store_true",
+                            help="act as an admin (you must be listed in TL_ADMINS)")

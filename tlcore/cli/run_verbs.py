@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tlcore.cli.output import describe_rows, emit, json_verb, with_percents
+from tlcore.cli.output import add_user_arguments, describe_rows, emit, json_verb, with_percents
 from tlcore.errors import TLError
 from tlcore.records import RunArtifacts, RunRecord
+from tlcore.runs.access import AccessConfig, User, cli_user, require_manage
 from tlcore.runs.store import RunStore
 
 
@@ -84,10 +85,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def managing_user(args: argparse.Namespace, store: RunStore, run_id: str) -> User:
+    """The command's user, once it is known that they may stop, resume or delete ``run_id``."""
+    user = cli_user(AccessConfig.from_env(), args.owner, args.admin)
+    require_manage(user, store.get(run_id))
+    return user
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import cancel
 
-    run = cancel(args.run_id)
+    store = RunStore()
+    managing_user(args, store, args.run_id)
+    run = cancel(args.run_id, store)
     print(f"{run.id} {run.status}" + (" (stops at its next batch)" if run.is_active else ""))
     return 0
 
@@ -95,7 +105,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import resume
 
-    run = resume(args.run_id)
+    store = RunStore()
+    managing_user(args, store, args.run_id)
+    run = resume(args.run_id, store)
     print(f"{run.id} {run.status} (continues after its last finished epoch)")
     return 0
 
@@ -107,7 +119,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    RunStore().delete(args.run_id)
+    store = RunStore()
+    user = managing_user(args, store, args.run_id)
+    store.delete(args.run_id, user.name, user.is_admin)
     print(f"deleted {args.run_id}")
     return 0
 
@@ -142,4 +156,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
         ("task", cmd_task, "(internal) run a background task (LR range test, head search, audit)"),
         ("delete", cmd_delete, "delete a finished run and its artifacts"),
     ):
-        json_verb(verbs, name, handler, help_text, "run_id")
+        sub = json_verb(verbs, name, handler, help_text, "run_id")
+        if name in ("cancel", "resume", "delete"):
+            add_user_arguments(sub, admin=True)

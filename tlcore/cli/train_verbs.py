@@ -9,11 +9,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tlcore.cli.output import describe_rows, emit, say
+from tlcore.cli.output import add_user_arguments, describe_rows, emit, say
 from tlcore.cli.run_verbs import describe_run, run_payload, run_row
 from tlcore.cli.spec_flags import add_spec_arguments, spec_from_args
 from tlcore.config import RunSpec
 from tlcore.records import EpochRecord, RunRecord, RunStatus
+from tlcore.runs.access import AccessConfig, cli_user
 from tlcore.runs.store import Claimant, RunStore
 from tlcore.training.observer import BatchProgress, TrainingObserver
 
@@ -81,7 +82,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     reap(store)
     # Inserted already claimed: a dispatcher must never find this run queued and start a worker.
-    run, reused, change = create_for_data(store, spec, force=args.force, claimant=Claimant.current())
+    owner = cli_user(AccessConfig.from_env(), args.owner).name
+    run, reused, change = create_for_data(store, spec, owner=owner, force=args.force,
+                                          claimant=Claimant.current())
     if change:
         say(args, change)
     if reused and run.is_active:
@@ -112,7 +115,8 @@ def follow(store: RunStore, run_id: str) -> RunRecord:
 def cmd_submit(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import submit
 
-    submission = submit(spec_from_args(args), force=args.force)
+    owner = cli_user(AccessConfig.from_env(), args.owner).name
+    submission = submit(spec_from_args(args), force=args.force, owner=owner)
     run = submission.run
     store = RunStore()
     if submission.data_change:
@@ -131,7 +135,9 @@ def cmd_classic(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import submit
 
     store = RunStore()
-    runs = [submit(spec, store, force=args.force).run for spec in classic_experiment(spec_from_args(args))]
+    owner = cli_user(AccessConfig.from_env(), args.owner).name
+    runs = [submit(spec, store, force=args.force, owner=owner).run
+            for spec in classic_experiment(spec_from_args(args))]
     if args.wait:
         runs = [follow(store, run.id) for run in runs]
     emit(args, [run_row(r) for r in runs], describe_rows)
@@ -145,12 +151,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ):
         sub = verbs.add_parser(name, help=help_text)
         add_spec_arguments(sub)
+        add_user_arguments(sub)
         sub.set_defaults(handler=handler)
         if name == "train":
             sub.add_argument("--estimate", action="store_true",
                              help="print the time estimate (as the Configure page shows it) and do not train")
     classic = verbs.add_parser(
         "classic", help="queue scratch vs frozen vs frozen_then_finetune with one budget")
-    add_spec_arguments(classic, skip=("train.strategy",))  # the experiment sets the three strategies
+    add_spec_arguments(classic, skip=("train.strategy",))
+    add_user_arguments(classic)  # the experiment sets the three strategies
     classic.add_argument("--wait", action="store_true", help="wait for the three runs and print a table")
     classic.set_defaults(handler=cmd_classic, strategy="frozen")

@@ -9,6 +9,7 @@ admin (``TL_ADMINS``, comma-separated) may stop or delete them. Everyone may loo
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import dataclass
 
@@ -62,6 +63,26 @@ def resolve_user(config: AccessConfig, identity: str | None) -> User:
     return User(identity, is_admin=identity in config.admins)
 
 
+def cli_user(config: AccessConfig, owner: str | None = None, admin: bool = False) -> User:
+    """The person behind a command on a server with sign-in: ``--owner`` or the Unix user.
+
+    The command line trusts its shell, as the files under ``TL_HOME`` do: whoever can run it can
+    read and write the store anyway. It records who launched a run, and keeps people from
+    stopping each other's runs by mistake: an admin's powers need ``--admin`` too, so an admin
+    acts as one only on purpose.
+
+    Raises:
+        PermissionDeniedError: ``--admin`` from someone not listed in ``TL_ADMINS``.
+    """
+    if not config.enabled:
+        return User(None, is_admin=True)
+    name = (owner or "").strip() or getpass.getuser()
+    if admin and name not in config.admins:
+        raise PermissionDeniedError(f"{name} is not an admin of this studio.",
+                                    "Leave out --admin, or ask an admin listed in TL_ADMINS.")
+    return User(name, is_admin=admin)
+
+
 def can_manage(user: User, run: RunRecord) -> bool:
     """Whether ``user`` may stop or delete ``run``."""
     return user.is_admin or (run.owner is not None and run.owner == user.name)
@@ -71,5 +92,6 @@ def require_manage(user: User, run: RunRecord) -> None:
     if not can_manage(user, run):
         raise PermissionDeniedError(
             f"Run {run.id} belongs to {run.owner or 'nobody'}.",
-            "Only its owner or an admin can stop or delete it.",
+            "Only its owner or an admin can stop, resume or delete it (from the CLI: --admin, "
+            "if you are listed in TL_ADMINS).",
         )
