@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from reports import EPOCHS, small_report
 from specs import tiny_spec
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tlcore.records import EpochRecord
-from tlcore.report.evaluate import ClassMetrics, EvalReport
 from tlcore.runs.tensorboard_log import FOLDER, TensorBoardObserver, confusion_image, hparams_of
-
-EPOCHS = [EpochRecord(1, "frozen", 0.9, 0.6, 1.1, 0.5, 1e-3, 2.0, 100.0),
-          EpochRecord(2, "frozen", 0.5, 0.8, 0.7, 0.75, 5e-4, 1.5, 120.0)]
-
-
-def report() -> EvalReport:
-    per_class = [ClassMetrics("cat", 0.8, 1.0, 0.89, 4), ClassMetrics("dog", 1.0, 0.75, 0.86, 4)]
-    return EvalReport(accuracy=0.875, top_k=2, top_k_accuracy=1.0, per_class=per_class,
-                      macro={"precision": 0.9, "recall": 0.875, "f1": 0.87}, weighted={"f1": 0.87},
-                      confusion=[[4, 0], [1, 3]], class_names=["cat", "dog"])
 
 
 def events(folder):
@@ -34,7 +23,7 @@ def test_events_hold_the_epochs_settings_and_test_results(tmp_path):
     observer = TensorBoardObserver(tmp_path, spec, "run123")
     for record in EPOCHS:
         observer.on_epoch(record)
-    assert observer.close(report()) is None
+    assert observer.close(small_report()) is None
     logged = events(tmp_path / FOLDER)
     values = {tag: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in logged.Tensors(tag)]
               for tag in logged.Tags()["tensors"] if tag != "test/confusion_matrix"
@@ -77,5 +66,5 @@ def test_a_folder_that_cannot_be_written_stops_logging_without_failing(tmp_path)
     blocker.write_text("not a folder")
     observer = TensorBoardObserver(blocker, tiny_spec(), "run1")
     observer.on_epoch(EPOCHS[0])
-    failure = observer.close(report())
+    failure = observer.close(small_report())
     assert failure is not None and failure.startswith("TensorBoard logging stopped")
