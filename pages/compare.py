@@ -1,14 +1,18 @@
 """Compare & Classify: runs with results side by side, and their answers on uploaded images.
 
 Finished runs and stopped runs that saved results are offered (``ui.compare_picker``); the
-uploads and their answers are ``ui.classify_panel``, the export panel ``ui.exports``.
+uploads and their answers are ``ui.classify_panel`` (zips and many images: ``ui.batch_panel``),
+the export panel ``ui.exports``. The mistakes gallery shows the heatmaps the worker saved beside
+the thumbnails on a toggle, and the per-class chart the score picked.
 """
 
 import pandas as pd
 import streamlit as st
 
-from tlcore.records import RunRecord
-from tlcore.report.evaluate import EvalReport
+from tlcore.records import RunArtifacts, RunRecord
+from tlcore.report.evaluate import EvalReport, Mistake
+from tlcore.report.explain import GRAD_CAM, SALIENCY
+from tlcore.report.plots import ALL_PER_CLASS
 from tlcore.report.summaries import (
     MISSING,
     accuracy_gain,
@@ -18,6 +22,10 @@ from tlcore.report.summaries import (
     rows_to_csv,
 )
 from ui import classify_panel, compare_picker, exports, glue, paired_panel, widgets
+
+HEATMAP_KINDS = {GRAD_CAM: "Grad-CAM", SALIENCY: "gradient saliency (TF Hub: no spatial map)"}
+"""How the mistakes' heatmaps are named, by the kind the worker saved."""
+PER_CLASS_CHOICES = {"precision": "precision", "recall": "recall", "f1": "F1", ALL_PER_CLASS: "all three"}
 
 glue.require_frame(__file__)
 
@@ -66,23 +74,58 @@ def mistakes_total(report: EvalReport) -> int:
     return sum(map(sum, report.confusion)) - sum(row[i] for i, row in enumerate(report.confusion))
 
 
+def heatmaps_caption(artifacts: RunArtifacts) -> str:
+    """What the overlays of a run are: Grad-CAM, or saliency for a TF Hub vector model."""
+    try:
+        kind = artifacts.mistake_heatmap_kind.read_text().strip()
+    except OSError:
+        kind = GRAD_CAM
+    return (f"Heatmaps of the predicted class ({HEATMAP_KINDS.get(kind, kind)}): red is where the "
+            "evidence for it was.")
+
+
+def mistake_gallery(artifacts: RunArtifacts, shown: list[tuple[int, Mistake]], heatmaps: bool) -> None:
+    """The thumbnails, or with ``heatmaps`` their overlays where the run saved them."""
+    pictures = [artifacts.mistake_thumbnail(rank) for rank, _ in shown]
+    if heatmaps:
+        overlays = [artifacts.mistake_heatmap(rank) for rank, _ in shown]
+        if all(path.exists() for path in overlays):
+            pictures = overlays
+            st.caption(heatmaps_caption(artifacts))
+        else:
+            st.caption("This run has no heatmaps: it was trained before they were saved, or its model "
+                       "could not be explained (its notes on the Train page say why). The images alone:")
+    st.image([str(path) for path in pictures], width=96, output_format="PNG",  # JPEG blurs 48 px images
+             caption=[f"{m.true} → {m.predicted} ({m.confidence:.0%})" for _, m in shown])
+
+
 def mistakes_section(runs: list[RunRecord], reports: dict[str, EvalReport]) -> None:
-    """The most confident mistakes of each run, of how many it made in all."""
+    """The most confident mistakes of each run, of how many it made in all, and on a toggle
+    the heatmap of the class each was taken for."""
     st.header("Most confident mistakes")
+    heatmaps = st.toggle("Show heatmaps", key="compare.mistakes.heatmaps",
+                         help="Colour where in each image the evidence for the predicted class was.")
     for run in runs:
         report = reports.get(run.id)
         mistakes = report.mistakes if report else []
         artifacts = store.artifacts(run.id)
-        shown = [(path, m) for path, m in ((artifacts.mistake_thumbnail(rank), m)
-                                           for rank, m in enumerate(mistakes)) if path.exists()]
+        shown = [(rank, m) for rank, m in enumerate(mistakes) if artifacts.mistake_thumbnail(rank).exists()]
         total = mistakes_total(report) if report else 0
         title = f"{labels[run.id]} — {len(shown)} of {total} mistake{'s' if total != 1 else ''} shown"
         with st.expander(title, expanded=len(runs) == 1):
             if not shown:
                 st.caption("No mistakes on the test split." if not total else "No images were saved.")
             else:
-                st.image([str(path) for path, _ in shown], width=96,
-                         caption=[f"{m.true} → {m.predicted} ({m.confidence:.0%})" for _, m in shown])
+                mistake_gallery(artifacts, shown, heatmaps)
+
+
+def per_class_section(runs: list[RunRecord]) -> None:
+    """Per-class precision, recall or F1 (or the three), from each run's one report."""
+    metric = st.segmented_control("Per-class score", list(PER_CLASS_CHOICES), default="f1", required=True,
+                                  format_func=PER_CLASS_CHOICES.__getitem__, key="compare.per_class_metric",
+                                  help="Precision: of the images a run called this class, the share "
+                                       "that were. Recall: of this class's images, the share it found.")
+    st.plotly_chart(glue.per_class_f1_chart(runs, labels, metric or "f1"), key="compare.f1")
 
 
 if runs:
@@ -102,8 +145,7 @@ if runs:
         for col, run in zip(st.columns(3), runs[start:start + 3], strict=False):  # the last row may be short
             if run.id in reports:
                 col.plotly_chart(glue.confusion_chart(run, labels[run.id]), key=f"compare.confusion.{run.id}")
-    st.plotly_chart(glue.per_class_f1_chart([run for run in runs if run.id in reports], labels),
-                    key="compare.f1")
+    per_class_section([run for run in runs if run.id in reports])
     paired_panel.paired_section(runs, labels)
     mistakes_section(runs, reports)
 else:

@@ -18,7 +18,7 @@ from tlcore.training.estimate import (
     estimate_run_seconds,
     format_seconds,
 )
-from ui import forms, glue, widgets
+from ui import forms, glue, training_form, tuning_panels, widgets
 
 glue.require_frame(__file__)
 
@@ -62,7 +62,7 @@ st.subheader("2 · Backbone")
 backbone = forms.backbone_form(draft.backbone)
 
 st.subheader("3 · Strategy and hyperparameters")
-train = forms.training_form(draft.train, dataset.seed)
+train = training_form.training_form(draft.train, dataset.seed, backbone, dataset.image_size)
 if train.strategy == "scratch":
     backbone = dataclasses.replace(backbone, weights="none")
     st.caption("Training from scratch starts from random weights, whatever the weights choice above.")
@@ -88,8 +88,16 @@ if not blocked:
     cols[2].caption(f"{estimate_basis(spec, server)}; {images:,} training images{source}")
     if train.augmentations and train.strategy != "scratch":
         st.caption(augmentation_costs(spec, images, server=server))
+    with st.expander("Learning rate over the run"):
+        tuning_panels.schedule_chart(spec, images)
 
-st.subheader("4 · Save")
+st.subheader("4 · Tune on cached features")
+st.caption("Both run in the background on the frozen backbone's features, so they take seconds to a "
+           "minute; the page stays usable meanwhile.")
+tuning_panels.lr_finder_section(spec, blocked)
+tuning_panels.head_search_section(spec, blocked)
+
+st.subheader("5 · Save")
 name = st.text_input("Experiment name", key=forms.seeded("configure.name", draft.name),
                      placeholder="e.g. shapes-frozen")
 st.session_state[forms.DRAFT] = dataclasses.replace(spec, name=name)  # a typed name survives page visits

@@ -21,10 +21,12 @@ from typing import Any
 from tlcore.errors import BackboneError, ConfigError
 from tlcore.paths import resolve_weights_path
 
-STRATEGIES = ("scratch", "frozen", "finetune", "frozen_then_finetune")
+STRATEGIES = ("scratch", "frozen", "finetune", "frozen_then_finetune", "auto")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "translation")
 SCHEDULES = ("constant", "cosine", "one_cycle")
+FINE_TUNING = frozenset({"finetune", "frozen_then_finetune", "auto"})
+"""Strategies that train backbone layers at some point."""
 SOURCE_KINDS = ("builtin", "tfds", "folder", "zip")
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -33,6 +35,11 @@ MAX_SEED = 2**31 - 1
 
 # Bumped whenever training code changes what a spec produces, so old runs are not reused.
 SPEC_VERSION = 1
+
+AUTO_FINE_TUNE_BLOCKS = 2
+AUTO_DISCRIMINATIVE_FLOOR = 0.1
+AUTO_PATIENCE = 3
+"""What the ``auto`` strategy fine-tunes with unless the spec says otherwise (see TrainSpec.auto_plan)."""
 
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"schedule": "constant", "fine_tune_schedule": "constant", "warmup_fraction": 0.1,
@@ -532,11 +539,33 @@ class TrainSpec:
             "frozen_then_finetune needs at least one fine-tune epoch.",
             "Set fine-tune epochs to 1 or more, or choose the frozen strategy.",
         )
+        _require(
+            not (self.class_weights and self.oversample),
+            "Class weights and oversampling both correct class imbalance; together they over-correct.",
+            "Choose one: oversampling draws small classes more often, class weights count their images more.",
+        )
 
     @property
     def total_epochs(self) -> int:
+        if self.strategy == "auto":
+            return self.epochs + (self.fine_tune_epochs or self.epochs)
         second = self.fine_tune_epochs if self.strategy == "frozen_then_finetune" else 0
         return self.epochs + second
+
+    def auto_plan(self, head: Mapping[str, Any] | None = None) -> TrainSpec:
+        """What the ``auto`` strategy trains once its head search chose ``head`` (TrainSpec fields).
+
+        The head trains on cached features at the searched settings; then the top blocks fine-tune
+        with discriminative rates under a cosine schedule, stopping early on validation loss.
+        Settings the user chose for those (blocks, floor, patience, fine-tune epochs) are kept.
+        """
+        return dataclasses.replace(
+            self, **dict(head or {}), strategy="frozen_then_finetune",
+            fine_tune_epochs=self.fine_tune_epochs or self.epochs,
+            fine_tune_blocks=self.fine_tune_blocks or AUTO_FINE_TUNE_BLOCKS,
+            discriminative_floor=min(self.discriminative_floor, AUTO_DISCRIMINATIVE_FLOOR),
+            fine_tune_schedule="cosine",
+            early_stopping_patience=self.early_stopping_patience or AUTO_PATIENCE)
 
 
 @dataclass(frozen=True)

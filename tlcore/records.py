@@ -135,6 +135,17 @@ class RunArtifacts:
     def mistake_thumbnail(self, rank: int) -> Path:
         return self.mistakes / f"{rank:02d}.png"
 
+    def mistake_heatmap(self, rank: int) -> Path:
+        """The heatmap of the predicted class over the ``rank``-th mistake's thumbnail. Runs
+        trained before heatmaps were saved, or whose model could not be explained, have none."""
+        return self.mistakes / f"{rank:02d}-heatmap.png"
+
+    @property
+    def mistake_heatmap_kind(self) -> Path:
+        """One word saying how the heatmaps were made (``grad-cam`` or ``saliency``), so the
+        gallery can label saliency, which a TF Hub vector model gets, as what it is."""
+        return self.mistakes / "heatmap-kind.txt"
+
     @property
     def results(self) -> tuple[Path, ...]:
         """What a finished run's results are: written together and removed together."""

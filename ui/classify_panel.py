@@ -1,8 +1,10 @@
 """The Compare page's "Classify your images": uploads, and every chosen run's answer for each.
 
 A fragment, so an upload or a setting reruns this section only. It is drawn even while no run is
-chosen, so the uploads survive someone clearing the selection to pick other runs. On a toggle,
-each run's heatmap of a class (the predicted one, or one picked) is drawn over every upload.
+chosen, so the uploads survive someone clearing the selection to pick other runs. A few images
+are shown one by one beside each run's answer; on a toggle, each run's heatmap of a class (the
+predicted one, or one picked) is drawn over every upload. Zips, and more images than fit that
+view, go to the batch view (``ui.batch_panel``): a table, a gallery and a CSV.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from tlcore.data.uploads import MAX_ZIP_UPLOAD_BYTES
 from tlcore.deploy.serving import Answer
-from tlcore.images import MAX_UPLOAD_BYTES, check_upload_size, load_image
+from tlcore.images import check_upload_size, load_image
 from tlcore.records import RunRecord
 from tlcore.report.evaluate import DEFAULT_TOP_K
 from tlcore.report.explain import GRAD_CAM
 from tlcore.report.plots import predictions_figure
-from ui import glue
+from ui import batch_panel, glue
 
 PREDICTED = "predicted class"
 """The "Explain class" choice that explains each run's own answer."""
@@ -24,14 +27,19 @@ MAP_KINDS = {GRAD_CAM: "Grad-CAM"}
 """How each heatmap kind is named under an overlay; the other kind is saliency."""
 SALIENCY_NAME = "gradient saliency (TF Hub: no spatial map)"
 OVERLAYS_PER_ROW = 4
+SIDE_BY_SIDE_MAX = 20
+"""Most image files shown one by one (a chart each); more go to the batch view."""
 
 
 @st.fragment
 def classify_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
     st.header("Classify your images")
-    uploads = st.file_uploader("Images (JPEG, PNG or WebP)", type=["jpg", "jpeg", "png", "webp"],
-                               accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20,
-                               key="compare.images")
+    uploads = st.file_uploader("Images (JPEG, PNG or WebP), or zips of them",
+                               type=["jpg", "jpeg", "png", "webp", "zip"], accept_multiple_files=True,
+                               max_upload_size=MAX_ZIP_UPLOAD_BYTES // 2**20, key="compare.images",
+                               help="Single images are read up to 20 MB each; a zip up to 200 MB, "
+                                    "classified a batch at a time.")
+    uploads = uploads or []
     if not runs:
         st.caption("Pick a run above to classify these images.")
         return
@@ -45,10 +53,23 @@ def classify_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
                               key="compare.threshold",
                               help="When no class is at least this likely, the answer is “not sure” "
                                    "instead of the most likely class. 0% always names a class.")
+    if as_batch(uploads):
+        batch_panel.batch_section(uploads, runs, labels, top_k, percent / 100 or None)
+        return
     explained = explain_choice(runs)
-    for upload in uploads or []:
+    for upload in uploads:
         st.divider()
         classify_upload(upload, runs, labels, top_k, percent / 100 or None, explained)
+
+
+def as_batch(uploads: list[UploadedFile]) -> bool:
+    """Whether the uploads go to the batch view: always for a zip or many images, on a toggle
+    for a few."""
+    if any(batch_panel.is_zip(upload) for upload in uploads) or len(uploads) > SIDE_BY_SIDE_MAX:
+        return True
+    return len(uploads) > 1 and st.toggle(
+        "As a batch: table, gallery and CSV", key="compare.batch",
+        help=f"Zips and more than {SIDE_BY_SIDE_MAX} images are always classified as a batch.")
 
 
 def explain_choice(runs: list[RunRecord]) -> str | None:

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from tlcore.backbones import CATALOGUE
-from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec, setting
+from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, setting
 from tlcore.data import COMMON_TFDS, builtin_datasets
 from tlcore.data.folder import folder_root
 from tlcore.data.preview import DatasetPreview
@@ -37,9 +37,6 @@ INLINE = "configure.inline"
 SOURCES = {"builtin": "Built-in demo set", "tfds": "TensorFlow Datasets",
            "folder": "Folder on the server", "zip": "Upload a zip"}
 WEIGHTS = {"imagenet": "ImageNet", "none": "None (random)", "file": "A file"}
-STRATEGY_HELP = {"scratch": "random weights, train everything", "frozen": "train only the new head",
-                 "finetune": "train the head and the top of the backbone",
-                 "frozen_then_finetune": "head first, then fine-tune at a lower rate"}
 FOLDER_HINT = ("Type the path of a folder on the server that holds one sub-folder of images per class. "
                "For an archive, choose “Upload a zip” above.")
 
@@ -75,24 +72,24 @@ def seeded(key: str, value: Any) -> str:
     return key
 
 
-def _option(options: Sequence[Any], current: Any) -> Any:
+def option(options: Sequence[Any], current: Any) -> Any:
     """``current`` when it is one of ``options``, else the first option."""
     return current if current in list(options) else list(options)[0]
 
 
-def _limits(spec_class: type, name: str, kind: type = float) -> dict[str, Any]:
+def limits(spec_class: type, name: str, kind: type = float) -> dict[str, Any]:
     """A slider's ``min_value``, ``max_value`` and ``step``, read from the field's bound in tlcore.config."""
     bound = setting(spec_class, name).bound
     limits = {"min_value": bound.form_min, "max_value": bound.form_max, "step": bound.step}
     return {key: kind(value) for key, value in limits.items() if value is not None}
 
 
-def _presets(spec_class: type, name: str, current: float) -> list[float]:
+def presets(spec_class: type, name: str, current: float) -> list[float]:
     """The values a pick-list offers for a field: its presets plus the current value."""
     return sorted({*setting(spec_class, name).bound.presets, current})
 
 
-def _choices(spec_class: type, name: str) -> tuple[str, ...]:
+def choices(spec_class: type, name: str) -> tuple[str, ...]:
     return setting(spec_class, name).choices
 
 
@@ -102,8 +99,8 @@ def allowed(spec_class: type, name: str) -> str:
     return f"Allowed: {info.bound.describe()}{f' {info.unit}' if info.unit else ''}."
 
 
-def _number(where: Any, label: str, key: str, spec_class: type, name: str, value: float | None,
-            **kwargs: Any) -> Any:
+def number_field(where: Any, label: str, key: str, spec_class: type, name: str, value: float | None,
+                 **kwargs: Any) -> Any:
     """A number field whose value outside its allowed range is explained right under it.
 
     The widget itself has no minimum or maximum: a browser only turns a value outside them red,
@@ -148,17 +145,17 @@ def location_problem(d: DatasetSpec) -> TLError | None:
 
 def _source(d: DatasetSpec) -> tuple[str, str | None]:
     kind = st.radio("Source", list(SOURCES), format_func=SOURCES.get, horizontal=True,
-                    key=seeded("configure.kind", _option(list(SOURCES), d.kind)))
+                    key=seeded("configure.kind", option(list(SOURCES), d.kind)))
     location = d.location if d.kind == kind else ""
     if kind == "builtin":
         builtins = builtin_datasets()
         name = st.selectbox("Dataset", list(builtins), format_func=lambda n: f"{n} — {builtins[n]}",
-                            key=seeded("configure.builtin", _option(list(builtins), location)))
+                            key=seeded("configure.builtin", option(list(builtins), location)))
         return f"builtin:{name}", None
     if kind == "tfds":
         options = list(COMMON_TFDS) + ([location] if location and location not in COMMON_TFDS else [])
         name = st.selectbox("TFDS dataset (pick one or type any name)", options, accept_new_options=True,
-                            key=seeded("configure.tfds", _option(options, location)))
+                            key=seeded("configure.tfds", option(options, location)))
         data_dir = st.text_input("TFDS data_dir (optional; prepared data there works offline)",
                                  key=seeded("configure.data_dir", d.data_dir or ""))
         return f"tfds:{name or ''}", data_dir.strip() or None
@@ -192,14 +189,15 @@ def dataset_form(d: DatasetSpec) -> DatasetSpec:
     source, data_dir = _source(d)
     cols = st.columns(5)
     subset = cols[0].slider("Share of images used", key=seeded("configure.subset", d.subset),
-                            **_limits(DatasetSpec, "subset"))
-    size = _number(cols[1], "Image size (px)", "configure.image_size", DatasetSpec, "image_size",
-                   int(d.image_size))
+                            **limits(DatasetSpec, "subset"))
+    size = number_field(cols[1], "Image size (px)", "configure.image_size", DatasetSpec, "image_size",
+                        int(d.image_size))
     val = cols[2].slider("Validation share", key=seeded("configure.val", d.val_fraction),
-                         **_limits(DatasetSpec, "val_fraction"))
+                         **limits(DatasetSpec, "val_fraction"))
     test = cols[3].slider("Test share", key=seeded("configure.test", d.test_fraction),
-                          **_limits(DatasetSpec, "test_fraction"))
-    seed = _number(cols[4], "Seed (splits, training)", "configure.seed", DatasetSpec, "seed", int(d.seed))
+                          **limits(DatasetSpec, "test_fraction"))
+    seed = number_field(cols[4], "Seed (splits, training)", "configure.seed", DatasetSpec, "seed",
+                        int(d.seed))
     return dataclasses.replace(d, source=source, subset=subset, image_size=int(size), val_fraction=val,
                                test_fraction=test, seed=int(seed), data_dir=data_dir)
 
@@ -241,7 +239,7 @@ def catalogue_table() -> None:
 def _keras_application(cols: Sequence[Any], b: BackboneSpec) -> tuple[str, float | None]:
     """The catalogue pick-list and, for families with one, the width multiplier."""
     name = cols[0].selectbox("Keras application", list(CATALOGUE), format_func=lambda n: CATALOGUE[n].title,
-                            key=seeded("configure.backbone", _option(list(CATALOGUE), b.name)))
+                            key=seeded("configure.backbone", option(list(CATALOGUE), b.name)))
     info = CATALOGUE[name]
     if not info.alphas:
         return name, None
@@ -277,76 +275,3 @@ def backbone_form(b: BackboneSpec) -> BackboneSpec:
                                 key=seeded("configure.weights_path",
                                             "" if b.weights in WEIGHTS else b.weights)).strip()
     return dataclasses.replace(b, name=name, alpha=alpha, weights=weights)
-
-
-def _stages(t: TrainSpec) -> dict[str, Any]:
-    """Strategy, epochs and how much of the backbone fine-tunes (enabled only where it applies)."""
-    strategies = _choices(TrainSpec, "strategy")
-    strategy = st.radio("Strategy", strategies, horizontal=True,
-                        format_func=lambda s: f"{s} ({STRATEGY_HELP[s]})",
-                        key=seeded("configure.strategy", _option(strategies, t.strategy)))
-    tunes = strategy in ("finetune", "frozen_then_finetune")
-    c = st.columns(4)
-    epochs = _number(c[0], "Epochs", "configure.epochs", TrainSpec, "epochs", t.epochs)
-    ft_epochs = _number(c[1], "Fine-tune epochs (second stage)", "configure.ft_epochs", TrainSpec,
-                        "fine_tune_epochs", t.fine_tune_epochs, disabled=strategy != "frozen_then_finetune")
-    ft_layers = _number(c[2], "Fine-tune layers", "configure.ft_layers", TrainSpec, "fine_tune_layers",
-                        t.fine_tune_layers, disabled=not tunes,
-                        help="Empty: unfreeze the share of layers set on the right.")
-    ft_fraction = c[3].slider("Share of backbone layers fine-tuned", disabled=not tunes,
-                              key=seeded("configure.ft_fraction", t.fine_tune_fraction),
-                              **_limits(TrainSpec, "fine_tune_fraction"))
-    return {"strategy": strategy, "epochs": int(epochs), "fine_tune_epochs": int(ft_epochs),
-            "fine_tune_layers": int(ft_layers) if ft_layers else None, "fine_tune_fraction": ft_fraction}
-
-
-def _optimisation(t: TrainSpec, tunes: bool) -> dict[str, Any]:
-    """Learning rates, batch size and optimizer, offered from the presets in tlcore.config."""
-    c = st.columns(4)
-    lr = c[0].select_slider("Learning rate", _presets(TrainSpec, "learning_rate", t.learning_rate),
-                            format_func=lambda v: f"{v:g}", key=seeded("configure.lr", t.learning_rate))
-    ft_lr = c[1].select_slider("Fine-tune learning rate",
-                               _presets(TrainSpec, "fine_tune_learning_rate", t.fine_tune_learning_rate),
-                               format_func=lambda v: f"{v:g}", disabled=not tunes,
-                               key=seeded("configure.ft_lr", t.fine_tune_learning_rate))
-    batch = c[2].selectbox("Batch size", _presets(TrainSpec, "batch_size", t.batch_size),
-                           key=seeded("configure.batch", t.batch_size))
-    optimizers = _choices(TrainSpec, "optimizer")
-    optimizer = c[3].selectbox("Optimizer", optimizers,
-                               key=seeded("configure.optimizer", _option(optimizers, t.optimizer)))
-    return {"learning_rate": lr, "fine_tune_learning_rate": ft_lr, "batch_size": int(batch),
-            "optimizer": optimizer}
-
-
-def _regularisation(t: TrainSpec) -> dict[str, Any]:
-    """Label smoothing, dropout, early stopping, class weights, augmentation and the feature cache."""
-    c = st.columns(4)
-    smoothing = c[0].slider("Label smoothing", key=seeded("configure.smoothing", t.label_smoothing),
-                            **_limits(TrainSpec, "label_smoothing"))
-    dropout = c[1].slider("Dropout", key=seeded("configure.dropout", t.dropout),
-                          **_limits(TrainSpec, "dropout"))
-    patience = _number(c[2], "Early-stopping patience (0: off)", "configure.patience", TrainSpec,
-                       "early_stopping_patience", t.early_stopping_patience)
-    class_weights = c[3].toggle("Class weights (for imbalance)", key=seeded("configure.class_weights",
-                                                                             t.class_weights))
-    c = st.columns([2, 1, 1], vertical_alignment="bottom")
-    augmentations = c[0].multiselect("Augmentations (training only)", _choices(TrainSpec, "augmentations"),
-                                     key=seeded("configure.augment", list(t.augmentations)))
-    feature_cache = c[1].toggle("Cache frozen features",
-                                key=seeded("configure.feature_cache", t.feature_cache),
-                                help="Run the frozen part once per image instead of every epoch: "
-                                     "same result, much faster.")
-    views = _number(c[2], "Augmented views per image", "configure.views", TrainSpec, "augment_views",
-                    t.augment_views, disabled=not (augmentations and feature_cache),
-                    help="With augmentations and the cache: views precomputed per image "
-                         "(0 augments on the fly, without the cache).")
-    return {"label_smoothing": smoothing, "dropout": dropout, "early_stopping_patience": int(patience),
-            "class_weights": class_weights, "augmentations": tuple(augmentations),
-            "feature_cache": feature_cache, "augment_views": int(views)}
-
-
-def training_form(t: TrainSpec, seed: int) -> TrainSpec:
-    """Strategy and hyperparameters; fine-tune settings are enabled only where they apply."""
-    stages = _stages(t)
-    tunes = stages["strategy"] in ("finetune", "frozen_then_finetune")
-    return dataclasses.replace(t, **stages, **_optimisation(t, tunes), **_regularisation(t), seed=seed)

@@ -27,7 +27,9 @@ from streamlit.navigation.page import StreamlitPage
 from streamlit.runtime.scriptrunner import script_runner
 
 from tlcore.backbones import describe_catalogue
-from tlcore.config import DatasetSpec, RunSpec
+from tlcore.backbones.blocks import BlockInfo
+from tlcore.backbones.keras_apps import catalogue_block_table
+from tlcore.config import BackboneSpec, DatasetSpec, RunSpec
 from tlcore.data.preview import DatasetPreview, preview_dataset
 from tlcore.deploy.serving import LoadedRun, load_run
 from tlcore.errors import ConfigError, TLError
@@ -420,14 +422,32 @@ def confusion_chart(run: RunRecord, label: str) -> go.Figure:
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _per_class_f1_chart(home: str, runs: tuple[RunKey, ...]) -> go.Figure:
+def _per_class_f1_chart(home: str, runs: tuple[RunKey, ...], metric: str = "f1") -> go.Figure:
     return per_class_f1_figure({label: _report(home, run_id, finished_at)
-                                for run_id, finished_at, label in runs})
+                                for run_id, finished_at, label in runs}, metric)
 
 
-def per_class_f1_chart(runs: list[RunRecord], labels: dict[str, str]) -> go.Figure:
-    """Per-class F1 of finished runs whose report could be read (shared: do not modify it)."""
-    return _per_class_f1_chart(str(store().root), _keys(runs, labels))
+def per_class_f1_chart(runs: list[RunRecord], labels: dict[str, str], metric: str = "f1") -> go.Figure:
+    """Per-class F1 (or ``metric``: precision, recall, or all three, see
+    :func:`~tlcore.report.plots.per_class_f1_figure`) of finished runs whose report could be
+    read (shared: do not modify it)."""
+    return _per_class_f1_chart(str(store().root), _keys(runs, labels), metric)
+
+
+def backbone_blocks(backbone: BackboneSpec, image_size: int) -> list[BlockInfo]:
+    """The blocks a catalogue backbone can unfreeze, with their parameters, bottom to top; none
+    for TF Hub models and for a backbone that cannot be built (its problem is shown elsewhere).
+
+    Cached per backbone and width in tlcore (a random-weight model, built once: no weights file
+    is read and nothing trains). ``image_size`` does not change the counts.
+    """
+    del image_size  # convolution weights do not depend on it
+    if backbone.is_hub:
+        return []
+    try:
+        return list(catalogue_block_table(backbone.name, backbone.alpha))
+    except TLError:
+        return []
 
 
 # ---- per-run costs Streamlit adds ----------------------------------------------------------

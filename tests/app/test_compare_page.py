@@ -1,3 +1,4 @@
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -6,6 +7,7 @@ import keras
 import pytest
 from apptools import open_app, png_bytes, texts
 from runfakes import clone_run, displayed_table
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from tlcore.deploy.export_check import ExportCheck
 from tlcore.records import RunStatus
@@ -244,3 +246,74 @@ def test_the_explain_toggle_draws_each_runs_heatmap_of_the_chosen_class(with_tra
         chosen = overlay_captions()
         assert len(chosen) == len(with_trained_runs.run_ids)
         assert all(f": {name} (" in caption for caption in chosen), chosen
+
+
+@pytest.fixture
+def sent_pictures(monkeypatch) -> list[bytes]:
+    """The image files the page hands the browser, in order."""
+    sent: list[bytes] = []
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        if mimetype.startswith("image/"):
+            sent.append(Path(path_or_data).read_bytes() if isinstance(path_or_data, str) else path_or_data)
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    return sent
+
+
+def test_the_heatmaps_toggle_swaps_the_mistakes_for_their_heatmaps_and_older_runs_say_so(
+        writable_trained_home, sent_pictures):
+    store = RunStore()
+    artifacts = {run_id: store.artifacts(run_id) for run_id in writable_trained_home}
+    ranks = {run_id: len(EvalReport.from_dict(store.read_json(run_id, "report.json")).mistakes)
+             for run_id in writable_trained_home}
+
+    def files(run_id: str, heatmaps: bool) -> list[bytes]:
+        path = artifacts[run_id].mistake_heatmap if heatmaps else artifacts[run_id].mistake_thumbnail
+        return [path(rank).read_bytes() for rank in range(ranks[run_id])]
+
+    at = open_app("pages/compare.py")
+    first, second = at.multiselect(key="compare.runs").value  # the galleries' order
+    assert files(first, True) != files(second, True), "each run explains its own answers"
+    assert at.toggle(key="compare.mistakes.heatmaps").value is False, "off by default"
+    assert sent_pictures == files(first, False) + files(second, False)
+    sent_pictures.clear()
+    at.toggle(key="compare.mistakes.heatmaps").set_value(True).run()
+    assert not at.exception and not at.error
+    assert sent_pictures == files(first, True) + files(second, True)
+    assert sum("Heatmaps of the predicted class (Grad-CAM)" in c.value for c in at.caption) == 2
+
+    for rank in range(ranks[second]):  # as a run trained before heatmaps were saved
+        artifacts[second].mistake_heatmap(rank).unlink()
+    artifacts[second].mistake_heatmap_kind.unlink()
+    sent_pictures.clear()
+    at.run()
+    assert not at.exception and not at.error
+    assert sent_pictures == files(first, True) + files(second, False)
+    [older] = [c.value for c in at.caption if "This run has no heatmaps" in c.value]
+    assert "trained before they were saved" in older
+
+
+def test_the_per_class_chart_shows_precision_recall_or_f1_from_the_report(with_trained_runs):
+    store = RunStore()
+    reports = [EvalReport.from_dict(store.read_json(run_id, "report.json"))
+               for run_id in with_trained_runs.run_ids]
+
+    def bars(at) -> list[tuple[str, list[float]]]:
+        spec = json.loads(at.get("plotly_chart")[4].proto.spec)
+        return [(trace.get("yaxis", "y"), trace["y"]) for trace in spec["data"]]
+
+    at = open_app("pages/compare.py")
+    picker = at.segmented_control(key="compare.per_class_metric")
+    assert picker.value == "f1" and picker.options == ["precision", "recall", "F1", "all three"]
+    assert bars(at) == [("y", [c.f1 for c in report.per_class]) for report in reports]
+    for metric in ("precision", "recall"):
+        at.segmented_control(key="compare.per_class_metric").set_value(metric).run()
+        assert not at.exception and not at.error
+        assert bars(at) == [("y", [getattr(c, metric) for c in report.per_class]) for report in reports]
+    at.segmented_control(key="compare.per_class_metric").set_value("all").run()
+    assert bars(at) == [(axis, [getattr(c, metric) for c in report.per_class])
+                        for axis, metric in (("y", "precision"), ("y2", "recall"), ("y3", "f1"))
+                        for report in reports]

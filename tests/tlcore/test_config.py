@@ -153,3 +153,10 @@ def test_fields_added_later_leave_the_keys_of_older_runs_alone():
     changed = RunSpec(train=TrainSpec(schedule="cosine"))
     assert changed.key() != RunSpec().key()
     assert RunSpec(train=TrainSpec(oversample=True)).key() not in {RunSpec().key(), changed.key()}
+
+
+def test_class_weights_and_oversampling_together_are_refused():
+    with pytest.raises(ConfigError, match="over-correct"):
+        TrainSpec(class_weights=True, oversample=True).validate()
+    TrainSpec(class_weights=True).validate()
+    TrainSpec(oversample=True).validate()

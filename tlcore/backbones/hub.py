@@ -45,6 +45,14 @@ class HubBackbone(keras.layers.Layer):
     and ``model.save`` stores their current (fine-tuned) values. Freezing is the layer's
     ``trainable`` flag, as for any Keras layer.
 
+    The SavedModel is always called in inference mode (``training=False``), also while it
+    fine-tunes: its BatchNorm layers normalise with their moving statistics and never update
+    them, as the catalogue backbones' frozen BatchNorm layers do. A SavedModel traces one
+    function per mode, so the mode cannot be chosen per layer: dropout inside it is off too.
+    The inference-mode function reads the same trainable variables, so they still train.
+    (:func:`writes_in_inference` finds SavedModels whose inference mode writes variables
+    anyway.)
+
     Unlike ``TFSMLayer``, it loads in Keras' safe mode: the studio's ``.keras`` files are its
     own run artifacts, and the SavedModel they name is one the user chose to train with.
     Loading a ``.keras`` file from elsewhere runs the graph of whatever SavedModel it names,
@@ -82,17 +90,17 @@ class HubBackbone(keras.layers.Layer):
         ]
         self.built = True
 
-    def call(self, images: Any, training: bool | None = None) -> Any:
+    def call(self, images: Any) -> Any:
+        """Runs the SavedModel in inference mode; taking no ``training``, Keras passes none."""
         images = tf.cast(images, tf.float32)
         if self.takes_training:
-            # Like hub.KerasLayer: training mode only when asked for and the layer is trainable.
-            return self._call_fn(images, training=bool(training) and self.trainable)
+            return self._call_fn(images, training=False)
         return self._call_fn(images)
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         """Runs one blank image: SavedModels often leave output dimensions unknown."""
         with tf.init_scope():
-            output = self.call(tf.zeros((1, *input_shape[1:])), training=False)
+            output = self.call(tf.zeros((1, *input_shape[1:])))
         if not tf.is_tensor(output):
             raise BackboneError(
                 f"The SavedModel {self.handle} returns {type(output).__name__}, not one tensor.",
@@ -143,8 +151,7 @@ def build_hub_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbone:
         f"{len(layer.hub_variables) - trainable} non-trainable variables; "
         "images are scaled to [0, 1]."
     ]
-    if not layer.takes_training:
-        notes.append("Its call takes no training argument, so it always runs in inference mode.")
+    notes.append(_mode_note(layer))
     return ResolvedBackbone(
         model=keras.Model(inputs, features, name="hub_backbone"),
         preprocess=Preprocess("unit"),
@@ -152,6 +159,67 @@ def build_hub_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbone:
         notes=notes,
         weights_loaded=HUB_PREFIX + handle,
     )
+
+
+def _mode_note(layer: HubBackbone) -> str:
+    """What fine-tuning does to the SavedModel's BatchNorm, plainly."""
+    written = writes_in_inference(layer)
+    if written:
+        return (f"This Hub model cannot keep its BatchNorm statistics frozen: even in inference "
+                f"mode its call updates {written} of its variables, so fine-tuning changes them.")
+    mode = ("It is called in inference mode" if layer.takes_training
+            else "Its call takes no training argument, so it always runs in inference mode")
+    return (f"{mode}, also while fine-tuning: its BatchNorm statistics stay as trained (and any "
+            "dropout inside it is off); its weights still train.")
+
+
+_WRITE_OPS = frozenset({"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
+                        "Assign", "AssignAdd", "AssignSub"})
+
+
+def writes_in_inference(layer: HubBackbone) -> int:
+    """How many variable writes the SavedModel's inference-mode call makes (0 for a well-made one).
+
+    Reads the graphs of the traced functions :class:`HubBackbone` calls (``training=False``,
+    or every trace when the call takes no ``training``) and the functions they call, for ops
+    that assign to variables: a BatchNorm that updates its moving statistics shows up as two.
+    """
+    count = 0
+    for concrete in layer._call_fn.concrete_functions:
+        # A trace for training=True is never called; one with a tensor for training holds both
+        # modes behind a condition, and counts.
+        if not layer.takes_training or _traced_training(layer, concrete) is not True:
+            count += _assignments(concrete.graph.as_graph_def())
+    return count
+
+
+def _traced_training(layer: HubBackbone, concrete: Any) -> Any:
+    args, kwargs = concrete.structured_input_signature
+    bound = inspect.signature(layer._call_fn).bind_partial(*args, **kwargs)
+    return bound.arguments.get("training")
+
+
+def _assignments(graph_def: Any) -> int:
+    """Variable-writing ops in a graph and in every library function it reaches."""
+    library = {function.signature.name: function for function in graph_def.library.function}
+    pending, seen, count = [list(graph_def.node)], set(), 0
+    while pending:
+        for node in pending.pop():
+            count += int(node.op in _WRITE_OPS)
+            for name in _called_functions(node, library):
+                if name not in seen:
+                    seen.add(name)
+                    pending.append(list(library[name].node_def))
+    return count
+
+
+def _called_functions(node: Any, library: dict[str, Any]) -> list[str]:
+    """Library functions a node calls: by op name, or through function attributes (If, While...)."""
+    names = [node.op] if node.op in library else []
+    for value in node.attr.values():
+        names += [value.func.name] if value.HasField("func") else []
+        names += [function.name for function in value.list.func]
+    return [name for name in names if name in library]
 
 
 def _check_hub_spec(spec: BackboneSpec, handle: str) -> None:

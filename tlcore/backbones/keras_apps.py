@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import keras
 from keras.src.backend import config as keras_config
 
+from tlcore.backbones.blocks import BlockInfo, block_table
 from tlcore.backbones.catalogue import (
     FALLBACK_SIZE,
     BackboneInfo,
@@ -34,6 +36,8 @@ _PREPROCESSING_SWITCH = frozenset({"mobilenet_v3", "efficientnet_v2", "convnext"
 _KERAS_HOME_LOCK = threading.Lock()
 
 _Built = tuple[keras.Model, str, list[str]]
+SMALL_SIZE = 96
+"""Input side of the models built only to count their blocks' parameters."""
 
 
 def build_keras_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbone:
@@ -189,3 +193,18 @@ def _describe(info: BackboneInfo, alpha: float | None) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+@functools.lru_cache(maxsize=32)
+def catalogue_block_table(name: str, alpha: float | None) -> tuple[BlockInfo, ...]:
+    """Blocks of a catalogue backbone with their parameter counts, bottom to top, for a form.
+
+    Built once per name and width with random weights at a small input: the counts depend on
+    neither, and no weights file is read.
+
+    Raises:
+        BackboneError: Unknown name or width.
+    """
+    info = get_backbone_info(name)
+    model = _construct(info, resolve_alpha(info, alpha), max(info.min_size, SMALL_SIZE), None)
+    return tuple(block_table(model, name))

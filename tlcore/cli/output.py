@@ -78,7 +78,11 @@ def json_verb(verbs: argparse._SubParsersAction, name: str, handler: Callable[[a
 
 
 def add_user_arguments(parser: argparse.ArgumentParser, admin: bool = False) -> None:
-    """``--owner`` (and ``--admin``) for verbs that launch or manage runs on a shared server."""
+    """``--owner`` (and ``--admin``) for verbs that launch or manage runs on a shared server;
+    launching verbs (no ``admin``) also take ``--mlflow``."""
+    if not admin:
+        parser.add_argument("--mlflow", metavar="URI", default=None,
+                            help="also track the run(s) in MLflow at URI (sets TL_MLFLOW_URI for them)")
     parser.add_argument("--owner", default=None,
                         help="who the run belongs to when sign-in is on (default: your Unix user)")
     if admin:

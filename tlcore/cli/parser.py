@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from tlcore.cli import (
+    audit_verbs,
     catalogue_verbs,
     compare_verbs,
     doctor_verbs,
@@ -20,6 +21,7 @@ from tlcore.cli import (
     export_verbs,
     predict_verbs,
     run_verbs,
+    search_verbs,
     train_verbs,
 )
 from tlcore.cli.output import EXIT_USER_ERROR
@@ -37,9 +39,11 @@ class _Parser(argparse.ArgumentParser):
 VERB_MODULES = (
     train_verbs,
     experiment_verbs,
+    search_verbs,
     run_verbs,
     catalogue_verbs,
     compare_verbs,
+    audit_verbs,
     predict_verbs,
     export_verbs,
     doctor_verbs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -50,6 +51,14 @@ class _EpochBar(TrainingObserver):
             self.bar.close()
 
 
+def launch_settings(args: argparse.Namespace) -> str | None:
+    """The owner of the runs this command launches; ``--mlflow`` reaches them (and the workers
+    they start, which inherit this environment) as ``TL_MLFLOW_URI``."""
+    if args.mlflow:
+        os.environ["TL_MLFLOW_URI"] = args.mlflow
+    return cli_user(AccessConfig.from_env(), args.owner).name
+
+
 def estimate_payload(spec: RunSpec, store: RunStore) -> dict[str, Any]:
     """The Configure page's time estimate for ``spec``, from its dataset's file listing and this
     server's finished runs."""
@@ -82,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     reap(store)
     # Inserted already claimed: a dispatcher must never find this run queued and start a worker.
-    owner = cli_user(AccessConfig.from_env(), args.owner).name
+    owner = launch_settings(args)
     run, reused, change = create_for_data(store, spec, owner=owner, force=args.force,
                                           claimant=Claimant.current())
     if change:
@@ -115,7 +124,7 @@ def follow(store: RunStore, run_id: str) -> RunRecord:
 def cmd_submit(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import submit
 
-    owner = cli_user(AccessConfig.from_env(), args.owner).name
+    owner = launch_settings(args)
     submission = submit(spec_from_args(args), force=args.force, owner=owner)
     run = submission.run
     store = RunStore()
@@ -135,7 +144,7 @@ def cmd_classic(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import submit
 
     store = RunStore()
-    owner = cli_user(AccessConfig.from_env(), args.owner).name
+    owner = launch_settings(args)
     runs = [submit(spec, store, force=args.force, owner=owner).run
             for spec in classic_experiment(spec_from_args(args))]
     if args.wait:

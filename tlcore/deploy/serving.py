@@ -105,7 +105,9 @@ class LoadedRun:
 
 @lru_cache(maxsize=8)
 def _load(model_path: str, mtime: float) -> keras.Model:
-    return keras.saving.load_model(model_path, safe_mode=True)
+    # Uncompiled: serving never trains, and a run's optimizer (per-block rates, a schedule)
+    # then needs no registering in every process that classifies with it.
+    return keras.saving.load_model(model_path, safe_mode=True, compile=False)
 
 
 def load_model_safely(path: Path, run_id: str) -> keras.Model:

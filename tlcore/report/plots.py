@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from tlcore.errors import ConfigError
 from tlcore.records import EpochRecord
 from tlcore.report.evaluate import EvalReport, Prediction
 
@@ -129,15 +130,38 @@ def confusion_figure(report: EvalReport, title: str = "") -> go.Figure:
     return fig
 
 
-def per_class_f1_figure(reports: Mapping[str, EvalReport]) -> go.Figure:
-    """Grouped bars: F1 of each class for each run."""
-    fig = go.Figure()
-    for index, (label, report) in enumerate(reports.items()):
-        fig.add_trace(go.Bar(x=[c.name for c in report.per_class], y=[c.f1 for c in report.per_class],
-                             name=label, marker_color=run_style(index).color))
-    fig.update_layout(barmode="group", yaxis={"range": [0, 1], "title": "F1"}, height=360,
-                      title="F1 per class", margin={"t": 50, "b": 40, "l": 40, "r": 10},
-                      legend={"orientation": "h", "y": -0.25})
+PER_CLASS_METRICS = {"precision": "Precision", "recall": "Recall", "f1": "F1"}
+"""The per-class scores of a report (:class:`~tlcore.report.evaluate.ClassMetrics` fields) and
+their names on a chart."""
+ALL_PER_CLASS = "all"
+"""The per-class chart's choice that draws all three scores, one row each."""
+
+
+def per_class_f1_figure(reports: Mapping[str, EvalReport], metric: str = "f1") -> go.Figure:
+    """Grouped bars, one group per class and one bar per run, of ``metric``: ``"f1"``,
+    ``"precision"`` or ``"recall"``, or :data:`ALL_PER_CLASS` for the three in rows that share
+    the classes (F1 alone hides whether a class is missed or other classes are taken for it).
+
+    Raises:
+        ConfigError: ``metric`` is none of those.
+    """
+    if metric != ALL_PER_CLASS and metric not in PER_CLASS_METRICS:
+        raise ConfigError(f"There is no per-class {metric!r} score.",
+                          f"Pick one of {', '.join(PER_CLASS_METRICS)} or {ALL_PER_CLASS!r}.")
+    shown = list(PER_CLASS_METRICS) if metric == ALL_PER_CLASS else [metric]
+    fig = make_subplots(rows=len(shown), cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    for row, name in enumerate(shown, 1):
+        for index, (label, report) in enumerate(reports.items()):
+            fig.add_trace(go.Bar(x=[c.name for c in report.per_class],
+                                 y=[getattr(c, name) for c in report.per_class], name=label,
+                                 legendgroup=label, showlegend=row == 1,
+                                 marker_color=run_style(index).color), row=row, col=1)
+        fig.update_yaxes(range=[0, 1], title_text=PER_CLASS_METRICS[name], row=row, col=1)
+    title = "Precision, recall and F1" if metric == ALL_PER_CLASS else PER_CLASS_METRICS[metric]
+    single = len(shown) == 1
+    fig.update_layout(barmode="group", height=360 if single else 640, title=f"{title} per class",
+                      margin={"t": 50, "b": 40, "l": 40, "r": 10},
+                      legend={"orientation": "h", "y": -0.25 if single else -0.1})
     return fig
 
 

@@ -17,7 +17,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tlcore.backbones.catalogue import default_backbone, get_backbone_info
 from tlcore.config import RunSpec
@@ -113,6 +113,13 @@ def list_experiments() -> list[str]:
         if isinstance(name, str) and path == _path_for(name):
             entries.append((saved_at, name))
     return [name for _, name in sorted(entries, reverse=True)]
+
+
+def search_experiment_name(spec: RunSpec) -> str:
+    """``head search · mobilenet_v2 · flower_photos``: where a head search's best setting is saved
+    (the backbone and the data's last name), the same from the app and the CLI."""
+    data = PurePosixPath(spec.dataset.location).name or spec.dataset.source
+    return f"head search · {spec.backbone.name} · {data}"[:MAX_NAME_LENGTH]
 
 
 def delete_experiment(name: str) -> None:

@@ -20,10 +20,12 @@ from PIL import Image
 from tlcore.errors import StorageError, TLError
 from tlcore.files import atomic_write
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunSummary
-from tlcore.report.evaluate import EvalReport
+from tlcore.report.evaluate import EvalReport, Mistake
+from tlcore.report.explain import explain_batch, overlay
 from tlcore.report.paired import TestPredictions
 from tlcore.runs.data_identity import save_data_record, trained_on_other_data
 from tlcore.runs.store import RunStore
+from tlcore.runs.tracking import RunTrackers
 from tlcore.training.checkpoint import Checkpoint, clear_checkpoint
 from tlcore.training.loop import RunResult, train
 from tlcore.training.observer import BatchProgress, PassProgress, TrainingObserver
@@ -118,8 +120,10 @@ def execute_run(
     checkpoint_dir = store.artifacts(run_id).checkpoint
     resume = Checkpoint.load(checkpoint_dir)
     done_epochs = resume.epoch if resume else 0
-    recorder = StoreObserver(store, run_id, run.spec.train.total_epochs, done_epochs, observer)
+    trackers = RunTrackers(run, store.artifacts(run_id), observer)
+    recorder = StoreObserver(store, run_id, run.spec.train.total_epochs, done_epochs, trackers)
     store.clear_epochs(run_id, after=done_epochs)
+    status, report = RunStatus.FAILED, None
     try:
         result = train(run.spec, observer=recorder, checkpoint_dir=checkpoint_dir)
         other_data = trained_on_other_data(run, result.bundle)
@@ -128,12 +132,23 @@ def execute_run(
         if store.epochs(run_id):
             report, predictions = result.test_evaluation()
             save_artifacts(store, run_id, result, report, predictions)
+        status = result.status
+        end_trackers(store, run_id, trackers, status, report)
         store.finish(run_id, result.status)
         if result.status == RunStatus.FINISHED:  # after finish: a crash in between loses no work
             clear_checkpoint(checkpoint_dir)
     except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
+        if status == RunStatus.FAILED:
+            end_trackers(store, run_id, trackers, status, None)
         record_failure(store, run_id, exc, reraise_user_errors)
     return store.get(run_id)
+
+
+def end_trackers(store: RunStore, run_id: str, trackers: RunTrackers, status: str,
+                 report: EvalReport | None) -> None:
+    """Close TensorBoard (and MLflow) with the outcome; a tracker that stopped leaves a note."""
+    for failure in trackers.close(status, report):
+        store.add_note(run_id, failure)
 
 
 def record_failure(store: RunStore, run_id: str, exc: Exception, reraise_user_errors: bool) -> None:
@@ -233,9 +248,43 @@ def remove_artifacts(store: RunStore, run_id: str) -> None:
 def save_mistake_thumbnails(
     store: RunStore, run_id: str, result: RunResult, report: EvalReport
 ) -> None:
-    """Keep the images of the worst mistakes: TFDS and builtin images have no file to show."""
+    """Keep the images of the worst mistakes (TFDS and builtin images have no file to show),
+    and a heatmap of the predicted class over each: where the model saw what it was so sure of."""
     artifacts = store.artifacts(run_id)
     artifacts.mistakes.mkdir(exist_ok=True)
-    for rank, mistake in enumerate(report.mistakes):
-        pixels = np.asarray(result.bundle.test.images[mistake.index], dtype=np.uint8)
+    thumbnails = [np.asarray(result.bundle.test.images[m.index], dtype=np.uint8) for m in report.mistakes]
+    for rank, pixels in enumerate(thumbnails):
         Image.fromarray(pixels).save(artifacts.mistake_thumbnail(rank))
+    if thumbnails:
+        save_mistake_heatmaps(store, run_id, result, report.mistakes, thumbnails)
+
+
+def save_mistake_heatmaps(
+    store: RunStore, run_id: str, result: RunResult, mistakes: list[Mistake], thumbnails: list[np.ndarray]
+) -> None:
+    """Grad-CAM (saliency for a TF Hub vector model) of each mistake's predicted class, drawn
+    over its thumbnail. The report keeps a dozen mistakes at most, so this is one gradient pass
+    over a handful of images (0.4-0.7 s for MobileNetV2 at 96 px on two cores). The heatmaps
+    are extra: when the model cannot be explained the run still finishes, with a note; only a
+    full disk fails it, as any other artifact would.
+    """
+    artifacts = store.artifacts(run_id)
+    names = result.bundle.class_names
+    try:
+        explained = explain_batch(result.model, names, np.stack(thumbnails))  # each its top class
+        for rank, (mistake, explanation) in enumerate(zip(mistakes, explained, strict=True)):
+            if explanation.class_name != mistake.predicted:  # a near tie the report broke the other way
+                [explanation] = explain_batch(result.model, names, thumbnails[rank][None],
+                                              names.index(mistake.predicted))
+            picture = overlay(thumbnails[rank], explanation.heatmap)
+            Image.fromarray(picture).save(artifacts.mistake_heatmap(rank))
+        atomic_write(artifacts.mistake_heatmap_kind, explained[0].kind)
+    except Exception as exc:  # noqa: BLE001 - explaining must never fail the run
+        if as_storage_error(exc) is not None:
+            raise
+        log.warning("run %s: the mistakes could not be explained", run_id, exc_info=True)
+        for rank in range(len(mistakes)):
+            artifacts.mistake_heatmap(rank).unlink(missing_ok=True)
+        reason = str(exc) if isinstance(exc, TLError) else f"{type(exc).__name__}: {exc}"
+        store.add_note(run_id, f"The mistakes have no heatmaps: the model could not be explained "
+                               f"({reason[:200]}). The gallery shows the images alone.")

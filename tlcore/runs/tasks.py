@@ -70,6 +70,10 @@ class TaskState:
         return self.status != "running"
 
 
+def _load_kinds() -> None:
+    import tlcore.runs.task_kinds  # noqa: F401 - fills TASK_KINDS
+
+
 def task_id(kind: str, spec: RunSpec, options: dict[str, Any]) -> str:
     payload = json.dumps({"kind": kind, "spec": spec.key(), "options": options}, sort_keys=True)
     return f"{kind}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
@@ -90,6 +94,7 @@ def start_task(kind: str, spec: RunSpec, options: dict[str, Any] | None = None) 
         ConfigError: Unknown kind, or the spec is impossible.
         StorageError: The task folder cannot be written.
     """
+    _load_kinds()
     if kind not in TASK_KINDS:
         raise ConfigError(f"Unknown task {kind!r}.", f"Choose from {', '.join(sorted(TASK_KINDS))}.")
     spec.validate()
@@ -171,6 +176,7 @@ def run_task(identifier: str) -> int:
     def report(progress: dict[str, Any]) -> None:
         atomic_write(folder / PROGRESS, strict_json.dumps(progress))
 
+    _load_kinds()
     try:
         module, function = TASK_KINDS[request["kind"]].split(":")
         run: Callable[[RunSpec, dict[str, Any], Report], Any] = getattr(importlib.import_module(module),

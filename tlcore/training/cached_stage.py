@@ -36,7 +36,7 @@ from tlcore.data.cache_keys import ids_fingerprint
 from tlcore.data.pixels import decoder_tag
 from tlcore.data.rows import RowArray, RowsEvicted, RowStore, RowWriter
 from tlcore.report.evaluate import predict_probabilities
-from tlcore.training.datasets import as_tf_dataset, views_reader
+from tlcore.training.datasets import as_tf_dataset, oversampled_dataset, views_reader
 from tlcore.training.features import feature_cache_limit, feature_store
 from tlcore.training.folding import FrozenForward
 from tlcore.training.model import (
@@ -392,7 +392,10 @@ class CachedFeatureStage:
                                  train.batch_size, shuffle_seed=None)
         test = features.compute_beside_training(bundle.test) if inputs.is_last else None
         targets, steps = inputs.targets(bundle.train), None
-        if len(views) == 1:
+        if train.oversample:  # the same draws as on images: same seed, same rows
+            train_data, steps = oversampled_dataset(views, targets, bundle.train.labels, train.batch_size,
+                                                    train.seed, inputs.first_epoch, inputs.epochs)
+        elif len(views) == 1:
             train_data = as_tf_dataset(views[0], targets, train.batch_size, shuffle_seed=train.seed)
         else:
             train_data, steps = views_dataset(views, targets, train.batch_size, train.seed,

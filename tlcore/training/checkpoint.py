@@ -71,6 +71,10 @@ class CheckpointCallback(keras.callbacks.Callback):
         save_checkpoint(self.folder, self.classifier, epoch + 1)
 
 
+HEAD_SEARCH_FILE = "head_search.json"
+"""The ``auto`` strategy's chosen head settings: a resumed run trains the head it searched."""
+
+
 def clear_checkpoint(folder: Path) -> None:
-    for name in (WEIGHTS_FILE, STATE_FILE):
+    for name in (WEIGHTS_FILE, STATE_FILE, HEAD_SEARCH_FILE):
         (folder / name).unlink(missing_ok=True)

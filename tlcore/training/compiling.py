@@ -1,13 +1,19 @@
-"""Compiling a stage's model: optimizer, loss and metrics, with the training state built first."""
+"""Compiling a stage's model: its rates, optimizer, loss and metrics, with the training state built first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from tlcore.config import TrainSpec
+from tlcore.config import RunSpec, TrainSpec
+from tlcore.training.layer_rates import describe_rates, stage_rate_multipliers, with_layer_rates
+from tlcore.training.schedules import describe_schedule, learning_rate, schedule_kind
+from tlcore.training.stages import Stage
+
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 
 OPTIMIZER_FACTORIES: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
     "adam": keras.optimizers.Adam,
@@ -18,19 +24,76 @@ OPTIMIZER_FACTORIES: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
 """Optimizer name -> factory of (learning rate, Keras optimizer options)."""
 
 
-def make_optimizer(train: TrainSpec, learning_rate: float) -> keras.optimizers.Optimizer:
+@dataclass(frozen=True)
+class StageRates:
+    """What a stage's optimizer is given.
+
+    Attributes:
+        learning_rate: The stage's rate, or the schedule it follows over its steps.
+        multipliers: Variable path -> share of the rate (discriminative rates), or None.
+        description: Both in words, for the run's log.
+    """
+
+    learning_rate: LearningRate
+    multipliers: dict[str, float] | None
+    description: str
+
+    @property
+    def schedule(self) -> keras.optimizers.schedules.LearningRateSchedule | None:
+        return None if isinstance(self.learning_rate, float) else self.learning_rate
+
+
+def stage_rates(
+    spec: RunSpec, model: keras.Model, stage: Stage, steps_per_epoch: int, done_epochs: int = 0
+) -> StageRates:
+    """The rate, schedule and per-group shares of a stage whose epochs take ``steps_per_epoch``.
+
+    Args:
+        spec: The run.
+        model: The whole classifier, with the stage's freezing policy applied.
+        stage: The stage.
+        steps_per_epoch: Training steps per epoch (the schedule spans all the stage's epochs).
+        done_epochs: Epochs of this stage trained before (a resumed run): the schedule
+            starts after their steps.
+    """
+    train, total = spec.train, steps_per_epoch * stage.epochs
+    kind = schedule_kind(train, stage.policy)
+    rate = learning_rate(kind, stage.learning_rate, total, train.warmup_fraction,
+                         done_steps=steps_per_epoch * done_epochs)
+    multipliers = stage_rate_multipliers(spec, model, stage.policy)
+    words = [f"learning rate {stage.learning_rate:g}", describe_schedule(kind, total, train.warmup_fraction),
+             describe_rates(multipliers, stage.learning_rate) if multipliers else ""]
+    return StageRates(rate, multipliers, ", ".join(word for word in words if word))
+
+
+def make_optimizer(
+    train: TrainSpec, learning_rate: LearningRate, rate_multipliers: Mapping[str, float] | None = None
+) -> keras.optimizers.Optimizer:
     """The run's optimizer; weight decay is Keras' decoupled one, left at each optimizer's
-    own default (AdamW's 0.004) when the spec sets none."""
+    own default (AdamW's 0.004) when the spec sets none.
+
+    Args:
+        train: The run's training settings.
+        learning_rate: The stage's rate, or its schedule (:mod:`tlcore.training.schedules`).
+        rate_multipliers: Variable path -> share of the rate, for discriminative rates
+            (:mod:`tlcore.training.layer_rates`); None or empty trains every variable at one rate
+            with Keras' own optimizer.
+    """
     options = {"weight_decay": train.weight_decay} if train.weight_decay else {}
-    return OPTIMIZER_FACTORIES[train.optimizer](learning_rate, **options)
+    optimizer = OPTIMIZER_FACTORIES[train.optimizer](learning_rate, **options)
+    return with_layer_rates(optimizer, rate_multipliers) if rate_multipliers else optimizer
 
 
 def compile_for_stage(
-    model: keras.Model, train: TrainSpec, learning_rate: float, steps_per_execution: int = 1
+    model: keras.Model,
+    train: TrainSpec,
+    learning_rate: LearningRate,
+    steps_per_execution: int = 1,
+    rate_multipliers: Mapping[str, float] | None = None,
 ) -> None:
-    """Compile with the run's optimizer and loss at the stage's learning rate."""
+    """Compile with the run's optimizer and loss at the stage's learning rate (or schedule)."""
     model.compile(
-        optimizer=make_optimizer(train, learning_rate),
+        optimizer=make_optimizer(train, learning_rate, rate_multipliers),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,

@@ -193,7 +193,7 @@ def images_per_second(spec: RunSpec, training: bool, cores: int = ANCHOR_CORES) 
 
 def stage_epochs(spec: RunSpec) -> list[tuple[str, int]]:
     """The run's stages as (stage name, epochs), mirroring how training plans them."""
-    train = spec.train
+    train = spec.train.auto_plan() if spec.train.strategy == "auto" else spec.train
     if train.strategy == "frozen_then_finetune":
         return [("frozen", train.epochs), ("finetune", train.fine_tune_epochs)]
     return [(train.strategy, train.epochs)]
@@ -269,10 +269,12 @@ def estimate_epoch_seconds(spec: RunSpec, train_images: int, server: ServerProfi
 
 
 def estimate_run_seconds(spec: RunSpec, train_images: int, server: ServerProfile | None = None) -> float:
-    """Estimated seconds for the whole training, graph tracing included (data loading not)."""
+    """Estimated seconds for the whole training, graph tracing (and auto's head search) included,
+    data loading not."""
     stages = [stage for stage, epochs in stage_epochs(spec) if epochs > 0]
+    search = spec.train.search_budget_seconds if spec.train.strategy == "auto" else 0
     return (estimate_epoch_seconds(spec, train_images, server) * spec.train.total_epochs
-            + STAGE_START_S * len(stages))
+            + STAGE_START_S * len(stages) + search)
 
 
 def eta_seconds(

@@ -10,6 +10,7 @@ callback too.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ from tlcore.records import EpochRecord, RunStatus
 from tlcore.report.evaluate import EvalReport, predict_probabilities, report_from_probabilities
 from tlcore.report.paired import TestPredictions
 from tlcore.training.allocator import keep_freed_memory
+from tlcore.training.auto import resolve_auto
 from tlcore.training.cached_stage import CachedFeatureStage, weights_identity
 from tlcore.training.checkpoint import Checkpoint, CheckpointCallback
-from tlcore.training.compiling import compile_for_stage
+from tlcore.training.compiling import compile_for_stage, stage_rates
 from tlcore.training.datasets import balanced_class_weights
 from tlcore.training.model import backbone_of, build_classifier, count_params
 from tlcore.training.observer import NoteKeeper, PassTimer, TrainingObserver
@@ -121,11 +123,15 @@ def train(
     spec.validate()
     started = time.perf_counter()
     keep_freed_memory()
+    observer = observer or TrainingObserver()
+    note = NoteKeeper(observer)
+    if spec.train.strategy == "auto":
+        spec = resolve_auto(spec, observer, checkpoint_dir, note)
     keras.utils.set_random_seed(spec.train.seed)
-    run = start_run(spec, observer or TrainingObserver(), bundle, checkpoint_dir)
+    run = start_run(spec, observer, bundle, checkpoint_dir, note)
     history: list[EpochRecord] = []
     status, test_probabilities = RunStatus.FINISHED, None
-    for inputs in stage_inputs(run, plan_stages(spec.train, backbone_of(run.model))):
+    for inputs in stage_inputs(run, plan_stages(spec.train, backbone_of(run.model), spec.backbone.name)):
         outcome = fit_stage(run, inputs, stage_kind(run, inputs.stage).prepare(inputs))
         history.extend(outcome.history)
         test_probabilities = outcome.test_probabilities
@@ -146,10 +152,11 @@ def train(
 
 
 def start_run(
-    spec: RunSpec, observer: TrainingObserver, bundle: DatasetBundle | None, checkpoint_dir: Path | None
+    spec: RunSpec, observer: TrainingObserver, bundle: DatasetBundle | None, checkpoint_dir: Path | None,
+    note: NoteKeeper | None = None,
 ) -> TrainingRun:
     """Load the data, build the classifier and restore its checkpoint, noting what happened."""
-    note = NoteKeeper(observer)
+    note = note or NoteKeeper(observer)
     catalogue = list_dataset(spec.dataset) if bundle is None else None
     resolved = build_backbone(spec.backbone, spec.dataset.image_size)
     for remark in resolved.notes:
@@ -188,7 +195,7 @@ def decode_and_forward(
     Returns:
         The data, and the first stage's cached stage by its name when one was planned.
     """
-    first = plan_stages(spec.train, backbone_of(model))[0]
+    first = plan_stages(spec.train, backbone_of(model), spec.backbone.name)[0]
     cached = (CachedFeatureStage.for_policy(spec, model, first.policy, weights_identity(resolved))
               if fresh and not spec.train.augmentations else None)
     sink = cached.features.sink() if cached is not None else None
@@ -237,13 +244,21 @@ def stage_kind(run: TrainingRun, stage: Stage) -> StageKind:
 
 
 def fit_stage(run: TrainingRun, inputs: StageInputs, prepared: PreparedStage) -> StageOutcome:
-    """Compile and fit a prepared stage over its epochs, whatever kind prepared it."""
+    """Compile and fit a prepared stage over its epochs, whatever kind prepared it.
+
+    The stage's schedule spans all its epochs; a resumed stage starts it at the epochs it had
+    finished. With a discriminative floor below 1, the backbone's groups train at their shares.
+    """
     train, stage, bundle = run.spec.train, inputs.stage, run.bundle
-    compile_for_stage(prepared.model, train, stage.learning_rate, prepared.steps_per_execution)
-    run.note(f"Stage {stage.name}: {stage.policy.describe()}, learning rate {stage.learning_rate:g}, "
+    steps = prepared.steps_per_epoch or math.ceil(len(bundle.train) / train.batch_size)
+    rates = stage_rates(run.spec, run.model, stage, steps,
+                        done_epochs=inputs.first_epoch - (inputs.end_epoch - stage.epochs))
+    compile_for_stage(prepared.model, train, rates.learning_rate, prepared.steps_per_execution,
+                      rates.multipliers)
+    run.note(f"Stage {stage.name}: {stage.policy.describe()}, {rates.description}, "
              f"{count_params(prepared.model.trainable_weights):,} trainable parameters"
              + (f" (trained on {prepared.trained_on})." if prepared.trained_on else "."))
-    reporter = ObserverCallback(stage.name, len(bundle.train), run.observer)
+    reporter = ObserverCallback(stage.name, len(bundle.train), run.observer, schedule=rates.schedule)
     callbacks: list[keras.callbacks.Callback] = [reporter]
     if run.checkpoint_dir is not None:  # after the reporter: an epoch is recorded, then saved
         callbacks.append(CheckpointCallback(run.checkpoint_dir, run.model))

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import keras
 
 from tlcore.backbones import Preprocess, ResolvedBackbone
+from tlcore.backbones.blocks import backbone_blocks, layers_for_top_blocks
 from tlcore.config import TrainSpec
+from tlcore.errors import ConfigError
 
 BACKBONE_LAYER = "backbone"
 HEAD_LAYERS = ("pool", "dropout", "hidden", "classifier")
@@ -51,15 +53,62 @@ class FreezePolicy:
         trainable_top: ``None`` trains every layer (scratch), ``0`` freezes the backbone
             (feature extraction), ``n`` unfreezes the top ``n`` layers (fine-tuning).
             BatchNorm layers stay frozen unless every layer trains.
+        blocks: The blocks those top layers make up, bottom to top, when fine-tuning was asked
+            for by whole blocks (see :mod:`tlcore.backbones.blocks`); empty otherwise.
     """
 
     trainable_top: int | None
+    blocks: tuple[str, ...] = ()
 
     @classmethod
-    def for_finetune(cls, backbone: keras.Model, layers: int | None, fraction: float) -> FreezePolicy:
+    def for_finetune(
+        cls,
+        backbone: keras.Model,
+        layers: int | None,
+        fraction: float,
+        blocks: int | None = None,
+        catalogue_name: str | None = None,
+    ) -> FreezePolicy:
+        """The fine-tuning policy: the top ``blocks`` blocks when given, else by layers or fraction.
+
+        Raises:
+            ConfigError: ``blocks`` is given for a backbone without known blocks (TF Hub), or
+                is more than the backbone has.
+        """
+        if blocks is not None:
+            return cls.top_blocks(backbone, catalogue_name, blocks)
         count = len(backbone.layers)
         top = layers if layers is not None else math.ceil(fraction * count)
         return cls(trainable_top=max(1, min(top, count)))
+
+    @classmethod
+    def top_blocks(cls, backbone: keras.Model, catalogue_name: str | None, count: int) -> FreezePolicy:
+        """Unfreezes exactly the top ``count`` blocks.
+
+        A request for more blocks than there are is refused rather than capped: a spec that
+        asked for 25 blocks of a backbone with 18 was written for another backbone, and
+        quietly unfreezing everything would train far more than its author expected.
+
+        Raises:
+            ConfigError: No known blocks, or fewer than ``count``.
+        """
+        found = backbone_blocks(backbone, catalogue_name)
+        if not found:
+            raise ConfigError(
+                f"Fine-tuning by blocks needs a catalogue backbone; {catalogue_name or 'this backbone'} "
+                "has no known blocks.",
+                "Unfreeze by fine-tune layers or fine-tune fraction instead, and leave fine-tune "
+                "blocks empty.",
+            )
+        if count > len(found):
+            raise ConfigError(
+                f"Fine-tune blocks is {count}, but {catalogue_name} has {len(found)} blocks "
+                f"({found[0].name} to {found[-1].name}).",
+                f"Set fine-tune blocks to at most {len(found)}; {len(found)} unfreezes the whole backbone.",
+            )
+        chosen = found[len(found) - count:]
+        return cls(trainable_top=layers_for_top_blocks(found, count),
+                   blocks=tuple(block.name for block in chosen))
 
     def apply(self, backbone: keras.Model) -> None:
         """Set ``trainable`` on the backbone's layers; recompile afterwards."""
@@ -80,6 +129,10 @@ class FreezePolicy:
             return "all layers trainable"
         if self.trainable_top == 0:
             return "backbone frozen"
+        if self.blocks:
+            span = self.blocks[0] if len(self.blocks) == 1 else f"{self.blocks[0]} to {self.blocks[-1]}"
+            return (f"top {len(self.blocks)} backbone blocks trainable ({span}, "
+                    f"{self.trainable_top} layers)")
         return f"top {self.trainable_top} backbone layers trainable"
 
 

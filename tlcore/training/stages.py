@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tlcore.config import RunSpec, TrainSpec
 from tlcore.data import DatasetBundle, Split
-from tlcore.training.datasets import as_tf_dataset, one_hot
+from tlcore.training.datasets import as_tf_dataset, one_hot, oversampled_dataset
 from tlcore.training.model import FreezePolicy
 from tlcore.training.observer import PassProgress
 
@@ -34,13 +34,29 @@ class Stage:
     learning_rate: float
 
 
-def plan_stages(train: TrainSpec, backbone: keras.Model) -> list[Stage]:
-    """The strategy as stages; fine-tuning always uses the lower learning rate."""
-    finetune = FreezePolicy.for_finetune(backbone, train.fine_tune_layers, train.fine_tune_fraction)
+def plan_stages(train: TrainSpec, backbone: keras.Model, catalogue_name: str | None = None) -> list[Stage]:
+    """The strategy as stages; fine-tuning always uses the lower learning rate.
+
+    Args:
+        train: The training settings.
+        backbone: The classifier's backbone, whose layers a fine-tune stage unfreezes.
+        catalogue_name: The backbone's catalogue name (``spec.backbone.name``), which tells its
+            blocks apart when ``train.fine_tune_blocks`` is set; ``None`` for none.
+
+    Raises:
+        ConfigError: ``fine_tune_blocks`` asks for more blocks than the backbone has, or for
+            blocks of a backbone without known blocks (TF Hub), in a strategy that fine-tunes.
+    """
     frozen = FreezePolicy(trainable_top=0)
+    if train.strategy == "scratch":
+        return [Stage("scratch", train.epochs, FreezePolicy(None), train.learning_rate)]
+    if train.strategy == "frozen":
+        return [Stage("frozen", train.epochs, frozen, train.learning_rate)]
+    # Only strategies that fine-tune resolve the policy: a blocks setting left over from a
+    # fine-tuning run must not stop a frozen run of a TF Hub model.
+    finetune = FreezePolicy.for_finetune(backbone, train.fine_tune_layers, train.fine_tune_fraction,
+                                         train.fine_tune_blocks, catalogue_name)
     plans = {
-        "scratch": [Stage("scratch", train.epochs, FreezePolicy(None), train.learning_rate)],
-        "frozen": [Stage("frozen", train.epochs, frozen, train.learning_rate)],
         "finetune": [Stage("finetune", train.epochs, finetune, train.fine_tune_learning_rate)],
         "frozen_then_finetune": [
             Stage("frozen", train.epochs, frozen, train.learning_rate),
@@ -125,10 +141,18 @@ class ImageStage:
 
     def prepare(self, inputs: StageInputs) -> PreparedStage:
         train, bundle = inputs.spec.train, inputs.bundle
+        targets, steps = inputs.targets(bundle.train), None
+        if train.oversample:
+            train_data, steps = oversampled_dataset([bundle.train.images], targets, bundle.train.labels,
+                                                    train.batch_size, train.seed, inputs.first_epoch,
+                                                    inputs.epochs)
+        else:
+            train_data = as_tf_dataset(bundle.train.images, targets, train.batch_size,
+                                       shuffle_seed=train.seed)
         return PreparedStage(
             model=inputs.model,
-            train_data=as_tf_dataset(bundle.train.images, inputs.targets(bundle.train),
-                                     train.batch_size, shuffle_seed=train.seed),
+            train_data=train_data,
             val_data=as_tf_dataset(bundle.val.images, inputs.targets(bundle.val),
                                    train.batch_size, shuffle_seed=None),
+            steps_per_epoch=steps,
         )

@@ -102,9 +102,9 @@ def test_fine_tuning_updates_the_saved_model_variables(saved_model: Path) -> Non
 
     after = values(layer)
     assert not np.array_equal(before["conv_kernel"], after["conv_kernel"])
-    # training=True reached the SavedModel and its own assign shows through the layer's
-    # weight: the layer wraps the SavedModel's variables rather than copies of them.
-    assert not np.array_equal(before["running_mean"], after["running_mean"])
+    # Fine-tuning runs the SavedModel in inference mode: its training-only statistics stay put
+    # while its trainable variables move (tests/tlcore/backbones/test_hub_batchnorm.py).
+    np.testing.assert_array_equal(before["running_mean"], after["running_mean"])
 
 
 def test_fine_tuned_model_survives_a_safe_mode_round_trip(

@@ -1,6 +1,11 @@
+import pytest
+
+from tlcore.errors import ConfigError
 from tlcore.records import EpochRecord
 from tlcore.report.evaluate import ClassMetrics, EvalReport, Prediction
 from tlcore.report.plots import (
+    ALL_PER_CLASS,
+    PER_CLASS_METRICS,
     RUN_COLORS,
     RUN_DASHES,
     TITLE_WIDTH,
@@ -96,3 +101,27 @@ def test_answer_bars_keep_their_percentages_readable_and_show_the_threshold():
     assert not fig.layout.shapes
     with_threshold = predictions_figure({"run": [Prediction("a", 0.4)]}, threshold=0.6)
     assert [shape.x0 for shape in with_threshold.layout.shapes] == [0.6]
+
+
+def test_per_class_bars_show_the_score_asked_for_or_all_three_in_rows():
+    reports = {"x": report(), "y": EvalReport(0.5, 2, 1.0, [ClassMetrics("a", 0.25, 0.75, 0.375, 2),
+                                                            ClassMetrics("b", 0.8, 0.4, 0.53, 1)],
+                                              {"f1": 0.45}, {"f1": 0.45}, [[1, 1], [0, 1]], ["a", "b"])}
+    for metric, expected in (("precision", [[1, 0.5], [0.25, 0.8]]), ("recall", [[0.5, 1], [0.75, 0.4]]),
+                             ("f1", [[0.67, 0.67], [0.375, 0.53]])):
+        fig = per_class_f1_figure(reports, metric)
+        assert [list(bar.y) for bar in fig.data] == expected
+        assert [bar.name for bar in fig.data] == ["x", "y"]
+        assert fig.layout.yaxis.title.text == PER_CLASS_METRICS[metric]
+    assert per_class_f1_figure(reports).layout.title.text == "F1 per class", "F1 unless asked"
+
+    every = per_class_f1_figure(reports, ALL_PER_CLASS)
+    assert [(bar.yaxis, bar.name) for bar in every.data] == [
+        (axis, name) for axis in ("y", "y2", "y3") for name in ("x", "y")]
+    assert [list(bar.y) for bar in every.data[::2]] == [[1, 0.5], [0.5, 1], [0.67, 0.67]]
+    assert [bar.showlegend for bar in every.data] == [True, True, False, False, False, False]
+    titles = [every.layout[axis].title.text for axis in ("yaxis", "yaxis2", "yaxis3")]
+    assert titles == ["Precision", "Recall", "F1"]
+    assert every.data[0].marker.color == every.data[2].marker.color, "a run keeps its colour in every row"
+    with pytest.raises(ConfigError, match="no per-class 'accuracy' score"):
+        per_class_f1_figure(reports, "accuracy")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from specs import tiny_spec
@@ -86,3 +87,15 @@ def test_unknown_kinds_and_ids_are_refused(kinds, isolated_home):
             task_folder(bad)
     with pytest.raises(ConfigError, match="No task"):
         task_state("echo-000000000000")
+
+
+@pytest.mark.timeout(300)
+def test_an_lr_range_test_runs_in_a_process_of_its_own(isolated_home):
+    identifier = start_task("lr-find", tiny_spec())
+    while not (state := task_state(identifier)).done:
+        time.sleep(0.5)
+    assert state.status == "finished", state.error
+    rates, losses = state.result["rates"], state.result["losses"]
+    assert len(rates) == len(losses) > 10 and rates == sorted(rates)
+    assert rates[0] <= state.result["suggestion"] <= rates[-1]
+    assert int((task_folder(identifier) / tasks.PID).read_text()) != os.getpid()

@@ -1,0 +1,50 @@
+"""A trained run leaves TensorBoard events of what it trained, and MLflow records when asked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tensorflow as tf
+from specs import TINY_SIZE
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tlcore.cli import main
+from tlcore.runs.store import RunStore
+from tlcore.runs.tensorboard_log import FOLDER
+
+TINY = ["--dataset", "builtin:shapes", "--backbone", "mobilenet_v2", "--alpha", "0.35", "--weights", "none",
+        "--image-size", str(TINY_SIZE), "--epochs", "2", "--strategy", "frozen", "--json"]
+
+
+def test_cli_runs_write_events_and_track_to_mlflow(capsys, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.delenv("TL_MLFLOW_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'track.db'}"
+    assert main(["train", *TINY, "--mlflow", uri]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    store = RunStore()
+    epochs = store.epochs(run_id)
+    events = EventAccumulator(str(store.artifacts(run_id).folder / FOLDER), size_guidance={"tensors": 0})
+    events.Reload()
+    logged = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch/val_accuracy")]
+    assert logged == pytest.approx([e.val_accuracy for e in epochs])
+    accuracy = tf.make_ndarray(events.Tensors("test/accuracy")[0].tensor_proto)
+    assert float(accuracy) == pytest.approx(store.get(run_id).summary.test_accuracy)
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                    f"tags.`tlstudio.run_id` = '{run_id}'")
+    assert tracked.data.tags["tlstudio.data_fingerprint"] == store.get(run_id).data_fingerprint
+    assert len(client.get_metric_history(tracked.info.run_id, "loss")) == len(epochs)
+    artifacts = {item.path for item in client.list_artifacts(tracked.info.run_id)}
+    assert artifacts == {"model.keras", "report.json"}
+
+
+def test_an_unreachable_tracking_server_leaves_a_note_and_a_finished_run(capsys, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("TL_MLFLOW_URI", "http://127.0.0.1:9")
+    assert main(["train", *TINY]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["status"] == "finished"
+    assert any("MLflow tracking at http://127.0.0.1:9 stopped" in note for note in payload["notes"])

@@ -1,0 +1,48 @@
+"""The auto strategy: a head search on cached features, then the top blocks fine-tuned."""
+
+from __future__ import annotations
+
+import json
+
+from recording import RecordingObserver
+from specs import tiny_spec
+
+from tlcore.config import AUTO_FINE_TUNE_BLOCKS, TrainSpec
+from tlcore.training.checkpoint import HEAD_SEARCH_FILE
+from tlcore.training.loop import train
+
+
+def test_auto_searches_the_head_then_fine_tunes_the_top_blocks(tmp_path):
+    spec = tiny_spec("auto", epochs=1, fine_tune_epochs=1, search_budget_seconds=5)
+    observer = RecordingObserver()
+    result = train(spec, observer, checkpoint_dir=tmp_path)
+    search_note = next(n for n in result.notes if n.startswith("Head search:"))
+    assert "trial(s)" in search_note and "budget" in search_note
+    assert [record.stage for record in result.history] == ["frozen", "finetune"]
+    chosen = json.loads((tmp_path / HEAD_SEARCH_FILE).read_text())
+    assert set(chosen) <= set(TrainSpec().__dict__)
+    assert result.model.get_layer("dropout").rate == chosen["dropout"]
+    stages = [n for n in result.notes if n.startswith("Stage finetune")]
+    assert stages and "cosine" in stages[0]
+    assert any(n.startswith("Then:") and f"top {AUTO_FINE_TUNE_BLOCKS} block" in n for n in result.notes)
+    # The head trained on the features the search computed: nothing was forwarded twice.
+    assert any("read from the feature store" in n and " 0 image(s) forwarded" in n for n in result.notes)
+
+
+def test_a_resumed_auto_run_keeps_the_head_it_chose(tmp_path):
+    (tmp_path / HEAD_SEARCH_FILE).write_text(json.dumps({"learning_rate": 0.003, "dropout": 0.35}))
+    result = train(tiny_spec("auto", epochs=1, fine_tune_epochs=1), checkpoint_dir=tmp_path)
+    assert not any(n.startswith("Head search:") for n in result.notes)
+    assert any("the search chose" in n for n in result.notes)
+    assert result.model.get_layer("dropout").rate == 0.35
+
+
+def test_auto_plans_a_cosine_fine_tune_with_discriminative_rates_and_early_stopping():
+    plan = TrainSpec(strategy="auto", epochs=4).auto_plan({"learning_rate": 0.01, "head_hidden_units": 128})
+    assert plan.strategy == "frozen_then_finetune" and plan.learning_rate == 0.01
+    assert plan.head_hidden_units == 128 and plan.fine_tune_epochs == 4
+    assert plan.fine_tune_schedule == "cosine" and plan.discriminative_floor < 1
+    assert plan.fine_tune_blocks == AUTO_FINE_TUNE_BLOCKS and plan.early_stopping_patience > 0
+    kept = TrainSpec(strategy="auto", fine_tune_blocks=5, early_stopping_patience=1).auto_plan()
+    assert kept.fine_tune_blocks == 5 and kept.early_stopping_patience == 1
+    assert TrainSpec(strategy="auto", epochs=3, fine_tune_epochs=2).total_epochs == 5

@@ -1,0 +1,56 @@
+"""The ``auto`` strategy: a head search on cached features, then fine-tuning of the top blocks.
+
+The search (:mod:`tlcore.training.head_search`) tries head settings for its budget on the frozen
+backbone's features, which it computes once and leaves in the feature store; the run then trains
+``TrainSpec.auto_plan`` of the best setting: that head on the same cached features (read back,
+not computed again), then the top blocks with discriminative rates under a cosine schedule,
+stopping early on validation loss. The chosen settings are kept beside the checkpoint, so a
+resumed run goes on with the head it chose instead of searching again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from tlcore.config import RunSpec
+from tlcore.files import atomic_write
+from tlcore.training.checkpoint import HEAD_SEARCH_FILE
+from tlcore.training.head_search import HeadSearch, head_search
+from tlcore.training.observer import TrainingObserver
+
+
+def describe_search(search: HeadSearch) -> str:
+    settings = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                         for name, value in search.best.params.items())
+    return (f"Head search: {len(search.trials)} trial(s) in {search.spent_seconds:.0f} s of a "
+            f"{search.budget_seconds:.0f} s budget; the best reached validation accuracy "
+            f"{search.best.val_accuracy:.1%} with {settings}.")
+
+
+def resolve_auto(
+    spec: RunSpec, observer: TrainingObserver, checkpoint_dir: Path | None, note: Callable[[str], None]
+) -> RunSpec:
+    """The two-stage spec an ``auto`` run trains: searched now, or read back when resuming.
+
+    ``observer`` hears the search's passes (and may stop it); ``note`` keeps the run's remarks.
+    """
+    saved = checkpoint_dir / HEAD_SEARCH_FILE if checkpoint_dir is not None else None
+    if saved is not None and saved.exists():
+        params = json.loads(saved.read_text())
+        note(f"Resuming with the head settings the search chose: {params}.")
+    else:
+        search = head_search(spec, observer=observer)
+        params = dict(search.best.params)
+        note(describe_search(search))
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(saved, json.dumps(params))
+    plan = spec.train.auto_plan(params)
+    note(f"Then: the head at learning rate {plan.learning_rate:g} for {plan.epochs} epoch(s), "
+         f"and the top {plan.fine_tune_blocks} block(s) for up to {plan.fine_tune_epochs} epoch(s) "
+         f"at {plan.fine_tune_learning_rate:g} (cosine, lowest block at "
+         f"{plan.discriminative_floor:g}x), stopping after {plan.early_stopping_patience} "
+         "epoch(s) without a better validation loss.")
+    return RunSpec(spec.dataset, spec.backbone, plan, spec.name)

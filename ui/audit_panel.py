@@ -1,0 +1,117 @@
+"""Compare's "Can we trust the test score?": each run's stored data audit, rendered.
+
+The audit reads a dataset's features, which the server must never do, so this panel only
+reads what ``python -m tlcore audit RUN`` stored beside the run, and says how to get it when
+a run has none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from tlcore.data.labels import visible_label
+from tlcore.errors import TLError
+from tlcore.records import RunRecord
+from tlcore.report.audit import DataAudit
+from tlcore.report.audit_plots import embedding_map_figure
+from tlcore.runs.auditing import audit_problem, stored_audit, thumbnail_path
+from tlcore.runs.store import RunStore
+from ui import glue
+
+SHOWN_PAIRS = 12
+SHOWN_ISSUES = 24
+THUMBNAIL_WIDTH = 96
+
+
+def audit_section(store: RunStore, runs: list[RunRecord], labels: dict[str, str]) -> None:
+    """For each run: the audit's warnings, copies across splits, likely label errors and the map."""
+    st.header("Can we trust the test score?")
+    if not runs:
+        st.caption("Pick runs above to see their data audits.")
+        return
+    for run in runs:
+        with (st.expander(f"{labels[run.id]} — data audit", expanded=len(runs) == 1),
+              glue.friendly(f"showing the audit of run {run.id}")):
+            _run_audit(store, run)
+
+
+def _run_audit(store: RunStore, run: RunRecord) -> None:
+    problem = audit_problem(run)
+    if problem:
+        st.caption(f"{glue.literal(problem)} Audit a frozen or fine-tuned run of the same data.")
+        return
+    try:
+        audit = stored_audit(store, run.id)
+    except TLError as exc:
+        st.warning(f"{exc.message} {exc.hint}", icon=":material/warning:")
+        return
+    if audit is None:
+        st.info("This run has no data audit yet: copies of test images in training, likely label "
+                "errors and a map of the test images. It takes seconds after a frozen run; "
+                "from a terminal on the server:", icon=":material/search:")
+        st.code(f"python -m tlcore audit {run.id}", language="bash")
+        return
+    for warning in audit.warnings():
+        st.warning(warning, icon=":material/warning:")
+    if not audit.warnings():
+        st.success("No copies across the splits and no likely label errors.", icon=":material/verified:")
+    st.caption(f"{audit.criteria()} Audited {', '.join(f'{n:,} {s}' for s, n in audit.sizes.items())} "
+               f"images in {audit.seconds:.1f} s.")
+    _leak_pairs(store, run.id, audit)
+    _label_issues(store, run.id, audit)
+    if audit.map_points:
+        st.plotly_chart(embedding_map_figure(audit), key=f"compare.audit.map.{run.id}")
+
+
+def _leak_pairs(store: RunStore, run_id: str, audit: DataAudit) -> None:
+    total = sum(count.total for count in audit.leak_counts)
+    if not audit.leaks:
+        return
+    st.subheader(f"Copies across splits ({min(total, SHOWN_PAIRS)} of {total} shown)")
+    names = audit.class_names
+    for pair in audit.leaks[:SHOWN_PAIRS]:
+        left, right, words = st.columns([1, 1, 3], vertical_alignment="center")
+        _thumbnail(left, thumbnail_path(store, run_id, pair.split, pair.index), f"{pair.split}: {pair.id}")
+        _thumbnail(right, thumbnail_path(store, run_id, pair.other_split, pair.other_index),
+                   f"{pair.other_split}: {pair.other_id}")
+        same = pair.label == pair.other_label
+        kind = "Exact copy" if pair.kind == "exact" else "Near-copy"
+        words.markdown(
+            f"**{kind}**, similarity {pair.similarity:.4f}  \n"
+            f"{glue.literal(pair.split)} `{visible_label(pair.id)}` ({glue.literal(names[pair.label])}) · "
+            f"{glue.literal(pair.other_split)} `{visible_label(pair.other_id)}` "
+            f"({glue.literal(names[pair.other_label])})"
+            + ("" if same else "  \n:orange[The two copies carry different labels.]"))
+
+
+def _label_issues(store: RunStore, run_id: str, audit: DataAudit) -> None:
+    if not audit.label_issues:
+        return
+    shown = audit.label_issues[:SHOWN_ISSUES]
+    st.subheader(f"Likely label errors ({len(shown)} of {audit.label_issue_count} shown)")
+    paths = [thumbnail_path(store, run_id, "train", issue.index) for issue in shown]
+    names = audit.class_names
+    captions = [visible_label(f"{issue.id}: labelled {names[issue.given]}, looks like "
+                              f"{names[issue.suspected]} ({issue.confidence:.0%})") for issue in shown]
+    kept = [(str(path), caption) for path, caption in zip(paths, captions, strict=True) if path.exists()]
+    if kept:
+        st.image([path for path, _ in kept], width=THUMBNAIL_WIDTH,
+                 caption=[caption for _, caption in kept])
+    st.dataframe([{"image": visible_label(issue.id), "given": visible_label(names[issue.given]),
+                   "suspected": visible_label(names[issue.suspected]), "confidence": issue.confidence}
+                  for issue in shown], hide_index=True, key=f"compare.audit.issues.{run_id}",
+                 column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
+    if audit.label_issue_count > len(shown):
+        st.caption(f"The audit keeps the {len(audit.label_issues)} most likely; "
+                   f"`python -m tlcore audit {run_id} --json` prints them.")
+
+
+def _thumbnail(column: DeltaGenerator, path: Path, caption: str) -> None:
+    """The image with its name under it, or just the name when the thumbnail is missing."""
+    if path.exists():
+        column.image(str(path), width=THUMBNAIL_WIDTH, caption=visible_label(caption))
+    else:
+        column.caption(visible_label(caption))
