@@ -79,6 +79,7 @@ def results(batch: ClassicBatch) -> None:
 
 VERDICT_PAIRS = (
     ("frozen", "frozen_then_finetune"), ("scratch", "frozen"), ("scratch", "frozen_then_finetune"),
+    ("frozen_then_finetune", "auto"), ("scratch", "auto"),
 )
 """Is fine-tuning better than frozen, and is each better than scratch: A, then B, by strategy."""
 
@@ -116,7 +117,7 @@ def classic_results(specs: tuple[RunSpec, ...], live: bool) -> None:
 
 
 def launch(runs: list[RunSpec]) -> None:
-    """Queue the three runs (pretrained first) and show them under Results."""
+    """Queue the runs (pretrained first) and show them under Results."""
     with glue.friendly("queuing the classic experiment"):
         store = glue.store()
         submissions = [jobs.submit(r, store, owner=auth.current_user().name) for r in runs]
@@ -148,7 +149,10 @@ st.markdown(
     "backbone, **frozen, then fine-tuned**, and **from scratch** — with the same data, backbone and "
     f"epoch budget, taken from *{experiment or 'the default settings'}*."
 )
-runs = classic_experiment(spec)
+with_auto = st.toggle("Add a fourth run with the auto strategy", key="home.with_auto",
+                      help="A head search on cached features, then the top blocks fine-tuned with "
+                           "discriminative rates and a cosine schedule, stopping early.")
+runs = classic_experiment(spec, with_auto=with_auto)
 seconds, basis = estimates(runs)
 st.dataframe(
     pd.DataFrame([
@@ -158,7 +162,8 @@ st.dataframe(
     ]),
     hide_index=True, width="content",
 )
-st.caption(f"All three: about **{format_seconds(sum(seconds))}** of training {basis}. The pretrained "
+count = "four" if with_auto else "three"
+st.caption(f"All {count}: about **{format_seconds(sum(seconds))}** of training {basis}. The pretrained "
            f"runs come first, so the first result is due after about {format_seconds(seconds[0])}.  \n"
            f"Dataset **{source_label(spec.dataset.source)}** at {spec.dataset.image_size} px · backbone "
            f"`{backbone_label(spec)}`")

@@ -284,6 +284,11 @@ def batch_section(uploads: Sequence[UploadedFile], runs: list[RunRecord], labels
     show_result(result, labels)
 
 
+def forget() -> None:
+    """Let the session's last batch go once its uploads are no longer shown as one."""
+    st.session_state.pop(RESULT, None)
+
+
 def _classify_with_progress(uploads: Sequence[UploadedFile], runs: list[RunRecord], top_k: int,
                             threshold: float | None) -> BatchResult | None:
     loaded, left_out = [], []

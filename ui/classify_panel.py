@@ -56,6 +56,7 @@ def classify_section(runs: list[RunRecord], labels: dict[str, str]) -> None:
     if as_batch(uploads):
         batch_panel.batch_section(uploads, runs, labels, top_k, percent / 100 or None)
         return
+    batch_panel.forget()
     explained = explain_choice(runs)
     for upload in uploads:
         st.divider()

@@ -141,6 +141,10 @@ def test_each_classic_run_and_all_three_have_an_estimate_before_starting():
     caption = next(c.value for c in at.caption if c.value.startswith("All three: about"))
     images = len(load_dataset(tiny_spec().dataset).train)  # counted from the listing, as a run splits it
     assert f"for {images:,} training images." in caption and "first result is due after about" in caption
+    at.toggle(key="home.with_auto").set_value(True).run()
+    table = at.dataframe[0].value
+    assert list(table["run"])[-1] == "classic · auto" and len(table) == 4
+    assert any(c.value.startswith("All four: about") for c in at.caption)
 
 
 def test_home_remembers_earlier_classic_experiments_after_others_are_saved():

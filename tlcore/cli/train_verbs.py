@@ -146,7 +146,7 @@ def cmd_classic(args: argparse.Namespace) -> int:
     store = RunStore()
     owner = launch_settings(args)
     runs = [submit(spec, store, force=args.force, owner=owner).run
-            for spec in classic_experiment(spec_from_args(args))]
+            for spec in classic_experiment(spec_from_args(args), with_auto=args.with_auto)]
     if args.wait:
         runs = [follow(store, run.id) for run in runs]
     emit(args, [run_row(r) for r in runs], describe_rows)
@@ -169,5 +169,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "classic", help="queue scratch vs frozen vs frozen_then_finetune with one budget")
     add_spec_arguments(classic, skip=("train.strategy",))
     add_user_arguments(classic)  # the experiment sets the three strategies
-    classic.add_argument("--wait", action="store_true", help="wait for the three runs and print a table")
+    classic.add_argument("--wait", action="store_true", help="wait for the runs and print a table")
+    classic.add_argument("--with-auto", action="store_true",
+                         help="add a fourth run with the auto strategy (head search, then fine-tuning)")
     classic.set_defaults(handler=cmd_classic, strategy="frozen")

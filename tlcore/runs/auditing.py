@@ -73,6 +73,8 @@ def audit_run(store: RunStore, run_id: str, observer: TrainingObserver | None = 
         StorageError: The store is read-only or its folder cannot be written.
         TLError: The dataset or backbone cannot be loaded any more.
     """
+    import keras
+
     from tlcore.runs.data_identity import DataIdentity
     from tlcore.training.frozen_features import frozen_features
 
@@ -85,6 +87,7 @@ def audit_run(store: RunStore, run_id: str, observer: TrainingObserver | None = 
     answers = _test_answers(store, run)
     recorded = _recorded_fingerprint(store, run)
     _check_data(run, recorded, DataIdentity.of(run.spec).fingerprint)  # before any decoding
+    keras.utils.set_random_seed(run.spec.train.seed)  # a random backbone as the run built it
     features = frozen_features(run.spec, observer)
     bundle = features.bundle
     _check_data(run, recorded, bundle.fingerprint)

@@ -14,7 +14,8 @@ from tlcore.backbones.catalogue import (
     resolve_alpha,
     weights_on_disk,
 )
-from tlcore.config import RunSpec
+from tlcore.backbones.keras_apps import catalogue_block_table
+from tlcore.config import FINE_TUNING, RunSpec
 from tlcore.errors import ConfigError, TLError
 from tlcore.paths import resolve_weights_path
 
@@ -44,7 +45,26 @@ def spec_problems(spec: RunSpec) -> list[TLError]:
                                     "Pick one from the catalogue or give a hub: handle."))
     if backbone.weights not in ("imagenet", "none"):
         problems.extend(_weights_file_problems(backbone.weights, problems))
+    if spec.train.fine_tune_blocks and spec.train.strategy in FINE_TUNING and not problems:
+        problems.extend(_blocks_problems(spec))
     return problems
+
+
+def _blocks_problems(spec: RunSpec) -> list[TLError]:
+    """A request for more blocks than the backbone has, or for blocks of a TF Hub model, refused
+    before a run is queued rather than when its worker plans the stages."""
+    backbone, wanted = spec.backbone, spec.train.fine_tune_blocks
+    if backbone.is_hub:
+        return [ConfigError("TF Hub models declare no blocks to unfreeze.",
+                            "Unfreeze a number of layers or a share of them instead.")]
+    if backbone.name not in CATALOGUE:
+        return []
+    blocks = catalogue_block_table(backbone.name, backbone.alpha)
+    if wanted is not None and wanted > len(blocks):
+        title = get_backbone_info(backbone.name).title
+        return [ConfigError(f"{title} has {len(blocks)} blocks ({blocks[0].name} to {blocks[-1].name}); "
+                            f"{wanted} cannot be unfrozen.", f"Choose at most {len(blocks)} blocks.")]
+    return []
 
 
 def _weights_file_problems(location: str, known: list[TLError]) -> list[TLError]:

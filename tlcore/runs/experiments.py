@@ -31,7 +31,9 @@ MAX_NAME_LENGTH = 80
 CLASSIC_STRATEGIES = ("frozen", "frozen_then_finetune", "scratch")
 """In queue order: the pretrained runs take seconds and answer first; scratch, the slow
 baseline, trains last."""
-CLASSIC_NAMES = frozenset(f"classic · {strategy}" for strategy in CLASSIC_STRATEGIES)
+CLASSIC_AUTO = "auto"
+"""The optional fourth run: the auto strategy (head search, then the top blocks fine-tuned)."""
+CLASSIC_NAMES = frozenset(f"classic · {strategy}" for strategy in (*CLASSIC_STRATEGIES, CLASSIC_AUTO))
 CLASSIC_MIN_EPOCHS = 2
 """frozen_then_finetune needs one epoch per stage, so the shared budget is at least two."""
 
@@ -127,20 +129,21 @@ def delete_experiment(name: str) -> None:
     _path_for(_clean_name(name)).unlink(missing_ok=True)
 
 
-def classic_experiment(spec: RunSpec) -> list[RunSpec]:
-    """The three runs of the classic transfer-learning comparison, in the order they queue.
+def classic_experiment(spec: RunSpec, with_auto: bool = False) -> list[RunSpec]:
+    """The runs of the classic transfer-learning comparison, in the order they queue.
 
     Frozen backbone, frozen-then-fine-tune, and scratch (random weights), all on the same
     dataset and backbone and with the same total epoch budget: ``spec``'s total epochs, at
-    least two. The two-stage run spends about half the budget on each stage. Rebuilt from any
-    of its runs' specs, the experiment gives the same three runs back.
+    least two. The two-stage runs spend about half the budget on each stage. ``with_auto``
+    adds the auto strategy last (its head search comes on top of the budget). Rebuilt from any
+    of its runs' specs, the experiment gives the same runs back.
     """
     budget = max(spec.train.total_epochs, CLASSIC_MIN_EPOCHS)
     finetune_epochs = budget // 2
     runs = []
-    for strategy in CLASSIC_STRATEGIES:
+    for strategy in (*CLASSIC_STRATEGIES, *((CLASSIC_AUTO,) if with_auto else ())):
         base = spec.with_strategy(strategy)
-        two_stage = strategy == "frozen_then_finetune"
+        two_stage = strategy in ("frozen_then_finetune", CLASSIC_AUTO)
         train = dataclasses.replace(
             base.train,
             epochs=budget - finetune_epochs if two_stage else budget,
@@ -156,7 +159,8 @@ def classic_runs(spec: RunSpec, store: RunStore) -> list[tuple[RunSpec, RunRecor
     Runs are found by spec key, so the results survive a page reload or a new session, and a
     classic experiment queued from the command line shows up too.
     """
-    return [(run, store.latest_with_key(run.key())) for run in classic_experiment(spec)]
+    pairs = [(run, store.latest_with_key(run.key())) for run in classic_experiment(spec, with_auto=True)]
+    return pairs if pairs[-1][1] is not None else pairs[:-1]  # the auto run, once one was queued
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,8 @@ class ClassicBatch:
     """One classic experiment found in the run store.
 
     Attributes:
-        specs: Its three runs' specs, in queue order (:func:`classic_experiment`).
+        specs: Its runs' specs, in queue order (:func:`classic_experiment`; the auto run
+            only once it was queued).
         runs: The newest stored attempt of each, ``None`` where none was ever queued.
     """
 
@@ -201,7 +206,7 @@ def recent_classics(store: RunStore, limit: int = 8) -> list[ClassicBatch]:
     for run in store.list_runs():
         if run.name not in CLASSIC_NAMES:
             continue
-        specs = tuple(classic_experiment(run.spec))
+        specs = tuple(classic_experiment(run.spec, with_auto=True))
         keys = frozenset(spec.key() for spec in specs)
         if run.spec.key() in keys and keys not in batches:
             batches[keys] = specs

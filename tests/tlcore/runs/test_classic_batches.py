@@ -13,9 +13,9 @@ from tlcore.runs.experiments import classic_batch, classic_experiment, recent_cl
 from tlcore.runs.store import RunStore
 
 
-def queue_classic(store: RunStore, spec, finish: bool = True) -> list[str]:
+def queue_classic(store: RunStore, spec, finish: bool = True, with_auto: bool = False) -> list[str]:
     ids = []
-    for run_spec in classic_experiment(spec):
+    for run_spec in classic_experiment(spec, with_auto=with_auto):
         run, _ = store.create_run(run_spec)
         if finish:
             store.finish(run.id, RunStatus.FINISHED)
@@ -50,6 +50,24 @@ def test_a_partly_queued_batch_lists_what_exists_and_a_lookalike_is_ignored():
     store.create_run(dataclasses.replace(tiny_spec(epochs=2), name="classic · frozen_then_finetune"))
     [batch] = recent_classics(store)
     assert [r.id if r else None for r in batch.runs] == [run.id, None, None]
+
+
+def test_an_auto_run_joins_its_batch_with_the_same_budget_once_queued():
+    spec = tiny_spec(epochs=4)
+    runs = classic_experiment(spec, with_auto=True)
+    assert [run.name for run in runs][-1] == "classic · auto"
+    auto, two_stage = runs[-1].train, runs[1].train
+    assert (auto.strategy, auto.epochs, auto.fine_tune_epochs) == ("auto", two_stage.epochs,
+                                                                   two_stage.fine_tune_epochs)
+    assert auto.total_epochs == two_stage.total_epochs == 4
+    store = RunStore()
+    plain = queue_classic(store, spec)
+    assert len(classic_batch(spec, store).specs) == 3  # no auto run queued: three runs
+    (auto_run, _) = store.create_run(runs[-1])
+    batch = classic_batch(store.get(auto_run.id).spec, store)  # rebuilt from the auto run
+    assert [run.id for run in batch.stored] == [*plain, auto_run.id]
+    [listed] = recent_classics(store)
+    assert listed.id == batch.id and len(listed.stored) == 4
 
 
 def test_the_starter_keeps_the_usual_backbone_when_its_weights_are_here():

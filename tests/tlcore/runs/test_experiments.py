@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -118,3 +119,13 @@ def test_spec_warnings_say_when_imagenet_weights_are_missing():
 def test_spec_warnings_say_a_frozen_random_backbone_has_nothing_to_transfer():
     assert any("nothing to transfer" in w for w in spec_warnings(tiny_spec("frozen")))
     assert not any("nothing to transfer" in w for w in spec_warnings(tiny_spec("scratch")))
+
+
+def test_too_many_blocks_or_blocks_of_a_hub_model_are_refused_before_queueing():
+    spec = tiny_spec("finetune", fine_tune_blocks=19)  # MobileNetV2 has 18, stem included
+    (problem,) = spec_problems(spec)
+    assert "MobileNetV2 has 18 blocks (stem to block_16)" in problem.message
+    assert spec_problems(tiny_spec("finetune", fine_tune_blocks=18)) == []
+    assert spec_problems(tiny_spec("frozen", fine_tune_blocks=19)) == []  # nothing fine-tunes
+    hub = dataclasses.replace(spec, backbone=BackboneSpec("hub:https://tfhub.dev/x/y/1"))
+    assert any("TF Hub models declare no blocks" in p.message for p in spec_problems(hub))
