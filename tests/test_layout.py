@@ -18,7 +18,7 @@ ROOM_ORDER = {
     "training": 3,
     "runs": 4,
     "deploy": 5,
-    "cli": 6,
+    "cli": 6, "api": 6,
 }
 """A module may import from its own room or a lower one, never from a higher one."""
 
