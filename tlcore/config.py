@@ -378,13 +378,16 @@ class BackboneSpec:
     """Which pretrained network to build on.
 
     Attributes:
-        name: A catalogue name (``mobilenet_v2``) or ``hub:URL_OR_FOLDER`` for TF Hub.
+        name: A catalogue name (``mobilenet_v2``), ``hub:URL_OR_FOLDER`` for TF Hub, or
+            ``kerashub:PRESET_OR_FOLDER`` for a keras-hub preset (a registered name, or the full
+            path of a folder saved with ``save_to_preset``).
         alpha: Width multiplier of the MobileNet family; ``None`` means the default.
-        weights: ``imagenet``, ``none`` or a path to a weights file.
+        weights: ``imagenet``, ``none`` or a path to a weights file. For a keras-hub preset,
+            ``imagenet`` means the preset's own weights and ``none`` its architecture at random.
     """
 
     name: str = _spec_field("mobilenet_v2", "Backbone",
-                            "catalogue name (see `backbones`) or hub:URL_OR_FOLDER")
+                            "catalogue name (see `backbones`), hub:URL_OR_FOLDER or kerashub:PRESET_OR_FOLDER")
     alpha: float | None = _spec_field(None, "Width multiplier alpha", "MobileNet width multiplier",
                                       bound=Bound(0.0, 2.0, low_open=True))
     weights: str = _spec_field("imagenet", "Weights",
@@ -393,6 +396,10 @@ class BackboneSpec:
     @property
     def is_hub(self) -> bool:
         return self.name.startswith("hub:")
+
+    @property
+    def is_kerashub(self) -> bool:
+        return self.name.startswith("kerashub:")
 
     def validate(self) -> None:
         """Check the settings, and that any file named lies inside the allowed folders.
@@ -410,19 +417,56 @@ class BackboneSpec:
         _check_settings(self)
         if self.is_hub and "://" in self.hub_handle:
             check_hub_url(self.hub_handle)
+        if self.is_kerashub:
+            self._check_kerashub()
         for location in self.local_files():
             _require_absolute(location, "weights or SavedModel path")
             resolve_weights_path(location)
+
+    def _check_kerashub(self) -> None:
+        """A keras-hub preset is a registered name or a folder, with its own weights or none.
+
+        Kaggle and Hugging Face handles are refused: they download whatever their owner put
+        there, and name no version that a spec key could hold.
+        """
+        handle = self.kerashub_handle
+        _require(bool(handle), "A kerashub: backbone needs a preset name or a folder.",
+                 "Write kerashub:NAME (e.g. kerashub:resnet_50_imagenet) or kerashub:/path/to/preset.")
+        _require("://" not in handle, f"kerashub:{handle} is a download handle, not a preset name or folder.",
+                 "Use a preset name from `python -m tlcore backbones`, or download the preset elsewhere, "
+                 "copy its folder here and write kerashub:/path/to/folder.")
+        _require(self.kerashub_folder is not None or all(c.isalnum() or c in "_.-" for c in handle),
+                 f"{handle!r} is neither a keras-hub preset name nor a folder path.",
+                 "Preset names are letters, digits and _ . - (kerashub:efficientnet_b0_ra_imagenet); "
+                 "a folder is a full path (kerashub:/srv/presets/efficientnet_b0_ra_imagenet).")
+        _require(self.alpha is None, f"keras-hub presets have no width multiplier, but alpha={self.alpha} was given.",
+                 "Leave alpha empty; the preset's name chooses its size.")
+        _require(self.weights in ("imagenet", "none"),
+                 f"A keras-hub preset brings its own weights; weights={self.weights!r} cannot apply to it.",
+                 "Use weights 'imagenet' (the preset's own) or 'none' (its architecture, randomly "
+                 "initialised); for other weights, save them as a preset folder and name that folder.")
 
     @property
     def hub_handle(self) -> str:
         """The URL or folder after ``hub:`` (empty for catalogue backbones)."""
         return self.name[len("hub:"):].strip() if self.is_hub else ""
 
+    @property
+    def kerashub_handle(self) -> str:
+        """The preset name or folder after ``kerashub:`` (empty for other backbones)."""
+        return self.name[len("kerashub:"):].strip() if self.is_kerashub else ""
+
+    @property
+    def kerashub_folder(self) -> str | None:
+        """The preset folder when the ``kerashub:`` handle is a path (has a ``/`` or starts with ``~``)."""
+        handle = self.kerashub_handle
+        return handle if "/" in handle or handle.startswith("~") else None
+
     def local_files(self) -> list[str]:
-        """Paths on the server this backbone reads: a weights file, a local SavedModel folder."""
+        """Paths on the server this backbone reads: a weights file, a local SavedModel or preset folder."""
         handle = self.hub_handle
         files = [handle] if handle and "://" not in handle else []
+        files += [self.kerashub_folder] if self.kerashub_folder is not None else []
         return files + ([self.weights] if self.weights not in ("imagenet", "none") else [])
 
     def with_absolute_paths(self) -> BackboneSpec:
@@ -430,6 +474,8 @@ class BackboneSpec:
         spec, handle = self, self.hub_handle
         if handle and "://" not in handle:
             spec = dataclasses.replace(spec, name=f"hub:{_absolute(handle)}")
+        if self.kerashub_folder is not None:
+            spec = dataclasses.replace(spec, name=f"kerashub:{_absolute(self.kerashub_folder)}")
         if self.weights not in ("imagenet", "none", ""):
             spec = dataclasses.replace(spec, weights=_absolute(self.weights))
         return spec

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from tlcore.cli.output import describe_table, emit, say
 from tlcore.cli.spec_flags import SPEC_SECTIONS, add_section_arguments, dest, spec_from_args
-from tlcore.config import RunSpec, TrainSpec, setting
+from tlcore.config import TrainSpec, setting
 from tlcore.errors import ConfigError
 
 CURVE_ROWS = 15
@@ -54,25 +53,17 @@ def _describe_finding(payload: dict[str, Any]) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tlcore.runs.experiments import save_experiment
+    from tlcore.runs.experiments import save_experiment, search_experiment_name
     from tlcore.training.head_search import best_spec, head_search
 
     spec = spec_from_args(args)
     search = head_search(spec, **({"max_trials": args.trials} if args.trials else {}),
                          on_trial=lambda trial: print(_trial_line(trial.to_dict()), file=sys.stderr))
-    name = args.save_as or default_experiment_name(spec)
+    name = args.save_as or search_experiment_name(spec)
     saved = save_experiment(name, best_spec(spec, search))
     say(args, f"Best setting saved as the experiment {name!r}.")
     emit(args, {"search": search.to_dict(), "experiment": name, "spec": saved.to_dict()}, _describe_search)
     return 0
-
-
-def default_experiment_name(spec: RunSpec) -> str:
-    """``head search · mobilenet_v2 · flower_photos``: the backbone and the data's last name."""
-    data = PurePosixPath(spec.dataset.location).name or spec.dataset.source
-    from tlcore.runs.experiments import MAX_NAME_LENGTH
-
-    return f"head search · {spec.backbone.name} · {data}"[:MAX_NAME_LENGTH]
 
 
 def _trial_line(trial: dict[str, Any]) -> str:
