@@ -17,8 +17,8 @@ from pathlib import Path
 from tlcore.config import RunSpec
 from tlcore.files import atomic_write
 from tlcore.training.checkpoint import HEAD_SEARCH_FILE
-from tlcore.training.head_search import HeadSearch, head_search
-from tlcore.training.observer import TrainingObserver
+from tlcore.training.head_search import HeadSearch, Trial, head_search
+from tlcore.training.observer import PassProgress, TrainingObserver
 
 
 def describe_search(search: HeadSearch) -> str:
@@ -27,6 +27,21 @@ def describe_search(search: HeadSearch) -> str:
     return (f"Head search: {len(search.trials)} trial(s) in {search.spent_seconds:.0f} s of a "
             f"{search.budget_seconds:.0f} s budget; the best reached validation accuracy "
             f"{search.best.val_accuracy:.1%} with {settings}.")
+
+
+def _trial_progress(spec: RunSpec, observer: TrainingObserver) -> Callable[[Trial], None]:
+    """Each finished trial as a pass over the search's budget, so the Train page shows the
+    search moving (and how good it got) instead of a bar that waits a minute."""
+    budget, trials = spec.train.search_budget_seconds, []
+
+    def on_trial(trial: Trial) -> None:
+        trials.append(trial)
+        spent = sum(t.seconds for t in trials)
+        best = max(t.val_accuracy for t in trials)
+        name = f"Head search: trial {len(trials)}, best validation accuracy {best:.1%}; seconds"
+        observer.on_pass(PassProgress(name, min(budget, round(spent)), budget, 0.0,
+                                      max(0.0, budget - spent)))
+    return on_trial
 
 
 def resolve_auto(
@@ -41,7 +56,7 @@ def resolve_auto(
         params = json.loads(saved.read_text())
         note(f"Resuming with the head settings the search chose: {params}.")
     else:
-        search = head_search(spec, observer=observer)
+        search = head_search(spec, observer=observer, on_trial=_trial_progress(spec, observer))
         params = dict(search.best.params)
         note(describe_search(search))
         if saved is not None:

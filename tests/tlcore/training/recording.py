@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tlcore.records import EpochRecord
-from tlcore.training.observer import BatchProgress, TrainingObserver
+from tlcore.training.observer import BatchProgress, PassProgress, TrainingObserver
 
 
 class RecordingObserver(TrainingObserver):
@@ -15,6 +15,7 @@ class RecordingObserver(TrainingObserver):
         self.epochs: list[EpochRecord] = []
         self.batches: list[BatchProgress] = []
         self.notes: list[str] = []
+        self.passes: list[PassProgress] = []
         self.stop_when = stop_when
 
     def on_epoch(self, record: EpochRecord) -> None:
@@ -25,6 +26,9 @@ class RecordingObserver(TrainingObserver):
 
     def note(self, message: str) -> None:
         self.notes.append(message)
+
+    def on_pass(self, progress: PassProgress) -> None:
+        self.passes.append(progress)
 
     def should_stop(self) -> bool:
         return self.stop_when(self)

@@ -19,6 +19,9 @@ def test_auto_searches_the_head_then_fine_tunes_the_top_blocks(tmp_path):
     search_note = next(n for n in result.notes if n.startswith("Head search:"))
     assert "trial(s)" in search_note and "budget" in search_note
     assert [record.stage for record in result.history] == ["frozen", "finetune"]
+    searching = [p for p in observer.passes if p.name.startswith("Head search: trial")]
+    assert searching and searching[-1].total == 5 and searching[-1].name.startswith(
+        f"Head search: trial {search_note.split(' trial(s)')[0].split()[-1]},")
     chosen = json.loads((tmp_path / HEAD_SEARCH_FILE).read_text())
     assert set(chosen) <= set(TrainSpec().__dict__)
     assert result.model.get_layer("dropout").rate == chosen["dropout"]
