@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test test-all lint bench
+.PHONY: run test test-all test-integration lint bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,9 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(PY) -m pytest -q
+
+test-integration: $(VENV)/.installed
+	$(PY) -m pytest -q tests/integration tests/tlcore/runs/test_store_backends.py
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q --run-slow

@@ -36,10 +36,14 @@ MAX_SEED = 2**31 - 1
 # Bumped whenever training code changes what a spec produces, so old runs are not reused.
 SPEC_VERSION = 1
 
-AUTO_FINE_TUNE_BLOCKS = 2
+AUTO_FINE_TUNE_BLOCKS = 4
 AUTO_DISCRIMINATIVE_FLOOR = 0.1
 AUTO_PATIENCE = 3
-"""What the ``auto`` strategy fine-tunes with unless the spec says otherwise (see TrainSpec.auto_plan)."""
+AUTO_AUGMENTATIONS = ("flip",)
+AUTO_VIEWS = 4
+"""What the ``auto`` strategy fine-tunes with unless the spec says otherwise (see TrainSpec.auto_plan):
+the top four blocks (a quarter of MobileNetV2's), and horizontal flips as four cached views per
+training image, as fastai's defaults augment."""
 
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"schedule": "constant", "fine_tune_schedule": "constant", "warmup_fraction": 0.1,
@@ -386,8 +390,8 @@ class BackboneSpec:
             ``imagenet`` means the preset's own weights and ``none`` its architecture at random.
     """
 
-    name: str = _spec_field("mobilenet_v2", "Backbone",
-                            "catalogue name (see `backbones`), hub:URL_OR_FOLDER or kerashub:PRESET_OR_FOLDER")
+    name: str = _spec_field("mobilenet_v2", "Backbone", "catalogue name (see `backbones`), "
+                            "hub:URL_OR_FOLDER or kerashub:PRESET_OR_FOLDER")
     alpha: float | None = _spec_field(None, "Width multiplier alpha", "MobileNet width multiplier",
                                       bound=Bound(0.0, 2.0, low_open=True))
     weights: str = _spec_field("imagenet", "Weights",
@@ -439,7 +443,8 @@ class BackboneSpec:
                  f"{handle!r} is neither a keras-hub preset name nor a folder path.",
                  "Preset names are letters, digits and _ . - (kerashub:efficientnet_b0_ra_imagenet); "
                  "a folder is a full path (kerashub:/srv/presets/efficientnet_b0_ra_imagenet).")
-        _require(self.alpha is None, f"keras-hub presets have no width multiplier, but alpha={self.alpha} was given.",
+        _require(self.alpha is None,
+                 f"keras-hub presets have no width multiplier, but alpha={self.alpha} was given.",
                  "Leave alpha empty; the preset's name chooses its size.")
         _require(self.weights in ("imagenet", "none"),
                  f"A keras-hub preset brings its own weights; weights={self.weights!r} cannot apply to it.",
@@ -603,10 +608,13 @@ class TrainSpec:
 
         The head trains on cached features at the searched settings; then the top blocks fine-tune
         with discriminative rates under a cosine schedule, stopping early on validation loss.
-        Settings the user chose for those (blocks, floor, patience, fine-tune epochs) are kept.
+        Settings the user chose for those (blocks, floor, patience, fine-tune epochs, augmentation)
+        are kept; without augmentation, each training image gets cached views with horizontal flips.
         """
+        augmented = {} if self.augmentations else {"augmentations": AUTO_AUGMENTATIONS,
+                                                    "augment_views": AUTO_VIEWS}
         return dataclasses.replace(
-            self, **dict(head or {}), strategy="frozen_then_finetune",
+            self, **dict(head or {}), **augmented, strategy="frozen_then_finetune",
             fine_tune_epochs=self.fine_tune_epochs or self.epochs,
             fine_tune_blocks=self.fine_tune_blocks or AUTO_FINE_TUNE_BLOCKS,
             discriminative_floor=min(self.discriminative_floor, AUTO_DISCRIMINATIVE_FLOOR),

@@ -11,6 +11,7 @@ Keys are namespaced ``configure.*``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from tlcore.backbones import CATALOGUE
+from tlcore.backbones import CATALOGUE, KERAS_HUB_PRESETS, describe_kerashub_presets
+from tlcore.backbones.catalogue import preset_cached
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, setting
 from tlcore.data import COMMON_TFDS, builtin_datasets
 from tlcore.data.folder import folder_root
@@ -249,13 +251,70 @@ def _keras_application(cols: Sequence[Any], b: BackboneSpec) -> tuple[str, float
     return name, alpha
 
 
+KERAS_HUB_COLUMNS = {
+    "name": "backbone name", "title": "preset",
+    "params": st.column_config.NumberColumn("parameters", format="compact"),
+    "default_size": "trained at (px)",
+    "download": st.column_config.TextColumn("on this server", width="large"),
+}
+KERAS_HUB_WEIGHTS = {"imagenet": "The preset's own", "none": "None (random)"}
+OTHER_PRESET = "other"
+"""The pick-list entry for a preset keras-hub has but the table does not list, or a folder."""
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _kerashub_rows(cache: str) -> list[dict]:
+    del cache  # part of the key only
+    return describe_kerashub_presets()
+
+
+def kerashub_table() -> None:
+    """The listed keras-hub presets, saying which are cached here and which need a download."""
+    rows = _kerashub_rows(os.environ.get("KAGGLEHUB_CACHE", ""))
+    st.markdown("**keras-hub presets** (`kerashub:NAME`, or `kerashub:/path/to/folder` for a saved preset)")
+    st.dataframe(pd.DataFrame(rows)[list(KERAS_HUB_COLUMNS)], hide_index=True,
+                 column_config=KERAS_HUB_COLUMNS)
+    st.caption("A preset that needs a download cannot be fetched without internet: fetch it elsewhere, "
+               "copy its folder to this server and give the folder (docs/backbones.md says how).")
+
+
+def _kerashub_preset(cols: Sequence[Any], b: BackboneSpec) -> str:
+    """A listed preset, or another preset's name or folder; returns the ``kerashub:`` name."""
+    handle = b.kerashub_handle
+    choices = [*KERAS_HUB_PRESETS, OTHER_PRESET]
+    current = handle if handle in KERAS_HUB_PRESETS else (OTHER_PRESET if handle else choices[0])
+    titles = {name: preset.title for name, preset in KERAS_HUB_PRESETS.items()}
+    picked = cols[0].selectbox("keras-hub preset", choices, key=seeded("configure.kerashub", current),
+                               format_func=lambda n: titles.get(n, "Another name or a folder"))
+    if picked == OTHER_PRESET:
+        typed = cols[0].text_input("Preset name, or the full path of a folder saved with save_to_preset",
+                                   key=seeded("configure.kerashub_other",
+                                               "" if handle in KERAS_HUB_PRESETS else handle))
+        return f"kerashub:{typed.strip()}"
+    preset = KERAS_HUB_PRESETS[picked]
+    where = ("in kagglehub's cache: loads offline" if preset_cached(preset.handle)
+             else "not on this server: it needs a download, or its folder copied here")
+    st.caption(f"{preset.title}: {preset.params / 1e6:.1f} M parameters, trained at {preset.default_size} "
+               f"px, {where}. {preset.notes}")
+    return f"kerashub:{picked}"
+
+
 def backbone_form(b: BackboneSpec) -> BackboneSpec:
-    """Catalogue table, Keras application (and alpha) or TF Hub handle, and weights."""
+    """Catalogue tables, Keras application (and alpha), keras-hub preset or TF Hub handle, and weights."""
     with st.expander("Backbone catalogue"):
         catalogue_table()
-    use_hub = st.toggle("Use a TF Hub model instead of a Keras application",
-                        key=seeded("configure.use_hub", b.is_hub))
+        kerashub_table()
+    use_kerashub = st.toggle("Use a keras-hub preset (ResNet, EfficientNet, ViT, Swin, ...)",
+                             key=seeded("configure.use_kerashub", b.is_kerashub))
+    use_hub = not use_kerashub and st.toggle("Use a TF Hub model instead of a Keras application",
+                                             key=seeded("configure.use_hub", b.is_hub))
     cols = st.columns([2, 1, 2])
+    if use_kerashub:
+        name = _kerashub_preset(cols, b)
+        weights = cols[2].radio("Weights", list(KERAS_HUB_WEIGHTS), format_func=KERAS_HUB_WEIGHTS.get,
+                                horizontal=True, key=seeded("configure.kerashub_weights",
+                                                            option(list(KERAS_HUB_WEIGHTS), b.weights)))
+        return dataclasses.replace(b, name=name, alpha=None, weights=weights)
     alpha, info = None, None
     if use_hub:
         handle = cols[0].text_input("TF Hub handle (URL) or local SavedModel folder",

@@ -23,6 +23,11 @@ InceptionV3 names only the concatenation that ends each block (``mixed0`` ... ``
 other layers are numbered by a process-wide counter. There a block runs up to its ``mixedN``,
 and the stem up to the first layer whose output feeds several branches.
 
+keras-hub presets (``kerashub:`` names) are told apart by their layer names instead of a
+catalogue family: ResNet-style stages (``stack2_block3_...``, also DenseNet's), EfficientNet's
+``block6a_...``, VGG's ``block3_...``, and the transformer layers of a ViT (``transformer_block_7``, laid out by
+:class:`~tlcore.backbones.keras_hub.KerasHubFeatures`). The first rule that names any layer is used.
+
 TF Hub models and unknown architectures have no blocks; they keep raw layer counts.
 """
 
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 
 import keras
 
-from tlcore.backbones.catalogue import CATALOGUE
+from tlcore.backbones.catalogue import CATALOGUE, KERAS_HUB_PREFIX
 
 STEM = "stem"
 
@@ -103,17 +108,29 @@ _RULES: dict[str, _Rule] = {
 }
 
 
+_KERAS_HUB_RULES = (
+    _Rule(re.compile(r"(stack\d+_block\d+)_")),
+    _Rule(re.compile(r"(block\d+[a-z])_")),
+    _Rule(re.compile(r"(block\d+)_")),
+    _Rule(re.compile(r"(transformer_block_\d+)$")),
+)
+"""keras-hub backbones' block names, tried in order (see the module docstring)."""
+
+
 def backbone_blocks(backbone: keras.Model, catalogue_name: str | None) -> list[Block]:
     """The backbone's blocks, bottom to top, covering every layer once.
 
     Args:
         backbone: The model that :func:`tlcore.backbones.build_backbone` built.
-        catalogue_name: Its catalogue name; ``None`` or a ``hub:`` name for TF Hub models.
+        catalogue_name: Its catalogue name or ``kerashub:`` name; ``None`` or a ``hub:`` name for
+            TF Hub models.
 
     Returns:
         The blocks; empty for TF Hub models, architectures outside the catalogue, and layer
         names that no longer follow the family's pattern (a changed Keras).
     """
+    if (catalogue_name or "").startswith(KERAS_HUB_PREFIX):
+        return _keras_hub_blocks(backbone)
     info = CATALOGUE.get(catalogue_name or "")
     rule = _RULES.get(info.family) if info else None
     if rule is None:
@@ -121,6 +138,15 @@ def backbone_blocks(backbone: keras.Model, catalogue_name: str | None) -> list[B
     layers = backbone.layers
     names = _closing_names(layers, rule) if rule.closing else _named_blocks(layers, rule)
     return (_as_blocks(names) if names is not None else None) or []
+
+
+def _keras_hub_blocks(backbone: keras.Model) -> list[Block]:
+    """The blocks of a keras-hub backbone by the first of :data:`_KERAS_HUB_RULES` that names a layer."""
+    for rule in _KERAS_HUB_RULES:
+        names = _named_blocks(backbone.layers, rule)
+        if names is not None:
+            return _as_blocks(names) or []
+    return []
 
 
 def _named_blocks(layers: list[keras.layers.Layer], rule: _Rule) -> list[str] | None:

@@ -418,3 +418,139 @@ def default_backbone(image_size: int, preferred: str = "mobilenet_v2",
     return dataclasses.replace(usual, reason=(
         f"No ImageNet weights are on this server (Keras' cache, $KERAS_HOME/models, has none): "
         f"{usual.title} will try to download them. Copy the weight files there, or train from scratch."))
+
+
+# ---- keras-hub presets ---------------------------------------------------------------------
+
+KERAS_HUB_PREFIX = "kerashub:"
+PRESET_FILES = ("config.json", "model.weights.h5")
+"""What keras-hub reads to build a preset's backbone with its weights (unsharded presets)."""
+
+
+@dataclass(frozen=True)
+class KerasHubPreset:
+    """An image preset of keras-hub that the studio lists, as keras-hub's registry describes it.
+
+    Attributes:
+        name: keras-hub's preset name (``efficientnet_b0_ra_imagenet``).
+        title: Name people know it by.
+        family: keras-hub's backbone class.
+        params: Parameters of the backbone, from keras-hub's registry.
+        default_size: Input side it was trained at; transformers take only that size.
+        handle: The versioned Kaggle handle keras-hub downloads it from (and caches it under).
+        notes: One line for people choosing a backbone.
+    """
+
+    name: str
+    title: str
+    family: str
+    params: int
+    default_size: int
+    handle: str
+    notes: str = ""
+
+
+# Positional fields: name, title, family, params, default_size, handle (keras-hub 0.32's registry).
+_KERAS_HUB_ENTRIES = (
+    KerasHubPreset("mobilenet_v3_small_100_imagenet", "MobileNetV3 Small (keras-hub)", "MobileNetBackbone",
+                   939_120, 224, "kaggle://keras/mobilenetv3/keras/mobilenet_v3_small_100_imagenet/1",
+                   "The smallest; the same network as the catalogue's, with keras-hub's weights."),
+    KerasHubPreset("efficientnet_lite0_ra_imagenet", "EfficientNet-Lite0", "EfficientNetBackbone",
+                   4_652_008, 224, "kaggle://keras/efficientnet/keras/efficientnet_lite0_ra_imagenet/2",
+                   "EfficientNet without squeeze-excite and swish: quick on CPUs and phones."),
+    KerasHubPreset("efficientnet_b0_ra_imagenet", "EfficientNet-B0 (RandAugment)", "EfficientNetBackbone",
+                   5_288_548, 224, "kaggle://keras/efficientnet/keras/efficientnet_b0_ra_imagenet/2",
+                   "timm's RandAugment recipe: more accurate than the Keras application of the same size."),
+    KerasHubPreset("resnet_18_imagenet", "ResNet-18", "ResNetBackbone", 11_186_112, 224,
+                   "kaggle://keras/resnetv1/keras/resnet_18_imagenet/3", "A light ResNet; blocks by stage."),
+    KerasHubPreset("resnet_50_imagenet", "ResNet-50 (keras-hub)", "ResNetBackbone", 23_561_152, 224,
+                   "kaggle://keras/resnetv1/keras/resnet_50_imagenet/3"),
+    KerasHubPreset("resnet_v2_50_imagenet", "ResNetV2-50", "ResNetBackbone", 23_561_152, 224,
+                   "kaggle://keras/resnetv2/keras/resnet_v2_50_imagenet/3", "Pre-activation ResNet."),
+    KerasHubPreset("resnet_vd_50_ssld_v2_imagenet", "ResNet-vd-50 SSLD", "ResNetBackbone", 25_629_512, 224,
+                   "kaggle://keras/resnet_vd/keras/resnet_vd_50_ssld_v2_imagenet/2",
+                   "PaddleClas' distilled ResNet-50: far above the classic one at the same cost."),
+    KerasHubPreset("densenet_121_imagenet", "DenseNet-121 (keras-hub)", "DenseNetBackbone", 7_037_504, 224,
+                   "kaggle://keras/densenet/keras/densenet_121_imagenet/3"),
+    KerasHubPreset("hgnetv2_b4_ssld_stage2_ft_in1k", "HGNetV2-B4", "HGNetV2Backbone", 13_599_072, 224,
+                   "kaggle://keras/hgnetv2/keras/hgnetv2_b4_ssld_stage2_ft_in1k/1",
+                   "Built for fast inference; distilled on ImageNet-22k."),
+    KerasHubPreset("deit_tiny_distilled_patch16_224_imagenet", "DeiT Tiny (distilled)", "DeiTBackbone",
+                   5_524_800, 224, "kaggle://keras/deit/keras/deit_tiny_distilled_patch16_224_imagenet/1",
+                   "The smallest vision transformer here; takes 224 px only."),
+    KerasHubPreset("vit_base_patch16_224_imagenet", "ViT-B/16", "ViTBackbone", 85_798_656, 224,
+                   "kaggle://keras/vit/keras/vit_base_patch16_224_imagenet/4",
+                   "Vision transformer; 224 px only, blocks are its transformer layers; heavy on a CPU."),
+    KerasHubPreset("vit_base_patch16_224_imagenet21k", "ViT-B/16 (ImageNet-21k)", "ViTBackbone", 85_798_656,
+                   224, "kaggle://keras/vit/keras/vit_base_patch16_224_imagenet21k/3",
+                   "Pre-trained on 21k classes: often transfers better than the 1k one."),
+    KerasHubPreset("swin_tiny_patch4_window7_224", "Swin-T", "SwinTransformerBackbone", 27_519_354, 224,
+                   "kaggle://keras/swin-transformer/keras/swin_tiny_patch4_window7_224/1",
+                   "Shifted-window transformer; 224 px only."),
+)
+
+KERAS_HUB_PRESETS: dict[str, KerasHubPreset] = {preset.name: preset for preset in _KERAS_HUB_ENTRIES}
+
+
+def kaggle_cache_folder(handle: str) -> Path | None:
+    """The folder of kagglehub's cache where a versioned ``kaggle://`` handle's files are kept.
+
+    ``None`` without kagglehub (keras-hub is not installed) or for a handle kagglehub cannot
+    parse. kagglehub's own layout is used, so ``$KAGGLEHUB_CACHE`` is honoured.
+    """
+    try:
+        from kagglehub.cache import Cache
+        from kagglehub.handle import parse_model_handle
+    except ImportError:
+        return None
+    try:
+        parsed = parse_model_handle(handle.removeprefix("kaggle://"))
+    except ValueError:
+        return None
+    return Path(Cache().get_path(parsed))
+
+
+def preset_cached(handle: str) -> bool:
+    """Whether keras-hub can build this preset's backbone from kagglehub's cache, without network.
+
+    keras-hub fetches a preset file by file and kagglehub marks each one complete, so every
+    file in :data:`PRESET_FILES` must be there and marked; a half-finished download is not.
+    """
+    try:
+        from kagglehub.cache import Cache
+        from kagglehub.handle import parse_model_handle
+        parsed = parse_model_handle(handle.removeprefix("kaggle://"))
+    except (ImportError, ValueError):
+        return False
+    cache = Cache()
+    return all(cache.load_from_cache(parsed, file) is not None for file in PRESET_FILES)
+
+
+def is_preset_folder(location: str) -> bool:
+    """Whether ``location`` holds a preset saved with keras-hub's ``save_to_preset``."""
+    return (Path(location).expanduser() / "config.json").is_file()
+
+
+def describe_kerashub_presets() -> list[dict[str, Any]]:
+    """One row per listed keras-hub preset for a UI table or the CLI, saying which need a download.
+
+    ``on_disk`` is whether kagglehub's cache already holds it (it then loads offline);
+    ``download`` says the same in words, with the rough size of what would be fetched.
+    Presets in a folder need no row: ``kerashub:/path/to/folder`` always loads from disk.
+    """
+    rows = []
+    for preset in KERAS_HUB_PRESETS.values():
+        cached = preset_cached(preset.handle)
+        rows.append({
+            "name": KERAS_HUB_PREFIX + preset.name,
+            "title": preset.title,
+            "family": preset.family,
+            "params": preset.params,
+            "default_size": preset.default_size,
+            "on_disk": cached,
+            "download": ("cached: loads offline" if cached else
+                         f"needs a download (about {preset.params * 4 / 1e6:.0f} MB) or a preset folder"),
+            "handle": preset.handle,
+            "notes": preset.notes,
+        })
+    return rows

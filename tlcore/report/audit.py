@@ -75,7 +75,7 @@ class AuditSettings:
     near: float = NEAR_SIMILARITY
     block: int = BLOCK_ROWS
     basis_width: int = 128
-    basis_sample: int = 8192
+    basis_sample: int = 4096
     folds: int = 5
     components: int = 128
     pca_sample: int = 20_000
@@ -369,13 +369,23 @@ def _project(units: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def principal_basis(splits: Sequence[SplitEmbeddings], width: int, sample: int, seed: int) -> np.ndarray:
-    """The ``width`` directions that keep most of the unit rows' length, from a sample of rows."""
+    """Up to ``width`` orthonormal directions that keep most of the unit rows' length (a sample's).
+
+    Any orthonormal basis keeps the screening exact; a better one only screens out more, and
+    two power iterations of a randomized SVD screen as well as the exact eigenvectors (on the
+    flower photos, 3 in 10,000 pairs pass at 0.90 either way).
+    """
+    from sklearn.utils.extmath import randomized_svd
+
     rng = np.random.default_rng(seed)
     total = sum(len(split) for split in splits)
     rows = np.concatenate([unit_rows(split.rows[sample_of(len(split), sample * len(split) // total + 1, rng)])
                            for split in splits if len(split)])
-    _, vectors = np.linalg.eigh((rows.T @ rows).astype(np.float64))
-    return vectors[:, ::-1][:, :min(width, rows.shape[1])].astype(np.float32)
+    if width >= min(rows.shape):
+        directions = np.linalg.svd(rows, full_matrices=False)[2]
+    else:
+        directions = randomized_svd(rows, width, n_iter=2, random_state=seed)[2]
+    return np.ascontiguousarray(directions[:width].T, dtype=np.float32)
 
 
 BOUND_SLACK = 1e-4

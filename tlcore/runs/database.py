@@ -1,25 +1,43 @@
-"""The run store's SQLite file: opened read-only when writing is impossible, damage named plainly.
+"""How the run store reaches its database: the SQLite file under ``TL_HOME``, or a server.
 
 A home on a read-only disk, a ``runs.sqlite`` that was truncated, overwritten or replaced by a
 folder, and a ``TL_HOME`` that is a file all used to end in a raw ``sqlite3`` traceback. Here
 each becomes a :class:`~tlcore.errors.StorageError` that says what is wrong and what to do, and
 a home that can only be read still lists and shows its runs.
+
+With ``TL_DATABASE_URL`` set, runs and epochs live on PostgreSQL instead (:class:`Server`), for
+several app servers and worker machines sharing one store. Both are reached through SQLAlchemy
+and queried with the same SQL (:class:`Statements`). The URL carries the password, so it is
+only ever shown through :func:`redact`.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
+import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
-from tlcore.errors import StorageError
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
+
+from tlcore.errors import ConfigError, StorageError
 from tlcore.paths import not_a_folder_error
 
 DB_NAME = "runs.sqlite"
 RUNS_FOLDER = "runs"
 """Under the store's root: one artifact folder per run, named by its id."""
+
+DATABASE_URL_ENV = "TL_DATABASE_URL"
+"""A ``postgresql://user:password@host:port/database`` URL: keep runs and epochs on that server."""
 
 DOCTOR = "`python -m tlcore doctor`"
 REBUILD = "`python -m tlcore doctor --rebuild`"
@@ -36,6 +54,17 @@ class Database:
     read_only: bool
     immutable: bool = False
     """Read a WAL database in a folder where SQLite cannot create its ``-shm`` file."""
+
+    @property
+    def kind(self) -> str:
+        return "sqlite"
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def engine(self) -> sa.Engine:
+        """SQLAlchemy over :meth:`connect`: a new connection for each use, as SQLite wants."""
+        return _sqlite_engine(self)
 
     def connect(self) -> sqlite3.Connection:
         if not self.read_only:
@@ -62,6 +91,16 @@ class Database:
                 f"{DOCTOR} says more.",
             )
         return None
+
+
+@functools.cache
+def _sqlite_engine(database: Database) -> sa.Engine:
+    def connect() -> sqlite3.Connection:
+        conn = database.connect()
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    return sa.create_engine("sqlite://", creator=connect, poolclass=NullPool)
 
 
 def open_database(root: Path, read_only: bool | None = None) -> Database:
@@ -169,3 +208,142 @@ def refuse_lost_runs(root: Path) -> None:
             f"{root / RUNS_FOLDER} ({shown}): the store lists none of them.",
             f"Run {REBUILD} to list them again (any old file is kept beside the new one).",
         )
+
+
+# ---- a PostgreSQL server (TL_DATABASE_URL) -----------------------------------------------
+
+_SERVER_HINT = (f"Check that the server is running and that {DATABASE_URL_ENV} names it rightly "
+                "(user, password, host, port, database); unset it to keep the runs in TL_HOME.")
+_SQLSTATE_READ_ONLY = "25006"
+_SQLSTATE_NO_TABLE = "42P01"
+_UNREACHABLE = ("08", "28", "3D", "57P")
+"""SQLSTATE classes of a server that cannot be used: connection, authentication, no such
+database, shutting down."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """A PostgreSQL database holding runs and epochs; artifact folders stay under ``TL_HOME``."""
+
+    url: URL
+    read_only: bool
+
+    @property
+    def kind(self) -> str:
+        return "postgresql"
+
+    def describe(self) -> str:
+        return redact(self.url)
+
+    def engine(self) -> sa.Engine:
+        """One pooled engine per URL and mode in this process: connecting costs a round trip."""
+        return _server_engine(self.url, self.read_only)
+
+    def error(self, exc: BaseException) -> StorageError | None:
+        """The plain reason for a server failure, with the password left out; else None (a
+        statement the server refused, which is the caller's to report)."""
+        import psycopg  # only a store on a server needs the driver
+
+        state = getattr(exc, "sqlstate", None) or ""
+        if state == _SQLSTATE_READ_ONLY:
+            return StorageError(f"The run store {self.describe()} was opened read-only: nothing "
+                                "can be saved through it.", "Open it without read_only to change runs.")
+        if state == _SQLSTATE_NO_TABLE:
+            return StorageError(
+                f"The run store {self.describe()} has no tables of the studio ({self.scrub(exc)}).",
+                "Open it once with write access (any studio command, e.g. `python -m tlcore runs`) "
+                "to run the migrations that create them.")
+        if isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(_UNREACHABLE)):
+            return StorageError(f"The run store {self.describe()} could not be reached "
+                                f"({self.scrub(exc)}).", _SERVER_HINT)
+        return None
+
+    def scrub(self, exc: BaseException) -> str:
+        """The first line of the driver's message, without the password should it appear."""
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return text.replace(self.url.password, "***") if self.url.password else text
+
+
+@functools.cache
+def _server_engine(url: URL, read_only: bool) -> sa.Engine:
+    args = {"connect_timeout": 10}
+    if read_only:
+        args["options"] = "-c default_transaction_read_only=on"
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=args)
+
+
+def server_url() -> URL | None:
+    """The server ``TL_DATABASE_URL`` names, for the psycopg 3 driver; None when it is unset.
+
+    Raises:
+        ConfigError: It is not a URL, or names another kind of database or driver.
+    """
+    raw = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            f"{DATABASE_URL_ENV} is not a database URL.",
+            "Write it as postgresql://user:password@host:5432/database, or unset it to keep the "
+            "runs in TL_HOME/runs.sqlite.") from None
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if url.drivername != "postgresql+psycopg":
+        raise ConfigError(
+            f"{DATABASE_URL_ENV} names a {url.drivername} database ({redact(url)}); the run store "
+            "can move to PostgreSQL only, through psycopg 3.",
+            "Write it as postgresql://user:password@host:5432/database, or unset it.")
+    return url
+
+
+def redact(url: URL | str) -> str:
+    """The URL to show: its password, when it has one, as ``***``."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "(a URL that cannot be read)"
+    return parsed.render_as_string(hide_password=True)
+
+
+# ---- one SQL for both --------------------------------------------------------------------
+
+_QMARK = re.compile(r"\?")
+
+
+class Statements:
+    """A connection that takes the store's SQL with ``?`` placeholders, on SQLite or PostgreSQL.
+
+    The store's statements are written in the SQL both understand; the values are bound by
+    SQLAlchemy in each driver's own style, enums as their plain strings.
+    """
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    @property
+    def dialect(self) -> str:
+        return self.connection.dialect.name
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sa.CursorResult:
+        counter = iter(range(len(params) + 1))
+        named = _QMARK.sub(lambda _: f":p{next(counter)}", sql)
+        values = {f"p{i}": v.value if isinstance(v, Enum) else v for i, v in enumerate(params)}
+        return self.connection.execute(sa.text(named), values)
+
+
+def open_server(root: Path, url: URL, read_only: bool | None = None) -> Server:
+    """How to reach the server ``url`` names; ``root`` still holds the run folders.
+
+    Args:
+        read_only: Force read-only (the doctor only looks); None: read-only exactly when
+            ``root`` cannot be written, as the run folders then cannot be either.
+
+    Raises:
+        StorageError: ``root`` is a file.
+    """
+    check_folder(root, "TL_HOME")
+    if read_only is None:
+        read_only = root.exists() and not os.access(root, os.W_OK)
+    return Server(url, read_only)

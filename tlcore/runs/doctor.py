@@ -24,6 +24,7 @@ from tlcore.runs.database import (
     check_folder,
     read_only_error,
     run_folders,
+    server_url,
     writable,
 )
 from tlcore.runs.store import RECORD_FILE, RunStore
@@ -177,7 +178,25 @@ def _check_home(home: Path) -> Finding:
     return Finding("home", True, "is a writable folder.")
 
 
+def _check_server_store(home: Path) -> _StoreState:
+    """The run list on a database server (``TL_DATABASE_URL``): reachable, its schema current."""
+    try:
+        store = RunStore(home, read_only=True, adopt_folders=True)
+        problems = store.integrity_problems()
+        runs = store.list_runs()
+    except TLError as exc:
+        return _StoreState(Finding("store", False, _message(exc), exc.hint), None, None)
+    if problems:
+        hint = "Open the store once with write access to run its migrations."
+        return _StoreState(Finding("store", False, f"{store.location}: {'; '.join(problems[:3])}.", hint),
+                           store, runs)
+    return _StoreState(Finding("store", True, f"{store.location} answers and its schema is current; "
+                               f"it lists {len(runs)} run(s)."), store, runs)
+
+
 def _check_store(home: Path) -> _StoreState:
+    if server_url() is not None:
+        return _check_server_store(home)
     path = home / DB_NAME
     if not path.exists() or (path.is_file() and path.stat().st_size == 0):
         state = "does not exist yet" if not path.exists() else "is empty (0 bytes)"

@@ -1,8 +1,11 @@
-"""Run store: SQLite for runs and epochs, one artifact folder per run under ``TL_HOME``.
+"""Run store: runs and epochs in SQLite (or PostgreSQL), one artifact folder per run under ``TL_HOME``.
 
 Several processes use the store at once (the app, workers, the CLI). SQLite in WAL mode with a
 busy timeout handles that; every read-modify-write happens inside ``BEGIN IMMEDIATE`` so two
-people launching the same spec at once end up watching one run.
+people launching the same spec at once end up watching one run. With ``TL_DATABASE_URL`` set
+the rows live on a PostgreSQL server instead, for app servers and workers on several machines;
+there a transaction-scoped advisory lock plays ``BEGIN IMMEDIATE``'s part, and the same SQL runs
+on both (:class:`~tlcore.runs.database.Statements`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import sqlalchemy as sa
 
 from tlcore.config import RunSpec, matches_type
 from tlcore.errors import ArtifactError, ConfigError, PermissionDeniedError, RunNotFoundError, RunStateError
@@ -42,41 +46,19 @@ from tlcore.records import (
 from tlcore.runs.database import (
     DB_NAME,
     DOCTOR,
+    Statements,
     open_database,
+    open_server,
     read_only_error,
     refuse_lost_runs,
+    server_url,
     unwritable_error,
 )
+from tlcore.runs.sql_schema import SQLITE_SCHEMA, current_revision, head_revision, migrate
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    name TEXT NOT NULL DEFAULT '',
-    spec TEXT NOT NULL,
-    status TEXT NOT NULL,
-    owner TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    error TEXT,
-    worker_pid INTEGER,
-    worker_started REAL,
-    stop_requested INTEGER NOT NULL DEFAULT 0,
-    progress REAL NOT NULL DEFAULT 0,
-    notes TEXT NOT NULL DEFAULT '[]',
-    summary TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_key ON runs(key, status);
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    stage TEXT NOT NULL,
-    loss REAL, accuracy REAL, val_loss REAL, val_accuracy REAL,
-    learning_rate REAL, seconds REAL, images_per_second REAL,
-    PRIMARY KEY (run_id, epoch)
-);
-"""
+STORE_LOCK = 0x746C_7275
+"""The advisory lock id (``"tlru"``) a write transaction holds on a server, as SQLite's
+``BEGIN IMMEDIATE`` holds the file's write lock: writers take turns, readers never wait."""
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a run id may look like: ids name artifact folders, so no separators or dots."""
@@ -127,46 +109,78 @@ class RunStore:
         """
         self.root = Path(root) if root else tl_home(create=False)
         self.db_path = self.root / DB_NAME
-        self._database = open_database(self.root, read_only)
-        if not adopt_folders:
+        """The SQLite file; unused while ``TL_DATABASE_URL`` puts the rows on a server."""
+        url = server_url()
+        self._database = open_database(self.root, read_only) if url is None else \
+            open_server(self.root, url, read_only)
+        if url is None and not adopt_folders:
             refuse_lost_runs(self.root)
         if not self.read_only:
             ensure_folder(self.root, "TL_HOME")
+            self._create_schema()
         with self._connect() as conn:
-            if not self.read_only:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(SCHEMA)
             # Reads every page of both tables: a truncated or overwritten file fails here.
             conn.execute("SELECT (SELECT COUNT(*) FROM runs), (SELECT COUNT(*) FROM epochs)").fetchone()
+
+    def _create_schema(self) -> None:
+        """SQLite: the tables as they always were. A server: Alembic's pending migrations."""
+        if self.backend == "sqlite":
+            with self._connect() as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                for statement in filter(str.strip, SQLITE_SCHEMA.split(";")):
+                    conn.execute(statement)
+        elif self._database not in _MIGRATED:
+            with self._reported():
+                migrate(self._database.engine())
+            _MIGRATED.add(self._database)
 
     @property
     def read_only(self) -> bool:
         """Whether this store can only be read (``TL_HOME`` or ``runs.sqlite`` is not writable)."""
         return self._database.read_only
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection; SQLite failures that come from the file are StorageErrors that say so."""
-        try:
-            conn = self._database.connect()
-        except sqlite3.Error as exc:
-            raise self._database.error(exc) or exc from exc
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute("PRAGMA foreign_keys=ON")
-            yield conn
-        except sqlite3.DatabaseError as exc:
-            error = self._database.error(exc)
-            if error is None:
-                raise
-            raise error from exc
-        finally:
-            conn.close()
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` (the file under ``TL_HOME``) or ``"postgresql"`` (``TL_DATABASE_URL``)."""
+        return self._database.kind
+
+    @property
+    def location(self) -> str:
+        """Where the rows are, fit to show: the file's path, or the URL without its password."""
+        return self._database.describe()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the lock from its first statement."""
+    def _reported(self) -> Iterator[None]:
+        """Failures that come from the file or the server as StorageErrors that say so; any
+        other failure as the driver's own error, whose message (a run's error, "database or
+        disk is full" for the runner) carries no SQLAlchemy wrapping."""
+        try:
+            yield
+        except (sa.exc.DBAPIError, sqlite3.DatabaseError) as exc:
+            driver_error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+            error = self._database.error(driver_error)
+            if error is not None:
+                raise error from exc
+            if driver_error is exc:
+                raise
+            raise driver_error from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[Statements]:
+        """A connection, committed when the block ends without an error (a no-op on SQLite,
+        which commits each statement outside :meth:`transaction`)."""
+        with self._reported(), self._database.engine().connect() as connection:
+            yield Statements(connection)
+            connection.commit()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Statements]:
+        """A write transaction that holds the store's write lock from its first statement."""
         with self._connect() as conn:
+            if self.backend != "sqlite":
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (STORE_LOCK,))
+                yield conn  # committed, or rolled back on an error, as the connection closes
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -233,12 +247,14 @@ class RunStore:
         return runs[0] if runs else None
 
     def runs_with_spec_key(self, key: str, limit: int = -1) -> list[RunRecord]:
-        """Runs of a spec key (:meth:`RunSpec.key`) on any data, newest first."""
+        """Runs of a spec key (:meth:`RunSpec.key`) on any data, newest first (all when
+        ``limit`` is negative)."""
+        query = "SELECT * FROM runs WHERE key = ? OR key LIKE ? ORDER BY created_at DESC"
+        args: list[Any] = [key, f"{key}-%"]
+        if limit >= 0:
+            query, args = query + " LIMIT ?", [*args, limit]
         with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT * FROM runs WHERE key = ? OR key LIKE ? ORDER BY created_at DESC LIMIT ?",
-                (key, f"{key}-%", limit),
-            ).fetchall()
+            rows = conn.execute(query, args).fetchall()
         return [_to_record(row) for row in rows]
 
     def list_runs(
@@ -284,7 +300,7 @@ class RunStore:
             row = conn.execute("SELECT notes FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFoundError(f"No run with id {run_id!r}.")
-            notes = json.loads(row["notes"]) + [note]
+            notes = json.loads(row.notes) + [note]
             conn.execute("UPDATE runs SET notes = ? WHERE id = ?", (json.dumps(notes), run_id))
 
     def set_pass_progress(self, run_id: str, text: str | None) -> None:
@@ -325,7 +341,7 @@ class RunStore:
             row = conn.execute(
                 "SELECT stop_requested FROM runs WHERE id = ?", (run_id,)
             ).fetchone()
-        return bool(row and row["stop_requested"])
+        return bool(row and row.stop_requested)
 
     def requeue(self, run_id: str) -> RunRecord:
         """Queue a failed or stopped run again (it resumes from its checkpoint, if any)."""
@@ -382,14 +398,14 @@ class RunStore:
                 "SELECT id FROM runs WHERE status = ? ORDER BY created_at LIMIT ?",
                 (RunStatus.QUEUED, free),
             ).fetchall()
-            ids = [r["id"] for r in rows]
-            now = time.time()
-            for run_id in ids:
-                conn.execute(
+            ids, now = [], time.time()
+            for row in rows:
+                cursor = conn.execute(
                     "UPDATE runs SET status = ?, started_at = ?, worker_pid = ?,"
                     " worker_started = ? WHERE id = ? AND status = ?",
-                    (RunStatus.RUNNING, now, claimant.pid, claimant.started, run_id, RunStatus.QUEUED),
+                    (RunStatus.RUNNING, now, claimant.pid, claimant.started, row.id, RunStatus.QUEUED),
                 )
+                ids += [row.id] * cursor.rowcount
         return [self.get(i) for i in ids]
 
     def queue_position(self, run_id: str) -> int | None:
@@ -415,13 +431,9 @@ class RunStore:
     # ---- epochs -----------------------------------------------------------------------
 
     def add_epoch(self, run_id: str, record: EpochRecord) -> None:
-        values = [getattr(record, f) for f in EPOCH_FIELDS]
+        """Store an epoch; one of the same number (a retried epoch) is replaced."""
         with self._connect() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)})"
-                f" VALUES (?, {', '.join('?' * len(EPOCH_FIELDS))})",
-                (run_id, *values),
-            )
+            conn.execute(_UPSERT_EPOCH, (run_id, *(getattr(record, f) for f in EPOCH_FIELDS)))
 
     def epochs(self, run_id: str) -> list[EpochRecord]:
         with self._connect() as conn:
@@ -429,7 +441,7 @@ class RunStore:
                 f"SELECT {', '.join(EPOCH_FIELDS)} FROM epochs WHERE run_id = ? ORDER BY epoch",
                 (run_id,),
             ).fetchall()
-        return [_epoch(dict(r)) for r in rows]
+        return [_epoch(dict(r._mapping)) for r in rows]
 
     def clear_epochs(self, run_id: str, after: int = 0) -> None:
         with self._connect() as conn:
@@ -550,21 +562,22 @@ class RunStore:
         names = list(row)
         with self.transaction() as conn:
             cursor = conn.execute(
-                f"INSERT OR IGNORE INTO runs ({', '.join(names)}) VALUES {_placeholders(names)}",
+                f"INSERT INTO runs ({', '.join(names)}) VALUES {_placeholders(names)}"
+                " ON CONFLICT DO NOTHING",
                 [_column_value(row[name]) for name in names],
             )
             if cursor.rowcount == 0:
                 return False
             for record in epochs:
-                conn.execute(
-                    f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_FIELDS)})"
-                    f" VALUES (?, {', '.join('?' * len(EPOCH_FIELDS))})",
-                    (run.id, *(getattr(record, f) for f in EPOCH_FIELDS)),
-                )
+                conn.execute(_UPSERT_EPOCH, (run.id, *(getattr(record, f) for f in EPOCH_FIELDS)))
         return True
 
     def integrity_problems(self) -> list[str]:
-        """What SQLite's ``integrity_check`` finds wrong with the file (empty when sound)."""
+        """What is wrong with the database (empty when sound): SQLite's ``integrity_check`` on
+        the file; on a server, migrations it still lacks."""
+        if self.backend != "sqlite":
+            with self._reported():
+                return _schema_problems(self._database.engine())
         with self._connect() as conn:
             rows = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
         return [] if rows == ["ok"] else rows
@@ -592,6 +605,26 @@ def check_run_id(run_id: str) -> None:
             "Run ids are letters and digits, e.g. 3f2a9c01be47; list runs with "
             "`python -m tlcore runs`.",
         )
+
+
+_MIGRATED: set[Any] = set()
+"""The servers this process brought up to the newest schema: checking again costs a round trip."""
+
+_UPSERT_EPOCH = (
+    f"INSERT INTO epochs (run_id, {', '.join(EPOCH_FIELDS)}) VALUES (?, {', '.join('?' * len(EPOCH_FIELDS))})"
+    f" ON CONFLICT (run_id, epoch) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in EPOCH_FIELDS if name != "epoch")
+)
+"""An epoch, replacing one of the same number (SQLite's upsert syntax is PostgreSQL's)."""
+
+
+def _schema_problems(engine: sa.Engine) -> list[str]:
+    """Why the server's schema is not the one this version of the studio reads and writes."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return []
+    return [f"the schema is at revision {current or 'none'}, this version of the studio needs {head}: "
+            "open the store once with write access (any studio command) to migrate it"]
 
 
 def _placeholders(values: Collection[Any]) -> str:
@@ -650,8 +683,8 @@ def _record_problem(run: RunRecord, epochs: Collection[EpochRecord]) -> str:
     return ""
 
 
-def _to_record(row: sqlite3.Row) -> RunRecord:
-    data = dict(row)
+def _to_record(row: sa.Row) -> RunRecord:
+    data = dict(row._mapping)
     data["spec"] = RunSpec.from_dict(json.loads(data["spec"]))
     data["status"] = RunStatus(data["status"])
     data["notes"] = json.loads(data["notes"])

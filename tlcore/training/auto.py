@@ -63,7 +63,9 @@ def resolve_auto(
             saved.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(saved, json.dumps(params))
     plan = spec.train.auto_plan(params)
-    note(f"Then: the head at learning rate {plan.learning_rate:g} for {plan.epochs} epoch(s), "
+    views = (f" on {plan.augment_views} cached view(s) per image ({', '.join(plan.augmentations)})"
+             if plan.augmentations and plan.augment_views else "")
+    note(f"Then: the head at learning rate {plan.learning_rate:g} for {plan.epochs} epoch(s){views}, "
          f"and the top {plan.fine_tune_blocks} block(s) for up to {plan.fine_tune_epochs} epoch(s) "
          f"at {plan.fine_tune_learning_rate:g} (cosine, lowest block at "
          f"{plan.discriminative_floor:g}x), stopping after {plan.early_stopping_patience} "

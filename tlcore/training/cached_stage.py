@@ -35,8 +35,8 @@ from tlcore.data import Split
 from tlcore.data.cache_keys import ids_fingerprint
 from tlcore.data.pixels import decoder_tag
 from tlcore.data.rows import RowArray, RowsEvicted, RowStore, RowWriter
-from tlcore.report.evaluate import predict_probabilities
 from tlcore.training.datasets import as_tf_dataset, oversampled_dataset, views_reader
+from tlcore.training.distribution import replicated_probabilities, shuffled_batches, split_over_replicas
 from tlcore.training.features import feature_cache_limit, feature_store
 from tlcore.training.folding import FrozenForward
 from tlcore.training.model import (
@@ -47,6 +47,7 @@ from tlcore.training.model import (
     preprocess_of,
 )
 from tlcore.training.observer import PassProgress, PassTimer
+from tlcore.training.precision import features_dtype_key
 from tlcore.training.stages import PreparedStage, Stage, StageInputs
 
 EVICTION_RETRIES = 3
@@ -163,6 +164,7 @@ class StageFeatures:
             "cut": self.plan.cut_name,
             "keras": keras.__version__,
             "forward": "bn-folded" if self.plan.fold_batchnorm else "keras",
+            **features_dtype_key(self.plan.lower),
             "view": None if view is None else {
                 "index": view,
                 "augment": list(self.spec.train.augmentations),
@@ -211,14 +213,18 @@ class StageFeatures:
         timer(len(positions), len(positions))
 
     def _frozen_forward(self) -> Callable[[np.ndarray], object]:
-        """Built on first need: a run whose features are all cached never pays for it."""
+        """Built on first need: a run whose features are all cached never pays for it.
+
+        Under a distribution strategy each batch is split over the devices (rows of one
+        image do not depend on the others, so the store is shared with one-device runs).
+        """
         if self._forward is None:
             if self.plan.fold_batchnorm:
                 forward = FrozenForward(self.plan.lower)
                 self.folded = forward.folded
-                self._forward = forward
+                self._forward = split_over_replicas(self.plan.lower, forward)
             else:
-                self._forward = self.plan.lower.predict_on_batch
+                self._forward = split_over_replicas(self.plan.lower)
         return self._forward
 
     def compute_beside_training(self, split: Split) -> Future[RowArray]:
@@ -396,7 +402,8 @@ class CachedFeatureStage:
             train_data, steps = oversampled_dataset(views, targets, bundle.train.labels, train.batch_size,
                                                     train.seed, inputs.first_epoch, inputs.epochs)
         elif len(views) == 1:
-            train_data = as_tf_dataset(views[0], targets, train.batch_size, shuffle_seed=train.seed)
+            train_data, steps = shuffled_batches(self.plan.upper, views[0], targets, train.batch_size,
+                                                 train.seed, inputs.epochs)
         else:
             train_data, steps = views_dataset(views, targets, train.batch_size, train.seed,
                                               inputs.first_epoch, inputs.epochs)
@@ -411,7 +418,7 @@ class CachedFeatureStage:
         )
 
     def _after_fit(self, test: Future[RowArray] | None, note: Callable[[str], None]) -> np.ndarray | None:
-        probabilities = None if test is None else predict_probabilities(self.plan.upper, test.result())
+        probabilities = None if test is None else replicated_probabilities(self.plan.upper, test.result())
         note(self.features.summary())
         return probabilities
 

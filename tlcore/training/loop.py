@@ -34,8 +34,10 @@ from tlcore.training.cached_stage import CachedFeatureStage, weights_identity
 from tlcore.training.checkpoint import Checkpoint, CheckpointCallback
 from tlcore.training.compiling import compile_for_stage, stage_rates
 from tlcore.training.datasets import balanced_class_weights
+from tlcore.training.distribution import choose_placement, detach_from_strategy, steps_per_execution_on
 from tlcore.training.model import backbone_of, build_classifier, count_params
 from tlcore.training.observer import NoteKeeper, PassTimer, TrainingObserver
+from tlcore.training.precision import describe_precision, precision_policy
 from tlcore.training.reporting import ObserverCallback
 from tlcore.training.stages import ImageStage, PreparedStage, Stage, StageInputs, StageKind, plan_stages
 
@@ -125,22 +127,32 @@ def train(
     keep_freed_memory()
     observer = observer or TrainingObserver()
     note = NoteKeeper(observer)
+    placement = choose_placement()
+    placement.check_batch(spec.train.batch_size)
+    mixed = getattr(spec.train, "mixed_precision", False)
+    precision = precision_policy(mixed, placement)
     if spec.train.strategy == "auto":
         spec = resolve_auto(spec, observer, checkpoint_dir, note)
     keras.utils.set_random_seed(spec.train.seed)
-    run = start_run(spec, observer, bundle, checkpoint_dir, note)
     history: list[EpochRecord] = []
     status, test_probabilities = RunStatus.FINISHED, None
-    for inputs in stage_inputs(run, plan_stages(spec.train, backbone_of(run.model), spec.backbone.name)):
-        outcome = fit_stage(run, inputs, stage_kind(run, inputs.stage).prepare(inputs))
-        history.extend(outcome.history)
-        test_probabilities = outcome.test_probabilities
-        if outcome.stopped:
-            status = RunStatus.STOPPED
-            break
+    with placement.scope(), precision:
+        for remark in (placement.describe(spec.train.batch_size), describe_precision(mixed)):
+            if remark:
+                note(remark)
+        run = start_run(spec, observer, bundle, checkpoint_dir, note)
+        for name, split in (("training", run.bundle.train), ("validation", run.bundle.val)):
+            placement.check_split(name, len(split), spec.train.batch_size)
+        for inputs in stage_inputs(run, plan_stages(spec.train, backbone_of(run.model), spec.backbone.name)):
+            outcome = fit_stage(run, inputs, stage_kind(run, inputs.stage).prepare(inputs))
+            history.extend(outcome.history)
+            test_probabilities = outcome.test_probabilities
+            if outcome.stopped:
+                status = RunStatus.STOPPED
+                break
     return RunResult(
         status=status,
-        model=run.model,
+        model=detach_from_strategy(run.model),
         bundle=run.bundle,
         history=history,
         notes=run.note.notes,
@@ -253,8 +265,8 @@ def fit_stage(run: TrainingRun, inputs: StageInputs, prepared: PreparedStage) ->
     steps = prepared.steps_per_epoch or math.ceil(len(bundle.train) / train.batch_size)
     rates = stage_rates(run.spec, run.model, stage, steps,
                         done_epochs=inputs.first_epoch - (inputs.end_epoch - stage.epochs))
-    compile_for_stage(prepared.model, train, rates.learning_rate, prepared.steps_per_execution,
-                      rates.multipliers)
+    compile_for_stage(prepared.model, train, rates.learning_rate,
+                      steps_per_execution_on(prepared.model, prepared.steps_per_execution), rates.multipliers)
     run.note(f"Stage {stage.name}: {stage.policy.describe()}, {rates.description}, "
              f"{count_params(prepared.model.trainable_weights):,} trainable parameters"
              + (f" (trained on {prepared.trained_on})." if prepared.trained_on else "."))

@@ -155,7 +155,11 @@ def build_classifier(
 def build_head(
     features: keras.KerasTensor, num_classes: int, dropout: float, hidden_units: int = 0
 ) -> keras.KerasTensor:
-    """Pooling (for feature maps), dropout, an optional hidden ReLU layer and the softmax layer."""
+    """Pooling (for feature maps), dropout, an optional hidden ReLU layer and the softmax layer.
+
+    The softmax layer is float32 under every dtype policy: under mixed precision the layers
+    below compute in float16, and probabilities and the loss are kept in full precision.
+    """
     if len(features.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     else:
@@ -163,7 +167,7 @@ def build_head(
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     if hidden_units:
         x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(x)
-    return keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
 
 
 def apply_head_after_pool(model: keras.Model, pooled: keras.KerasTensor) -> keras.KerasTensor:

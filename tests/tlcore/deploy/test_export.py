@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -159,8 +160,8 @@ def test_a_refused_conversion_is_an_export_error_and_leaves_nothing(trained, mon
 
 def test_unknown_formats_and_unfinished_runs_are_refused(trained):
     store, run_id = trained
-    with pytest.raises(ConfigError, match="onnx"):
-        export_run(run_id, "onnx", store)
+    with pytest.raises(ConfigError, match="Unknown export format 'coreml'.*tflite_int8, onnx"):
+        export_run(run_id, "coreml", store)
     queued, _ = store.create_run(tiny_spec("frozen", epochs=2))
     with pytest.raises(RunStateError, match="queued"):
         export_run(queued.id, "tflite", store)
@@ -179,7 +180,7 @@ def test_a_file_that_does_not_run_is_an_export_error_and_leaves_nothing(trained,
     assert [p for p in target.parent.iterdir() if p.is_dir()] == [], "no half-built package"
 
 
-def test_an_export_whose_test_images_are_gone_says_it_was_not_checked(tmp_path, monkeypatch):
+def test_an_export_whose_images_are_gone_says_it_was_not_checked_and_int8_is_refused(tmp_path, monkeypatch):
     folder = tmp_path / "photos"
     for index, colour in enumerate(((200, 30, 30), (30, 200, 30))):
         (folder / f"class{index}").mkdir(parents=True)
@@ -198,6 +199,9 @@ def test_an_export_whose_test_images_are_gone_says_it_was_not_checked(tmp_path, 
 
     metadata = export_metadata(export_run(run.id, "saved_model", store))
     assert "check" not in metadata and str(folder) in metadata["check_skipped"]
+    refused = f"calibrated on its training images.*{re.escape(str(folder))}.*tflite_quantized"
+    with pytest.raises(ExportError, match=refused):  # int8 cannot even be converted without them
+        export_run(run.id, "tflite_int8", store)
 
 
 def test_the_check_reads_as_a_sentence_and_names_a_sample():

@@ -27,9 +27,11 @@ def test_auto_searches_the_head_then_fine_tunes_the_top_blocks(tmp_path):
     assert result.model.get_layer("dropout").rate == chosen["dropout"]
     stages = [n for n in result.notes if n.startswith("Stage finetune")]
     assert stages and "cosine" in stages[0]
-    assert any(n.startswith("Then:") and f"top {AUTO_FINE_TUNE_BLOCKS} block" in n for n in result.notes)
-    # The head trained on the features the search computed: nothing was forwarded twice.
-    assert any("read from the feature store" in n and " 0 image(s) forwarded" in n for n in result.notes)
+    then = next(n for n in result.notes if n.startswith("Then:"))
+    assert f"top {AUTO_FINE_TUNE_BLOCKS} block" in then and "4 cached view(s) per image (flip)" in then
+    # Validation and test features come from the search's pass: read back, not forwarded again.
+    frozen_summary = next(n for n in result.notes if n.startswith("Frozen part up to pool"))
+    assert int(frozen_summary.split(" image(s) forwarded, ")[1].split()[0].replace(",", "")) > 0
 
 
 def test_a_resumed_auto_run_keeps_the_head_it_chose(tmp_path):
@@ -46,6 +48,9 @@ def test_auto_plans_a_cosine_fine_tune_with_discriminative_rates_and_early_stopp
     assert plan.head_hidden_units == 128 and plan.fine_tune_epochs == 4
     assert plan.fine_tune_schedule == "cosine" and plan.discriminative_floor < 1
     assert plan.fine_tune_blocks == AUTO_FINE_TUNE_BLOCKS and plan.early_stopping_patience > 0
-    kept = TrainSpec(strategy="auto", fine_tune_blocks=5, early_stopping_patience=1).auto_plan()
+    assert plan.augmentations == ("flip",) and plan.augment_views == 4
+    kept = TrainSpec(strategy="auto", fine_tune_blocks=5, early_stopping_patience=1,
+                     augmentations=("zoom",)).auto_plan()
     assert kept.fine_tune_blocks == 5 and kept.early_stopping_patience == 1
+    assert kept.augmentations == ("zoom",) and kept.augment_views == 0
     assert TrainSpec(strategy="auto", epochs=3, fine_tune_epochs=2).total_epochs == 5
