@@ -144,7 +144,7 @@ def writable_trained_home(with_trained_runs, tmp_path, monkeypatch):
 
 def fake_conversion(monkeypatch) -> list[str]:
     """Keras' converter and the check on test images replaced by fast doubles that record
-    their use: tests/tlcore/test_export.py runs the real ones."""
+    their use: tests/tlcore/deploy/test_export.py runs the real ones."""
     formats = []
 
     def convert(self, path, **kwargs):

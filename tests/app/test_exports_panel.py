@@ -5,18 +5,15 @@ backbone with random weights answers the same for every image, so its int8 agree
 nothing), trained once for this module; its exports are real conversions.
 """
 
-import sys
 from pathlib import Path
 
 import pytest
 from apptools import open_app
+from learning_runs import train_hub_run
 
 from tlcore.deploy.export import EXPORT_FORMATS, built_exports, export_run
 from tlcore.report.summaries import format_percent
 from tlcore.runs.store import RunStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tlcore" / "deploy"))
-from test_export_formats import train_hub_run  # noqa: E402 - the shared tiny run that learns
 
 
 @pytest.fixture(scope="module")

@@ -172,20 +172,22 @@ def built_exports(run_id: str, store: RunStore | None = None) -> list[BuiltExpor
     Reads only the files beside each zip, so a page can list them on every rerun.
     """
     store = store or RunStore()
-    built = []
-    for format_name in EXPORT_FORMATS:
+    found = (_built(run_id, format_name, store) for format_name in EXPORT_FORMATS)
+    return [export for export in found if export is not None]
+
+
+def _built(run_id: str, format_name: str, store: RunStore) -> BuiltExport | None:
+    try:
         path = ready_export(run_id, format_name, store)
-        metadata = export_metadata(path) if path is not None else None
-        try:
-            zip_bytes = path.stat().st_size if path is not None else None
-        except OSError:  # deleted meanwhile, with its run
-            zip_bytes = None
-        if metadata is None or zip_bytes is None:
-            continue
-        check = metadata.get("check")
-        built.append(BuiltExport(format_name, path, zip_bytes, metadata.get("model_bytes"),
-                                 ExportCheck(**check) if check else None, metadata.get("check_skipped")))
-    return built
+        zip_bytes = path.stat().st_size if path is not None else 0
+    except OSError:  # deleted meanwhile, with its run
+        return None
+    metadata = export_metadata(path) if path is not None else None
+    if path is None or metadata is None:
+        return None
+    check = metadata.get("check")
+    return BuiltExport(format_name, path, zip_bytes, metadata.get("model_bytes"),
+                       ExportCheck(**check) if check else None, metadata.get("check_skipped"))
 
 
 def export_run(run_id: str, format_name: str, store: RunStore | None = None) -> Path:

@@ -65,9 +65,6 @@ class TensorIO:
     def quantised(self) -> bool:
         return np.dtype(self.dtype).kind in "iu"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class TfliteIO:
