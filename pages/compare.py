@@ -21,7 +21,7 @@ from tlcore.report.summaries import (
     headline_accuracy,
     rows_to_csv,
 )
-from ui import classify_panel, compare_picker, exports, glue, paired_panel, widgets
+from ui import audit_panel, classify_panel, compare_picker, exports, glue, paired_panel, widgets
 
 HEATMAP_KINDS = {GRAD_CAM: "Grad-CAM", SALIENCY: "gradient saliency (TF Hub: no spatial map)"}
 """How the mistakes' heatmaps are named, by the kind the worker saved."""
@@ -147,6 +147,7 @@ if runs:
                 col.plotly_chart(glue.confusion_chart(run, labels[run.id]), key=f"compare.confusion.{run.id}")
     per_class_section([run for run in runs if run.id in reports])
     paired_panel.paired_section(runs, labels)
+    audit_panel.audit_section(store, runs, labels)
     mistakes_section(runs, reports)
 else:
     st.caption("Pick one or more runs above to see their curves, metrics and mistakes.")

@@ -39,6 +39,10 @@ SPEC_VERSION = 1
 AUTO_FINE_TUNE_BLOCKS = 4
 AUTO_DISCRIMINATIVE_FLOOR = 0.1
 AUTO_PATIENCE = 3
+AUTO_SEARCH_TRIALS = 16
+"""The auto strategy's head search stops after this many trials, or at its budget if sooner: past
+the eight random starts, a few guided trials find most of what a longer search does, and the
+fine-tuning after it is where auto's time goes best."""
 AUTO_AUGMENTATIONS = ("flip",)
 AUTO_VIEWS = 4
 """What the ``auto`` strategy fine-tunes with unless the spec says otherwise (see TrainSpec.auto_plan):
@@ -48,7 +52,8 @@ training image, as fastai's defaults augment."""
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "train": {"schedule": "constant", "fine_tune_schedule": "constant", "warmup_fraction": 0.1,
               "fine_tune_blocks": None, "discriminative_floor": 1.0, "oversample": False,
-              "weight_decay": 0.0, "head_hidden_units": 0, "search_budget_seconds": 60},
+              "weight_decay": 0.0, "head_hidden_units": 0, "search_budget_seconds": 60,
+              "mixed_precision": False},
 }
 """Fields added after runs were stored, with the default that trains as before they existed.
 
@@ -528,6 +533,8 @@ class TrainSpec:
             keeps the head a single dense layer.
         search_budget_seconds: Time the ``auto`` strategy's head search on cached features may
             take before fine-tuning starts.
+        mixed_precision: Compute in float16 on GPUs (Keras' ``mixed_float16``), the softmax in
+            float32 (see :mod:`tlcore.training.precision`).
     """
 
     strategy: str = _spec_field("frozen", "Strategy", "which layers train, and when", choices=STRATEGIES)
@@ -578,6 +585,8 @@ class TrainSpec:
     head_hidden_units: int = _spec_field(0, "Hidden units",
                                          "a ReLU layer of this width before the softmax (0: none)",
                                          bound=Bound(0, 4096, step=64))
+    mixed_precision: bool = _spec_field(False, "Mixed precision",
+                                        "float16 compute on GPUs (mixed_float16); refused on a CPU")
     search_budget_seconds: int = _spec_field(60, "Search budget",
                                              "seconds the auto strategy's head search may take",
                                              bound=Bound(5, 3600, step=5, form_high=600), unit="seconds")

@@ -26,9 +26,8 @@ from PIL import Image
 from streamlit.navigation.page import StreamlitPage
 from streamlit.runtime.scriptrunner import script_runner
 
-from tlcore.backbones import describe_catalogue
+from tlcore.backbones import backbone_block_table, describe_catalogue
 from tlcore.backbones.blocks import BlockInfo
-from tlcore.backbones.keras_apps import catalogue_block_table
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec
 from tlcore.data.preview import DatasetPreview, preview_dataset
 from tlcore.deploy.serving import LoadedRun, load_run
@@ -438,14 +437,11 @@ def backbone_blocks(backbone: BackboneSpec, image_size: int) -> list[BlockInfo]:
     """The blocks a catalogue backbone can unfreeze, with their parameters, bottom to top; none
     for TF Hub models and for a backbone that cannot be built (its problem is shown elsewhere).
 
-    Cached per backbone and width in tlcore (a random-weight model, built once: no weights file
-    is read and nothing trains). ``image_size`` does not change the counts.
+    Cached per backbone in tlcore (a random-weight model, built once: no weights file is read
+    and nothing trains).
     """
-    del image_size  # convolution weights do not depend on it
-    if backbone.is_hub:
-        return []
     try:
-        return list(catalogue_block_table(backbone.name, backbone.alpha))
+        return list(backbone_block_table(backbone, image_size))
     except TLError:
         return []
 

@@ -32,8 +32,8 @@ def test_the_audit_is_printed_as_json_then_as_text_from_the_stored_one(capsys) -
     total = sum(c["exact"] + c["near"] for c in payload["leak_counts"])
     assert len(payload["leaks"]) == min(total, 50)
     for pair in payload["leaks"]:
-        assert set(pair) == {"kind", "split", "index", "id", "label", "other_split", "other_index", "other_id",
-                             "other_label", "similarity"}
+        assert set(pair) == {"kind", "split", "index", "id", "label", "other_split", "other_index",
+                             "other_id", "other_label", "similarity"}
         assert pair["similarity"] >= payload["near_threshold"] and pair["kind"] in ("exact", "near")
     assert len(payload["label_issues"]) == min(payload["label_issue_count"], 50)
     stored = json.loads((RunStore().artifact_dir(run_id) / RunArtifacts.PREDICTIONS).read_text())

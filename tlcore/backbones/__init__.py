@@ -10,6 +10,7 @@ imported only when one is built or loaded.
 
 from __future__ import annotations
 
+from tlcore.backbones.blocks import BlockInfo
 from tlcore.backbones.catalogue import (
     CATALOGUE,
     KERAS_HUB_PRESETS,
@@ -22,8 +23,14 @@ from tlcore.backbones.catalogue import (
     weights_on_disk,
 )
 from tlcore.backbones.hub import HubBackbone, build_hub_backbone
-from tlcore.backbones.keras_apps import build_keras_backbone
-from tlcore.backbones.keras_hub import KerasHubFeatures, PresetPreprocess, TokenPool, build_kerashub_backbone
+from tlcore.backbones.keras_apps import build_keras_backbone, catalogue_block_table
+from tlcore.backbones.keras_hub import (
+    KerasHubFeatures,
+    PresetPreprocess,
+    TokenPool,
+    build_kerashub_backbone,
+    kerashub_block_table,
+)
 from tlcore.backbones.preprocess import MODES as PREPROCESS_MODES
 from tlcore.backbones.preprocess import Preprocess
 from tlcore.backbones.resolved import ResolvedBackbone
@@ -70,3 +77,17 @@ def build_backbone(spec: BackboneSpec, image_size: int) -> ResolvedBackbone:
     if spec.is_kerashub:
         return build_kerashub_backbone(spec, image_size)
     return build_keras_backbone(spec, image_size)
+
+
+def backbone_block_table(spec: BackboneSpec, image_size: int) -> tuple[BlockInfo, ...]:
+    """The blocks a backbone can unfreeze, bottom to top, with their parameters: catalogue and
+    keras-hub backbones (built once, random weights, nothing read); none for TF Hub models.
+
+    Raises:
+        BackboneError: The backbone cannot be built.
+    """
+    if spec.is_hub:
+        return ()
+    if spec.is_kerashub:
+        return kerashub_block_table(spec, image_size)
+    return catalogue_block_table(spec.name, spec.alpha)

@@ -25,8 +25,9 @@ and the stem up to the first layer whose output feeds several branches.
 
 keras-hub presets (``kerashub:`` names) are told apart by their layer names instead of a
 catalogue family: ResNet-style stages (``stack2_block3_...``, also DenseNet's), EfficientNet's
-``block6a_...``, VGG's ``block3_...``, and the transformer layers of a ViT (``transformer_block_7``, laid out by
-:class:`~tlcore.backbones.keras_hub.KerasHubFeatures`). The first rule that names any layer is used.
+``block6a_...``, VGG's ``block3_...``, and the transformer layers of a ViT
+(``transformer_block_7``, laid out by :class:`~tlcore.backbones.keras_hub.KerasHubFeatures`).
+The first rule that names any layer is used; other families (Swin, DeiT, MobileNetV3) have none.
 
 TF Hub models and unknown architectures have no blocks; they keep raw layer counts.
 """

@@ -22,6 +22,8 @@ costs seconds, and most processes never use it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +31,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlcore.backbones.blocks import BlockInfo, block_table
 from tlcore.backbones.catalogue import kaggle_cache_folder, preset_cached
 from tlcore.backbones.preprocess import Preprocess, _Affine
 from tlcore.backbones.resolved import ResolvedBackbone
@@ -258,34 +261,39 @@ def _load(keras_hub: Any, preset: str, spec: BackboneSpec, weights_id: str, cach
 
 
 def _at_size(source: keras.Model, image_size: int, preset: str) -> keras.Model:
-    """The backbone built for ``image_size`` square images, with the same weights.
+    """The backbone rebuilt from its own config for ``image_size`` square images, with its weights.
 
     A fixed input side gives every layer a known output shape, which the feature cache (rows
     of one size) and Grad-CAM need. Convolutions keep their weights at any size; a transformer's
-    position embeddings exist for one size only, so it is refused at any other.
+    position embeddings exist for one size only, so it is refused at any other. The rebuild
+    happens even at the right size: a saved model is rebuilt from this config, so a config
+    that does not give back the preset's weights (a keras-hub bug) is refused now, not when
+    the finished run's model fails to load.
     """
     height, width = source.inputs[0].shape[1:3]
-    if (height, width) == (image_size, image_size):
-        return source
-    if height is not None or width is not None:
-        raise BackboneError(
-            f"The keras-hub preset {preset} takes {height}x{width} images only, not {image_size} px.",
-            f"Set the image size to {height}.",
-        )
     config = source.get_config()
-    key = next((key for key in ("image_shape", "input_shape") if key in config), None)
-    if key is None:
-        raise BackboneError(f"The keras-hub preset {preset} does not say which image size it is built for.",
-                            "Use a preset folder saved with an image_shape, or another preset.")
-    config[key] = (image_size, image_size, 3)
+    if (height, width) != (image_size, image_size):
+        if height is not None or width is not None:
+            raise BackboneError(
+                f"The keras-hub preset {preset} takes {height}x{width} images only, not {image_size} px.",
+                f"Set the image size to {height}.",
+            )
+        key = next((key for key in ("image_shape", "input_shape") if key in config), None)
+        if key is None:
+            raise BackboneError(
+                f"The keras-hub preset {preset} does not say which image size it is built for.",
+                "Use a preset folder saved with an image_shape, or another preset.",
+            )
+        config[key] = (image_size, image_size, 3)
     try:
         sized = type(source).from_config(config)
+        sized.set_weights(source.get_weights())
     except ValueError as exc:
         raise BackboneError(
-            f"The keras-hub preset {preset} cannot take {image_size} px images ({_first_line(exc)}).",
-            "Use a larger image size (224 is what most were trained at).",
+            f"keras-hub cannot rebuild the preset {preset} from its config at {image_size} px "
+            f"({_first_line(exc)}).",
+            "Try a larger image size (224 is what most were trained at), or another preset.",
         ) from exc
-    sized.set_weights(source.get_weights())
     return sized
 
 
@@ -350,3 +358,25 @@ def image_classifier_presets() -> list[str]:
         BackboneError: keras-hub is not installed.
     """
     return sorted(keras_hub_module().models.ImageClassifier.presets)
+
+
+def kerashub_block_table(spec: BackboneSpec, image_size: int) -> tuple[BlockInfo, ...]:
+    """A preset's blocks with their parameter counts, bottom to top, for a form or a spec check.
+
+    Built once per preset, size and (for a folder) version of its ``config.json``, with random
+    weights: the counts do not depend on them and no weights file is read. The config is the
+    preset's, so a named preset must be in kagglehub's cache (or downloadable).
+
+    Raises:
+        BackboneError: The preset cannot be built (see :func:`build_kerashub_backbone`).
+    """
+    folder = spec.kerashub_folder
+    config = resolve_weights_path(folder) / "config.json" if folder is not None else None
+    stamp = config.stat().st_mtime_ns if config is not None and config.is_file() else 0
+    return _block_table(dataclasses.replace(spec, weights="none"), image_size, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _block_table(spec: BackboneSpec, image_size: int, stamp: int) -> tuple[BlockInfo, ...]:
+    del stamp  # part of the cache key only
+    return tuple(block_table(build_kerashub_backbone(spec, image_size).model, spec.name))

@@ -168,7 +168,7 @@ class DataAudit:
         exact_threshold: Similarity from which a pair counted as an exact copy.
         near_threshold: Similarity from which a pair counted as a near-copy.
         leak_counts: Per pair of splits searched, the images with a copy in the other.
-        leaks: The most similar pairs first, at most :attr:`AuditSettings.listed`.
+        leaks: At most :attr:`AuditSettings.listed` pairs, in :func:`find_leaks`' order.
         label_folds: Folds of the unseen head; 0 when the classes were too small to check.
         label_issue_count: Training images that look mislabelled, in all.
         label_issues: The most likely first, at most :attr:`AuditSettings.listed`.
@@ -230,7 +230,7 @@ class DataAudit:
 
     def criteria(self) -> str:
         """The thresholds used, in words, so a reader can judge the counts."""
-        return (f"Exact copy: the same file content, or cosine similarity of the frozen backbone's "
+        return (f"Exact copy: the same file, or a cosine similarity of the frozen backbone's "
                 f"pooled features of at least {self.exact_threshold:g}; near-copy: at least "
                 f"{self.near_threshold:g}. "
                 + (f"Labels checked by a linear head in {self.label_folds} folds (confident learning)."
@@ -561,8 +561,8 @@ def find_label_issues(train: SplitEmbeddings, probabilities: np.ndarray,
     An image is flagged when the head's probability of its given label (its self-confidence)
     is below what images of that class usually get, at most as many as the estimated label
     noise (``low_self_confidence``), ranked by self-confidence. On the flower photos with 2 %
-    of labels flipped it finds as many as cleanlab's default ``prune_by_noise_rate`` and flags
-    half as many others (docs/audit.md).
+    of labels flipped it finds as many as cleanlab's default ``prune_by_noise_rate`` (80 %
+    against 77 %) and flags half as many others (20 against 42; docs/audit.md).
     """
     from cleanlab.filter import find_label_issues as cleanlab_issues
 

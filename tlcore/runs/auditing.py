@@ -37,7 +37,7 @@ AUDIT_FOLDER = "audit"
 AUDIT_FILE = "audit.json"
 THUMBNAIL_FOLDER = "thumbnails"
 THUMBNAIL_PX = 96
-"""Longest side of a thumbnail: 50 pairs and 50 candidates take about 300 KB."""
+"""Longest side of a thumbnail: about 4 KB each, so 50 pairs and 50 candidates stay under 600 KB."""
 THUMBNAIL_QUALITY = 85
 
 

@@ -7,6 +7,7 @@ the Configure page, the job queue and the CLI refuse the same specs with the sam
 
 from __future__ import annotations
 
+from tlcore.backbones import backbone_block_table
 from tlcore.backbones.catalogue import (
     CATALOGUE,
     check_image_size,
@@ -14,7 +15,6 @@ from tlcore.backbones.catalogue import (
     resolve_alpha,
     weights_on_disk,
 )
-from tlcore.backbones.keras_apps import catalogue_block_table
 from tlcore.config import FINE_TUNING, RunSpec
 from tlcore.errors import ConfigError, TLError
 from tlcore.paths import resolve_weights_path
@@ -40,7 +40,7 @@ def spec_problems(spec: RunSpec) -> list[TLError]:
                 check()
             except TLError as exc:
                 problems.append(exc)
-    elif not backbone.is_hub:
+    elif not (backbone.is_hub or backbone.is_kerashub):
         problems.append(ConfigError(f"Unknown backbone {backbone.name!r}.",
                                     "Pick one from the catalogue or give a hub: handle."))
     if backbone.weights not in ("imagenet", "none"):
@@ -57,11 +57,15 @@ def _blocks_problems(spec: RunSpec) -> list[TLError]:
     if backbone.is_hub:
         return [ConfigError("TF Hub models declare no blocks to unfreeze.",
                             "Unfreeze a number of layers or a share of them instead.")]
-    if backbone.name not in CATALOGUE:
-        return []
-    blocks = catalogue_block_table(backbone.name, backbone.alpha)
+    try:
+        blocks = backbone_block_table(backbone, spec.dataset.image_size)
+    except TLError as exc:  # a preset that cannot be built here: say why, once
+        return [exc]
+    if not blocks:
+        return [ConfigError(f"{backbone.name} declares no blocks to unfreeze.",
+                            "Unfreeze a number of layers or a share of them instead.")]
     if wanted is not None and wanted > len(blocks):
-        title = get_backbone_info(backbone.name).title
+        title = get_backbone_info(backbone.name).title if backbone.name in CATALOGUE else backbone.name
         return [ConfigError(f"{title} has {len(blocks)} blocks ({blocks[0].name} to {blocks[-1].name}); "
                             f"{wanted} cannot be unfrozen.", f"Choose at most {len(blocks)} blocks.")]
     return []

@@ -10,11 +10,13 @@ resumed run goes on with the head it chose instead of searching again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 
-from tlcore.config import RunSpec
+from tlcore.backbones import backbone_block_table
+from tlcore.config import AUTO_SEARCH_TRIALS, RunSpec, TrainSpec
 from tlcore.files import atomic_write
 from tlcore.training.checkpoint import HEAD_SEARCH_FILE
 from tlcore.training.head_search import HeadSearch, Trial, head_search
@@ -44,6 +46,18 @@ def _trial_progress(spec: RunSpec, observer: TrainingObserver) -> Callable[[Tria
     return on_trial
 
 
+def _fit_blocks(spec: RunSpec, plan: TrainSpec, note: Callable[[str], None]) -> TrainSpec:
+    """The plan's block count where the backbone has that many; the top quarter of its layers
+    for a backbone without declared blocks (TF Hub, some keras-hub presets)."""
+    if spec.train.fine_tune_blocks is not None:
+        return plan  # the user's own choice: checked before the run was queued
+    blocks = backbone_block_table(spec.backbone, spec.dataset.image_size)
+    if not blocks:
+        note("This backbone declares no blocks: auto fine-tunes the top quarter of its layers instead.")
+        return dataclasses.replace(plan, fine_tune_blocks=None, fine_tune_fraction=0.25)
+    return dataclasses.replace(plan, fine_tune_blocks=min(plan.fine_tune_blocks or 1, len(blocks)))
+
+
 def resolve_auto(
     spec: RunSpec, observer: TrainingObserver, checkpoint_dir: Path | None, note: Callable[[str], None]
 ) -> RunSpec:
@@ -56,17 +70,20 @@ def resolve_auto(
         params = json.loads(saved.read_text())
         note(f"Resuming with the head settings the search chose: {params}.")
     else:
-        search = head_search(spec, observer=observer, on_trial=_trial_progress(spec, observer))
+        search = head_search(spec, max_trials=AUTO_SEARCH_TRIALS, observer=observer,
+                             on_trial=_trial_progress(spec, observer))
         params = dict(search.best.params)
         note(describe_search(search))
         if saved is not None:
             saved.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(saved, json.dumps(params))
-    plan = spec.train.auto_plan(params)
+    plan = _fit_blocks(spec, spec.train.auto_plan(params), note)
+    depth = (f"the top {plan.fine_tune_blocks} block(s)" if plan.fine_tune_blocks
+             else f"the top {plan.fine_tune_fraction:.0%} of the layers")
     views = (f" on {plan.augment_views} cached view(s) per image ({', '.join(plan.augmentations)})"
              if plan.augmentations and plan.augment_views else "")
     note(f"Then: the head at learning rate {plan.learning_rate:g} for {plan.epochs} epoch(s){views}, "
-         f"and the top {plan.fine_tune_blocks} block(s) for up to {plan.fine_tune_epochs} epoch(s) "
+         f"and {depth} for up to {plan.fine_tune_epochs} epoch(s) "
          f"at {plan.fine_tune_learning_rate:g} (cosine, lowest block at "
          f"{plan.discriminative_floor:g}x), stopping after {plan.early_stopping_patience} "
          "epoch(s) without a better validation loss.")

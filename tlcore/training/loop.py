@@ -129,7 +129,7 @@ def train(
     note = NoteKeeper(observer)
     placement = choose_placement()
     placement.check_batch(spec.train.batch_size)
-    mixed = getattr(spec.train, "mixed_precision", False)
+    mixed = spec.train.mixed_precision
     precision = precision_policy(mixed, placement)
     if spec.train.strategy == "auto":
         spec = resolve_auto(spec, observer, checkpoint_dir, note)

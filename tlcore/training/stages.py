@@ -20,6 +20,7 @@ import tensorflow as tf
 from tlcore.config import RunSpec, TrainSpec
 from tlcore.data import DatasetBundle, Split
 from tlcore.training.datasets import as_tf_dataset, one_hot, oversampled_dataset
+from tlcore.training.distribution import shuffled_batches
 from tlcore.training.model import FreezePolicy
 from tlcore.training.observer import PassProgress
 
@@ -147,8 +148,8 @@ class ImageStage:
                                                     train.batch_size, train.seed, inputs.first_epoch,
                                                     inputs.epochs)
         else:
-            train_data = as_tf_dataset(bundle.train.images, targets, train.batch_size,
-                                       shuffle_seed=train.seed)
+            train_data, steps = shuffled_batches(inputs.model, bundle.train.images, targets,
+                                                 train.batch_size, train.seed, inputs.epochs)
         return PreparedStage(
             model=inputs.model,
             train_data=train_data,

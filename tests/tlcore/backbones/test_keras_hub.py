@@ -28,6 +28,7 @@ from tlcore.backbones import (
     describe_kerashub_presets,
 )
 from tlcore.backbones.blocks import backbone_blocks, block_table
+from tlcore.backbones.keras_hub import image_classifier_presets, kerashub_block_table
 from tlcore.config import BackboneSpec, TrainSpec
 from tlcore.errors import BackboneError, ConfigError, WeightsUnavailableError
 from tlcore.report.evaluate import prepare_images
@@ -86,6 +87,17 @@ def test_a_vit_preset_lays_out_its_transformer_layers_and_pools_the_class_token(
     table = block_table(resolved.model, spec(presets / "vit").name)
     assert [row.name for row in table] == ["stem", "transformer_block_1", "transformer_block_2"]
     assert sum(row.params for row in table) == resolved.model.count_params()
+
+
+def test_the_block_table_of_a_preset_is_read_without_its_weights(presets):
+    built = build_backbone(spec(presets / "resnet"), SIZE).model
+    table = kerashub_block_table(spec(presets / "resnet"), SIZE)
+
+    assert table == tuple(block_table(built, spec(presets / "resnet").name))
+    assert [row.name for row in table] == ["stem", "stack0_block0", "stack1_block0"]
+    assert table[-1].params == sum(w.numpy().size for layer in built.layers[-10:]
+                                   if not isinstance(layer, keras.layers.BatchNormalization)
+                                   for w in layer.trainable_weights)
 
 
 def test_weights_none_is_the_same_architecture_at_random(presets):
@@ -167,6 +179,7 @@ def test_the_listed_presets_are_keras_hubs_own():
         assert entry["kaggle_handle"] == preset.handle, preset.name
         assert entry["metadata"]["params"] == preset.params, preset.name
         assert preset.name in getattr(keras_hub.models, preset.family).presets, preset.name
+    assert set(KERAS_HUB_PRESETS) <= set(image_classifier_presets())
 
 
 @pytest.mark.parametrize("name, kind, layer", [("resnet", GRAD_CAM, "stack1_block0_out"),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from recording import RecordingObserver
 from specs import tiny_spec
 
-from tlcore.config import AUTO_FINE_TUNE_BLOCKS, TrainSpec
+from tlcore.config import AUTO_FINE_TUNE_BLOCKS, BackboneSpec, TrainSpec
 from tlcore.training.checkpoint import HEAD_SEARCH_FILE
 from tlcore.training.loop import train
 
@@ -54,3 +55,16 @@ def test_auto_plans_a_cosine_fine_tune_with_discriminative_rates_and_early_stopp
     assert kept.fine_tune_blocks == 5 and kept.early_stopping_patience == 1
     assert kept.augmentations == ("zoom",) and kept.augment_views == 0
     assert TrainSpec(strategy="auto", epochs=3, fine_tune_epochs=2).total_epochs == 5
+
+
+def test_auto_fits_its_blocks_to_the_backbone():
+    from tlcore.training.auto import _fit_blocks
+
+    notes: list[str] = []
+    spec = tiny_spec("auto")
+    assert _fit_blocks(spec, spec.train.auto_plan(), notes.append).fine_tune_blocks == AUTO_FINE_TUNE_BLOCKS
+    hub = dataclasses.replace(spec, backbone=BackboneSpec("hub:https://tfhub.dev/x/y/1"))
+    plan = _fit_blocks(hub, hub.train.auto_plan(), notes.append)
+    assert plan.fine_tune_blocks is None and plan.fine_tune_fraction == 0.25
+    assert notes == ["This backbone declares no blocks: auto fine-tunes the top quarter of its layers "
+                     "instead."]
