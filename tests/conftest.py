@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 # Module-scoped fixtures load data before any test's own TL_HOME is set: they get this one,
 # never the real home of whoever runs the tests.
 os.environ["TL_HOME"] = tempfile.mkdtemp(prefix="tltest-home-")
+# Workers audit each finished run (seconds each); tests that mean it turn it back on.
+os.environ["TL_AUTO_AUDIT"] = "0"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -70,7 +70,7 @@ def _leak_pairs(store: RunStore, run_id: str, audit: DataAudit) -> None:
     total = sum(count.total for count in audit.leak_counts)
     if not audit.leaks:
         return
-    st.subheader(f"Copies across splits ({min(total, SHOWN_PAIRS)} of {total} shown)")
+    st.subheader(f"Copies across splits ({len(audit.leaks[:SHOWN_PAIRS])} of {total} shown)")
     names = audit.class_names
     for pair in audit.leaks[:SHOWN_PAIRS]:
         left, right, words = st.columns([1, 1, 3], vertical_alignment="center")
@@ -81,9 +81,8 @@ def _leak_pairs(store: RunStore, run_id: str, audit: DataAudit) -> None:
         kind = "Exact copy" if pair.kind == "exact" else "Near-copy"
         words.markdown(
             f"**{kind}**, similarity {pair.similarity:.4f}  \n"
-            f"{glue.literal(pair.split)} `{visible_label(pair.id)}` ({glue.literal(names[pair.label])}) · "
-            f"{glue.literal(pair.other_split)} `{visible_label(pair.other_id)}` "
-            f"({glue.literal(names[pair.other_label])})"
+            f"{pair.split} {_shown(pair.id)} ({_shown(names[pair.label])}) · "
+            f"{pair.other_split} {_shown(pair.other_id)} ({_shown(names[pair.other_label])})"
             + ("" if same else "  \n:orange[The two copies carry different labels.]"))
 
 
@@ -107,6 +106,11 @@ def _label_issues(store: RunStore, run_id: str, audit: DataAudit) -> None:
     if audit.label_issue_count > len(shown):
         st.caption(f"The audit keeps the {len(audit.label_issues)} most likely; "
                    f"`python -m tlcore audit {run_id} --json` prints them.")
+
+
+def _shown(text: str) -> str:
+    """A file or class name in Markdown as it is: invisible characters spelled out, nothing markup."""
+    return glue.literal(visible_label(text))
 
 
 def _thumbnail(column: DeltaGenerator, path: Path, caption: str) -> None:

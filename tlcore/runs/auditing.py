@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -24,13 +26,15 @@ import numpy as np
 from PIL import Image
 
 from tlcore.data.bundle import Split
-from tlcore.errors import ArtifactError, DatasetError, RunStateError, StorageError
+from tlcore.errors import ArtifactError, DatasetError, RunStateError, StorageError, TLError
 from tlcore.files import atomic_write
 from tlcore.records import RunArtifacts, RunRecord, RunStatus
 from tlcore.report.audit import AuditSettings, DataAudit, SplitEmbeddings, audit_embeddings
 from tlcore.runs.database import read_only_error, unwritable_error
 from tlcore.runs.store import RunStore
 from tlcore.training.observer import TrainingObserver
+
+log = logging.getLogger("tlcore.audit")
 
 AUDIT_FOLDER = "audit"
 """In a run's folder: the audit and its thumbnails, replaced together."""
@@ -251,3 +255,30 @@ def latest_audit_for_data(store: RunStore, fingerprint: str) -> DataAudit | None
         if audit is not None and audit.fingerprint == fingerprint:
             found.append(audit)
     return max(found, key=lambda audit: audit.created_at, default=None)
+
+
+AUTO_AUDIT_ENV = "TL_AUTO_AUDIT"
+"""``0`` turns off the audit a worker runs after each finished run (on by default)."""
+
+
+def audit_after_run(store: RunStore, run_id: str) -> None:
+    """Audit a run that just finished, in its worker, so its warnings reach the run's log and
+    the dataset's preview without anyone asking. It never fails the run: a reason it could not
+    be done becomes a note too."""
+    if os.environ.get(AUTO_AUDIT_ENV, "1").strip() == "0":
+        return
+    run = store.get(run_id)
+    if audit_problem(run) is not None:
+        return
+    try:
+        audit = audit_run(store, run_id)
+    except TLError as exc:
+        store.add_note(run_id, f"The data audit was not done: {exc.message}")
+        return
+    except Exception:  # noqa: BLE001 - the run has finished; an audit bug must not undo that
+        log.warning("run %s: the data audit failed", run_id, exc_info=True)
+        store.add_note(run_id, "The data audit failed unexpectedly; `python -m tlcore audit RUN --again` "
+                               "retries it.")
+        return
+    for warning in audit.warnings():
+        store.add_note(run_id, f"Data audit: {warning}")

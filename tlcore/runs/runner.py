@@ -23,6 +23,7 @@ from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunS
 from tlcore.report.evaluate import EvalReport, Mistake
 from tlcore.report.explain import explain_batch, overlay
 from tlcore.report.paired import TestPredictions
+from tlcore.runs.auditing import audit_after_run
 from tlcore.runs.data_identity import save_data_record, trained_on_other_data
 from tlcore.runs.store import RunStore
 from tlcore.runs.tracking import RunTrackers
@@ -137,6 +138,7 @@ def execute_run(
         store.finish(run_id, result.status)
         if result.status == RunStatus.FINISHED:  # after finish: a crash in between loses no work
             clear_checkpoint(checkpoint_dir)
+            audit_after_run(store, run_id)
     except Exception as exc:  # noqa: BLE001 - the run must end failed, whatever broke
         if status == RunStatus.FAILED:
             end_trackers(store, run_id, trackers, status, None)
