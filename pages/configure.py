@@ -9,6 +9,7 @@ import dataclasses
 import streamlit as st
 
 from tlcore.config import RunSpec
+from tlcore.runs.auditing import latest_audit_for_data
 from tlcore.runs.checks import spec_problems, spec_warnings
 from tlcore.runs.experiments import list_experiments, load_experiment, save_experiment
 from tlcore.training.estimate import (
@@ -57,6 +58,11 @@ elif st.session_state.get(glue.PREVIEWED):
     st.caption("The dataset settings changed since the last preview; preview again to see them.")
 if preview is not None:
     forms.preview_view(preview)
+    audit = glue.attempt(latest_audit_for_data, glue.store(), preview.fingerprint,
+                         doing="reading the data audit")
+    for warning in audit.warnings() if audit is not None else []:
+        st.warning(f"{glue.literal(warning)} (the data audit of run {audit.run_id}; see Compare & Classify)",
+                   icon=":material/policy:")
 
 st.subheader("2 · Backbone")
 backbone = forms.backbone_form(draft.backbone)

@@ -19,7 +19,7 @@ from tlcore.report.audit import DataAudit
 from tlcore.report.audit_plots import embedding_map_figure
 from tlcore.runs.auditing import audit_problem, stored_audit, thumbnail_path
 from tlcore.runs.store import RunStore
-from ui import glue
+from ui import glue, task_panel
 
 SHOWN_PAIRS = 12
 SHOWN_ISSUES = 24
@@ -38,6 +38,10 @@ def audit_section(store: RunStore, runs: list[RunRecord], labels: dict[str, str]
             _run_audit(store, run)
 
 
+def _progress(progress: dict) -> tuple[float, str]:
+    return float(progress.get("share", 0.0)), str(progress.get("text", "Auditing…"))
+
+
 def _run_audit(store: RunStore, run: RunRecord) -> None:
     problem = audit_problem(run)
     if problem:
@@ -50,9 +54,10 @@ def _run_audit(store: RunStore, run: RunRecord) -> None:
         return
     if audit is None:
         st.info("This run has no data audit yet: copies of test images in training, likely label "
-                "errors and a map of the test images. It takes seconds after a frozen run; "
-                "from a terminal on the server:", icon=":material/search:")
-        st.code(f"python -m tlcore audit {run.id}", language="bash")
+                "errors and a map of the test images. It takes seconds after a frozen run, in the "
+                f"background (or `python -m tlcore audit {run.id}` on the server).", icon=":material/search:")
+        task_panel.task_section(f"compare.audit.{run.id}", "audit", run.spec, {"run_id": run.id},
+                                "Audit this run", lambda result: st.rerun(), _progress)
         return
     for warning in audit.warnings():
         st.warning(warning, icon=":material/warning:")

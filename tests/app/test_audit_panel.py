@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from runfiles import finished_run
@@ -12,6 +14,7 @@ from tlcore.config import RunSpec
 from tlcore.data.bundle import Split
 from tlcore.records import RunStatus
 from tlcore.report.audit import SplitEmbeddings, audit_embeddings
+from tlcore.runs import tasks
 from tlcore.runs.auditing import AUDIT_FILE, audit_folder, save_audit, thumbnail_path
 from tlcore.runs.store import RunStore
 
@@ -70,8 +73,14 @@ def test_a_stored_audit_is_shown_and_a_run_without_one_says_how_to_get_it(monkey
     issues = at.dataframe[0].value
     assert list(issues["image"]) == [issue.id for issue in audit.label_issues]
     assert len(at.get("plotly_chart")) == 1
-    assert any("no data audit yet" in i.value for i in at.info)
-    assert [c.value for c in at.code] == [f"python -m tlcore audit {plain}"]
+    command = f"python -m tlcore audit {plain}"
+    assert any("no data audit yet" in i.value and command in i.value for i in at.info)
+    started: list[str] = []
+    monkeypatch.setattr(tasks, "_spawn", lambda identifier, folder: started.append(identifier))
+    at.button(key=f"compare.audit.{plain}.start").click().run()
+    assert not at.exception and len(started) == 1
+    request = json.loads((tasks.task_folder(started[0]) / tasks.REQUEST).read_text())
+    assert request["kind"] == "audit" and request["options"] == {"run_id": plain}
 
 
 def test_scratch_runs_and_damaged_audits_are_explained_without_a_traceback() -> None:

@@ -34,11 +34,16 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     """Counts per class and split, warnings and fingerprint, as the Configure page shows them."""
     from tlcore.data.preview import preview_dataset
+    from tlcore.runs.auditing import latest_audit_for_data
+    from tlcore.runs.store import RunStore
 
     values = {name: getattr(args, dest("dataset", name)) for name in settings(DatasetSpec)}
     dataset = DatasetSpec(**{name: value for name, value in values.items() if value is not None})
     preview = preview_dataset(dataset.with_absolute_paths(), per_class=0)
-    emit(args, preview.to_dict(), _describe_preview)
+    audit = latest_audit_for_data(RunStore(), preview.fingerprint)
+    audited = {"audit_run": audit.run_id if audit else None,
+               "audit_warnings": audit.warnings() if audit else []}
+    emit(args, {**preview.to_dict(), **audited}, _describe_preview)
     return 0
 
 
@@ -50,6 +55,7 @@ def _describe_preview(payload: dict[str, Any]) -> str:
         cells = "".join(f"{counts[name]:>9,}" for counts in payload["counts"].values())
         lines.append(name[:23].ljust(24) + cells)
     lines += [f"warning: {warning}" for warning in payload["warnings"]]
+    lines += [f"audit of run {payload['audit_run']}: {warning}" for warning in payload["audit_warnings"]]
     lines += [f"skipped: {skipped['id']}: {skipped['reason']}" for skipped in payload["skipped"]]
     if payload["unchecked"]:
         lines.append(f"{payload['unchecked']:,} image(s) not decoded by any run yet; unreadable ones show up "

@@ -4,6 +4,7 @@ stored with thumbnails, changed data and scratch runs refused."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 from runfiles import finished_run
 
+from tlcore.cli import main
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 from tlcore.errors import StorageError
 from tlcore.paths import keras_models_dir
@@ -257,7 +259,7 @@ def test_a_read_only_store_is_refused_before_any_work(isolated_home) -> None:
         audit_run(read_only, run_id)
 
 
-def test_a_worker_audits_each_finished_run_and_notes_its_warnings(tmp_path, monkeypatch) -> None:
+def test_a_worker_audits_each_finished_run_and_notes_its_warnings(tmp_path, monkeypatch, capsys) -> None:
     root = tmp_path / "drawings"
     write_dataset(root)
     monkeypatch.setenv("TL_AUTO_AUDIT", "1")
@@ -268,6 +270,9 @@ def test_a_worker_audits_each_finished_run_and_notes_its_warnings(tmp_path, monk
     notes = store.get(run_id).notes
     audit_notes = [n for n in notes if n.startswith("Data audit: ")]
     assert audit_notes == [f"Data audit: {w}" for w in audit.warnings()]
+    main(["preview", "--dataset", f"folder:{root}", "--image-size", "48", "--json"])
+    previewed = json.loads(capsys.readouterr().out)
+    assert previewed["audit_run"] == run_id and previewed["audit_warnings"] == audit.warnings()
     monkeypatch.setenv("TL_AUTO_AUDIT", "0")
     other = trained(store, dataclasses.replace(spec_of(root), train=TrainSpec(strategy="frozen", epochs=2)))
     assert stored_audit(store, other) is None
