@@ -130,6 +130,11 @@ def run(
     clock = epoch_clock()
     started = time.perf_counter()
     model.fit(train, validation_data=val, epochs=epochs, callbacks=[clock], verbose=0)
+    return evaluated(model, test, clock, started, layers)
+
+
+def evaluated(model: keras.Model, test: tf.data.Dataset, clock, started: float, layers: int) -> RecipeResult:
+    """Score a fitted recipe model on the test files; ``started`` is when its fitting began."""
     fitted = time.perf_counter()
     _, accuracy = model.evaluate(test, verbose=0)
     return RecipeResult(
@@ -181,13 +186,4 @@ def run_then_finetune(
                       loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
         model.fit(train, validation_data=val, initial_epoch=epochs[0] * stage,
                   epochs=epochs[0] + stage * stage_epochs, callbacks=[clock], verbose=0)
-    fitted = time.perf_counter()
-    _, accuracy = model.evaluate(file_dataset(split, "test", image_size, batch_size), verbose=0)
-    return RecipeResult(
-        accuracy=float(accuracy),
-        epoch_seconds=clock.seconds,
-        fit_seconds=fitted - started,
-        evaluate_seconds=time.perf_counter() - fitted,
-        trainable_params=int(sum(math.prod(w.shape) for w in model.trainable_weights)),
-        trainable_layers=layers,
-    )
+    return evaluated(model, file_dataset(split, "test", image_size, batch_size), clock, started, layers)

@@ -17,7 +17,7 @@ from tlcore.errors import TLError
 from tlcore.records import RunRecord
 from tlcore.report.audit import DataAudit
 from tlcore.report.audit_plots import embedding_map_figure
-from tlcore.runs.auditing import audit_problem, stored_audit, thumbnail_path
+from tlcore.runs.auditing import audit_problem, map_thumbnail_path, stored_audit, thumbnail_path
 from tlcore.runs.store import RunStore
 from ui import glue, task_panel
 
@@ -68,7 +68,27 @@ def _run_audit(store: RunStore, run: RunRecord) -> None:
     _leak_pairs(store, run.id, audit)
     _label_issues(store, run.id, audit)
     if audit.map_points:
-        st.plotly_chart(embedding_map_figure(audit), key=f"compare.audit.map.{run.id}")
+        _embedding_map(store, run.id, audit)
+
+
+def _embedding_map(store: RunStore, run_id: str, audit: DataAudit) -> None:
+    """The map; clicking (or lassoing) points shows their pictures beside it."""
+    chart, picture = st.columns([3, 1])
+    event = chart.plotly_chart(embedding_map_figure(audit), key=f"compare.audit.map.{run_id}",
+                               on_select="rerun", selection_mode=("points", "lasso"))
+    picked = [point.get("customdata") for point in (event.selection.points if event else [])][:6]
+    if not picked:
+        picture.caption("Click a point (or draw a lasso) to see its picture.")
+    for position in picked:
+        if not isinstance(position, int) or not 0 <= position < len(audit.map_points):
+            continue
+        point, path = audit.map_points[position], map_thumbnail_path(store, run_id, position)
+        text = (f"{point.id}: {audit.class_names[point.label]}, answered "
+                f"{audit.class_names[point.predicted]}")
+        if path.exists():
+            picture.image(str(path), caption=glue.literal(text))
+        else:
+            picture.caption(glue.literal(text) + " (no picture kept: audit it again)")
 
 
 def _leak_pairs(store: RunStore, run_id: str, audit: DataAudit) -> None:

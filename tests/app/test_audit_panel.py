@@ -15,7 +15,7 @@ from tlcore.data.bundle import Split
 from tlcore.records import RunStatus
 from tlcore.report.audit import SplitEmbeddings, audit_embeddings
 from tlcore.runs import tasks
-from tlcore.runs.auditing import AUDIT_FILE, audit_folder, save_audit, thumbnail_path
+from tlcore.runs.auditing import AUDIT_FILE, audit_folder, map_thumbnail_path, save_audit, thumbnail_path
 from tlcore.runs.store import RunStore
 
 
@@ -73,6 +73,12 @@ def test_a_stored_audit_is_shown_and_a_run_without_one_says_how_to_get_it(monkey
     issues = at.dataframe[0].value
     assert list(issues["image"]) == [issue.id for issue in audit.label_issues]
     assert len(at.get("plotly_chart")) == 1
+    assert all(map_thumbnail_path(store, audited, k).exists() for k in range(len(audit.map_points)))
+    assert any("Click a point" in c.value for c in at.caption)
+    from tlcore.report.audit_plots import embedding_map_figure
+
+    positions = sorted(k for trace in embedding_map_figure(audit).data for k in trace.customdata)
+    assert positions == list(range(len(audit.map_points)))  # a picked point finds its picture
     command = f"python -m tlcore audit {plain}"
     assert any("no data audit yet" in i.value and command in i.value for i in at.info)
     started: list[str] = []

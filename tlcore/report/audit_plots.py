@@ -20,19 +20,23 @@ def embedding_map_figure(audit: DataAudit) -> go.Figure:
     Neighbours on the map look alike to the frozen backbone: a mistake among another class's
     points is an image that resembles that class (or is labelled wrongly); a class spread in
     two clusters may hold two kinds of picture. Hovering a point gives its file, class and the
-    run's answer.
+    run's answer; each point's ``customdata`` is its place in ``audit.map_points``, so a page can
+    show the picked point's picture.
     """
     fig = go.Figure()
     names = [visible_label(name) for name in audit.class_names]
     for label, name in enumerate(names):
-        points = [point for point in audit.map_points if point.label == label]
+        points = [(position, point) for position, point in enumerate(audit.map_points)
+                  if point.label == label]
         color = RUN_COLORS[label % len(RUN_COLORS)]
         for mistakes in (False, True):
-            shown = [point for point in points if point.mistake == mistakes]
-            if not shown:
+            picked = [(position, point) for position, point in points if point.mistake == mistakes]
+            if not picked:
                 continue
+            shown = [point for _, point in picked]
             fig.add_trace(go.Scatter(
                 x=[point.x for point in shown], y=[point.y for point in shown], mode="markers",
+                customdata=[position for position, _ in picked],
                 name=f"{name} (mistakes)" if mistakes else name, legendgroup=name,
                 marker={"color": color, "symbol": MISTAKE_SYMBOL if mistakes else RIGHT_SYMBOL,
                         "size": 10 if mistakes else 6, "opacity": 1.0 if mistakes else 0.6,

@@ -167,6 +167,15 @@ def thumbnail_name(split: str, index: int) -> str:
     return f"{split}-{index:06d}.jpg"
 
 
+def map_thumbnail_path(store: RunStore, run_id: str, position: int) -> Path:
+    """The thumbnail of the ``position``-th point of the audit's map (shown when it is picked)."""
+    return audit_folder(store, run_id) / THUMBNAIL_FOLDER / map_thumbnail_name(position)
+
+
+def map_thumbnail_name(position: int) -> str:
+    return f"map-{position:05d}.jpg"
+
+
 def save_audit(store: RunStore, run_id: str, audit: DataAudit, splits: Mapping[str, Split]) -> Path:
     """Write the audit and the thumbnails of the images it lists, replacing any earlier audit.
 
@@ -182,6 +191,10 @@ def save_audit(store: RunStore, run_id: str, audit: DataAudit, splits: Mapping[s
         thumbnails.mkdir(parents=True)
         for split, index in listed_images(audit):
             _save_thumbnail(splits[split].images[index], thumbnails / thumbnail_name(split, index))
+        test_index = {image_id: i for i, image_id in enumerate(splits["test"].ids)}
+        for position, point in enumerate(audit.map_points):
+            pixels = splits["test"].images[test_index[point.id]]
+            _save_thumbnail(pixels, thumbnails / map_thumbnail_name(position))
         atomic_write(staging / AUDIT_FILE, json.dumps(audit.to_dict(), indent=1, allow_nan=False))
         if target.exists():
             target.rename(retired)
