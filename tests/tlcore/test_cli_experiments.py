@@ -52,3 +52,12 @@ def test_train_estimate_prints_the_estimate_and_trains_nothing(capsys):
     assert RunStore().list_runs() == []
     code, out, _ = run_cli(capsys, "train", *FLAGS, "--estimate")
     assert out.startswith("Estimate: about") and "training images" in out
+
+
+def test_backbones_lists_keras_hub_presets_with_what_needs_a_download(capsys):
+    from tlcore.backbones.catalogue import KERAS_HUB_PRESETS
+
+    code, out, _ = run_cli(capsys, "backbones", "--kerashub", "--json")
+    rows = json.loads(out)
+    assert code == 0 and {row["name"] for row in rows} == {f"kerashub:{name}" for name in KERAS_HUB_PRESETS}
+    assert all(isinstance(row["on_disk"], bool) and row["download"] for row in rows)

@@ -11,7 +11,11 @@ from tlcore.config import DatasetSpec, settings
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
-    from tlcore.backbones.catalogue import SIZE_RULE, describe_catalogue
+    from tlcore.backbones.catalogue import SIZE_RULE, describe_catalogue, describe_kerashub_presets
+
+    if args.kerashub:  # which keras-hub presets are cached here, and which need a download
+        emit(args, describe_kerashub_presets(), describe_rows)
+        return 0
 
     def describe(rows: list[dict[str, Any]]) -> str:
         brief = [{k: v for k, v in row.items() if k not in ("weights", "size_rule")} for row in rows]
@@ -64,7 +68,9 @@ def _describe_preview(payload: dict[str, Any]) -> str:
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    json_verb(verbs, "backbones", cmd_backbones, "list the backbone catalogue")
+    backbones = json_verb(verbs, "backbones", cmd_backbones, "list the backbone catalogue")
+    backbones.add_argument("--kerashub", action="store_true",
+                           help="list the keras-hub presets instead, with which need a download")
     json_verb(verbs, "datasets", cmd_datasets, "list builtin and common TFDS datasets")
     preview = json_verb(verbs, "preview", cmd_preview,
                         "a dataset's counts, warnings and fingerprint (no decoding)")
