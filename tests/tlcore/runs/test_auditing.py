@@ -29,6 +29,7 @@ from tlcore.runs.auditing import (
     audit_run,
     latest_audit_for_data,
     listed_images,
+    map_thumbnail_path,
     stored_audit,
     thumbnail_path,
 )
@@ -156,7 +157,9 @@ def check_stored(store: RunStore, run_id: str, audit) -> None:
     images = listed_images(audit)
     assert images and all(thumbnail_path(store, run_id, *image).exists() for image in images)
     thumbnails = sorted((audit_folder(store, run_id) / "thumbnails").iterdir())
-    assert len(thumbnails) == len(images)
+    mapped = [map_thumbnail_path(store, run_id, k) for k in range(len(audit.map_points))]
+    assert all(path.exists() for path in mapped)
+    assert len(thumbnails) == len(images) + len(mapped)
     for path in thumbnails:
         with Image.open(path) as image:
             assert image.format == "JPEG" and max(image.size) <= THUMBNAIL_PX
