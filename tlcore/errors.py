@@ -68,5 +68,9 @@ class StorageError(TLError):
     """The server could not write a run's files (disk full, quota exceeded)."""
 
 
+class ClusterError(TLError):
+    """The Ray cluster named by ``TL_JOBS`` cannot be reached, or refused a run."""
+
+
 class ExportError(TLError):
     """A model cannot be converted to the requested deployment format."""

@@ -166,6 +166,11 @@ class RunArtifacts:
         return self.folder / "disk-full"
 
     @property
+    def ray_job(self) -> Path:
+        """Which Ray job trains the run (``tlcore.runs.ray_jobs``); absent for local workers."""
+        return self.folder / "ray-job.json"
+
+    @property
     def exports(self) -> Path:
         return self.folder / "exports"
 

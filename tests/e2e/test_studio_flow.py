@@ -30,6 +30,7 @@ import psutil
 import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec, TrainSpec
 from tlcore.records import ACTIVE, EpochRecord
@@ -214,9 +215,15 @@ def type_number(page: Page, key: str, value: int) -> None:
 def choose(page: Page, key: str, option: str) -> None:
     """Pick ``option`` in a selectbox, as a person does: open it, click the option."""
     box = widget(page, key).get_by_role("combobox")
-    box.click()
-    box.fill(option)  # as a person types: the long catalogue list then shows the option at once
-    page.get_by_role("option", name=option, exact=True).click()
+    choice = page.get_by_role("option", name=option, exact=True)
+    for _ in range(3):  # a rerun still painting the page may close the list just opened: reopen it
+        box.click()
+        box.fill(option)  # as a person types: the long catalogue list then shows the option at once
+        try:
+            choice.click(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
     expect(box).to_have_value(option)
 
 

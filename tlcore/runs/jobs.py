@@ -3,7 +3,8 @@
 The store is the only channel between the app and the workers: ``submit`` queues a run,
 ``dispatch`` starts workers up to the concurrency limit, each worker writes epochs to the
 store and starts the next queued run when it ends. ``reap`` marks runs whose worker died as
-failed, so no run stays "running" forever.
+failed, so no run stays "running" forever. With ``TL_JOBS=ray://...`` the workers run as Ray
+jobs on a cluster (:mod:`tlcore.runs.ray_jobs`) instead of processes here; nothing else changes.
 
 Exactly one process trains a run. ``dispatch`` claims queued runs for itself in one
 transaction, then hands each to the worker it starts (the worker finds the dispatcher's pid in
@@ -29,10 +30,12 @@ from pathlib import Path
 import psutil
 
 from tlcore.config import RunSpec
-from tlcore.errors import StorageError
+from tlcore.errors import StorageError, TLError
 from tlcore.paths import absolute_environment
 from tlcore.records import RunRecord, RunStatus
+from tlcore.runs import ray_jobs
 from tlcore.runs.data_identity import DataIdentity, change_note
+from tlcore.runs.shared_paths import check_reachable
 from tlcore.runs.store import Claimant, RunStore
 
 DEFAULT_MAX_JOBS = 1
@@ -77,6 +80,8 @@ def check_spec(spec: RunSpec) -> RunSpec:
     problems = spec_problems(spec)
     if problems:
         raise problems[0]
+    if ray_jobs.cluster_address():
+        check_reachable(spec)
     return spec
 
 
@@ -132,22 +137,43 @@ def dispatch(store: RunStore) -> list[str]:
     a run is never without one owner that ``reap`` can check, and never has two.
     """
     reap(store)
+    cluster = ray_jobs.cluster_address()
     started = []
     for run in store.claim_queued(max_jobs(), Claimant.current()):
-        try:
-            process = spawn_worker(store, run.id)
-        except OSError as exc:  # out of processes or memory: say so now, not after the grace
-            store.finish(run.id, RunStatus.FAILED, f"The worker process could not be started ({exc})."
-                                                   " Resume the run to try again.")
-            continue
-        try:
-            created = psutil.Process(process.pid).create_time()
-        except psutil.NoSuchProcess:  # it already exited: a start time no live process has
-            created = 0.0
-        # A no-op when the worker already took the run over, or finished it.
-        store.claim(run.id, Claimant(process.pid, created), handed_from=os.getpid())
-        started.append(run.id)
+        store.artifacts(run.id).ray_job.unlink(missing_ok=True)  # left by an earlier attempt
+        if _start_on_ray(store, run, cluster) if cluster else _start_locally(store, run.id):
+            started.append(run.id)
     return started
+
+
+def _start_locally(store: RunStore, run_id: str) -> bool:
+    """Start the run's worker process here and hand it the claim."""
+    try:
+        process = spawn_worker(store, run_id)
+    except OSError as exc:  # out of processes or memory: say so now, not after the grace
+        store.finish(run_id, RunStatus.FAILED, f"The worker process could not be started ({exc})."
+                                               " Resume the run to try again.")
+        return False
+    try:
+        created = psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:  # it already exited: a start time no live process has
+        created = 0.0
+    # A no-op when the worker already took the run over, or finished it.
+    store.claim(run_id, Claimant(process.pid, created), handed_from=os.getpid())
+    return True
+
+
+def _start_on_ray(store: RunStore, run: RunRecord, cluster: str) -> bool:
+    """Send the run to the cluster; its worker takes the claim over from this process there."""
+    files = store.artifacts(run.id)
+    files.worker_log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        ray_jobs.submit_run(run, files.worker_log, files.ray_job, cluster, {CLAIMED_BY_ENV: str(os.getpid())})
+    except TLError as exc:
+        files.ray_job.unlink(missing_ok=True)
+        store.finish(run.id, RunStatus.FAILED, f"{exc} Resume the run to try again.")
+        return False
+    return True
 
 
 def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
@@ -194,12 +220,35 @@ def reap(store: RunStore) -> list[str]:
             _children.remove(child)
     dead = []
     for run in store.list_runs(statuses={RunStatus.RUNNING}):
-        if not worker_alive(run):
-            marker = store.artifacts(run.id).disk_full_marker
-            store.finish(run.id, RunStatus.FAILED, _death_reason(run, marker.exists()))
-            marker.unlink(missing_ok=True)
+        reason = worker_gone(store, run)
+        if reason:
+            store.finish(run.id, RunStatus.FAILED, reason)
+            store.artifacts(run.id).disk_full_marker.unlink(missing_ok=True)
             dead.append(run.id)
     return dead
+
+
+def worker_gone(store: RunStore, run: RunRecord) -> str | None:
+    """Why a running run's worker no longer trains it, or None while it does.
+
+    A run on a Ray cluster is judged by its job there, as its process may be on another
+    machine; a full disk is the reason whenever the worker left its marker.
+    """
+    files = store.artifacts(run.id)
+    job = ray_jobs.RayJob.read(files.ray_job)
+    if job is None:
+        return None if worker_alive(run) else _death_reason(run, files.disk_full_marker.exists())
+    reason = ray_jobs.death_reason(job, submitted_long_ago=_age(files.ray_job) > LAUNCH_GRACE_S)
+    if reason is None:
+        return None
+    return _death_reason(run, True) if files.disk_full_marker.exists() else reason
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _death_reason(run: RunRecord, disk_was_full: bool) -> str:
@@ -230,7 +279,12 @@ def cancel(run_id: str, store: RunStore | None = None) -> RunRecord:
     """Stop a run: queued runs at once, running ones at their next batch."""
     store = store or RunStore()
     run = store.request_stop(run_id)
-    if run.status == RunStatus.RUNNING and not worker_alive(run):
+    if run.status != RunStatus.RUNNING:
+        return run
+    job = ray_jobs.RayJob.read(store.artifacts(run_id).ray_job)
+    if job and not ray_jobs.has_started(job) and ray_jobs.stop(job):
+        store.finish(run_id, RunStatus.STOPPED)  # still waiting for room on the cluster
+    elif worker_gone(store, run):
         reap(store)
     return store.get(run_id)
 
