@@ -17,6 +17,7 @@ from pathlib import Path
 from tlcore.errors import StorageError, TLError
 from tlcore.paths import tl_home
 from tlcore.records import RunRecord
+from tlcore.runs import ray_jobs
 from tlcore.runs.database import (
     DB_NAME,
     REBUILD,
@@ -102,7 +103,7 @@ def check(home: Path | None = None) -> Checkup:
     if home.is_dir():
         state = _check_store(home)
         findings += [state.finding, *_check_folders(home, state), *_check_caches(home)]
-    return Checkup(home, tuple(findings))
+    return Checkup(home, (*findings, _check_jobs()))
 
 
 def rebuild(home: Path | None = None) -> Rebuild:
@@ -176,6 +177,22 @@ def _check_home(home: Path) -> Finding:
                        "resumed or deleted.", "Make it writable for this user, or set TL_HOME to a "
                        "folder that is.")
     return Finding("home", True, "is a writable folder.")
+
+
+def _check_jobs() -> Finding:
+    """Where runs train: worker processes here, or a Ray cluster that must answer."""
+    try:
+        address = ray_jobs.cluster_address()
+        if address is None:
+            return Finding("jobs", True, "runs train in worker processes on this server (TL_JOBS=local).")
+        version = ray_jobs.cluster_version(address)
+    except TLError as exc:
+        return Finding("jobs", False, _message(exc), exc.hint)
+    store = "the run store on TL_DATABASE_URL's server" if server_url() else (
+        "the SQLite file under TL_HOME (enough while every node is this machine; set TL_DATABASE_URL "
+        "for nodes elsewhere)")
+    return Finding("jobs", True, f"runs train as Ray jobs on the cluster at {address} (Ray {version}), "
+                   f"against {store}.")
 
 
 def _check_server_store(home: Path) -> _StoreState:

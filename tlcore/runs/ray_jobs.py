@@ -187,3 +187,18 @@ def has_started(job: RayJob) -> bool:
     except Exception:
         return True
     return str(getattr(status, "value", status)) != "PENDING"
+
+
+def cluster_version(address: str) -> str:
+    """The Ray version the cluster's job API reports (the doctor's check that it answers).
+
+    Raises:
+        ClusterError: The cluster cannot be reached.
+    """
+    try:
+        return str(_client(address).get_version())
+    except ClusterError:
+        raise
+    except Exception as exc:
+        raise ClusterError(f"The Ray cluster at {address} could not be reached ({_first_line(exc)}).",
+                           f"Start it (ray start --head) or correct {JOBS_ENV}.") from exc
