@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from integration import ray_head
-from integration.pg_cluster import Cluster, shared_cluster, stop_shared
+from integration.pg_cluster import PASSWORD, Cluster, shared_cluster, stop_shared
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,7 +41,7 @@ def postgres_url(postgres_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture(scope="session")
 def ray_cluster(request: pytest.FixtureRequest) -> ray_head.RayHead:
     request.addfinalizer(ray_head.stop_shared)
-    head = ray_head.shared_head()
+    head = ray_head.shared_head({"PGPASSWORD": PASSWORD})  # a node's own secret: jobs carry none
     if head is None:
         pytest.skip("Ray is not installed in this environment (pip install -r requirements.txt)")
     return head

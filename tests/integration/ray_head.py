@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -75,8 +76,13 @@ class RayHead:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_head(ray: Path) -> RayHead:
-    """Start a head node and wait until its job API answers; the caller stops it."""
+def start_head(ray: Path, extra_env: dict[str, str] | None = None) -> RayHead:
+    """Start a head node and wait until its job API answers; the caller stops it.
+
+    Args:
+        extra_env: Settings of the node's own environment, which its jobs inherit (as a real
+            node's ``PGPASSWORD``, which the studio never sends along with a job).
+    """
     folder = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))  # short: Ray's socket paths are
     dashboard_port, client_port = _free_port(), _free_port()     # limited to 107 characters
     command = [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
@@ -85,7 +91,7 @@ def start_head(ray: Path) -> RayHead:
                "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={folder / 'ray'}"]
     with open(folder / "head.log", "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   preexec_fn=_die_with_parent)
+                                   env={**os.environ, **(extra_env or {})}, preexec_fn=_die_with_parent)
     head = RayHead(folder, process, dashboard_port, client_port)
     _wait_until_ready(head)
     return head
@@ -108,13 +114,13 @@ def _wait_until_ready(head: RayHead) -> None:
 _shared: list[RayHead] = []
 
 
-def shared_head() -> RayHead | None:
+def shared_head(extra_env: dict[str, str] | None = None) -> RayHead | None:
     """The one Ray cluster of this test session, started on first use; None without Ray."""
     if not _shared:
         ray = ray_command()
         if ray is None:
             return None
-        _shared.append(start_head(ray))
+        _shared.append(start_head(ray, extra_env))
     return _shared[0]
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import pytest
 from folders import add_images
+from integration.pg_cluster import PASSWORD
 from ray.job_submission import JobSubmissionClient
 from specs import tiny_spec
 
@@ -57,11 +58,13 @@ def slow_spec(epochs: int) -> RunSpec:
     return tiny_spec("scratch", epochs=epochs)
 
 
-def test_a_run_trains_on_the_cluster_and_a_second_launch_reuses_it(on_ray) -> None:
+def test_a_run_trains_on_the_cluster_and_a_second_launch_reuses_it(on_ray, postgres_url) -> None:
     store = RunStore()
     submission = jobs.submit(tiny_spec("frozen", epochs=2), store)
     assert not submission.reused and submission.run.status is RunStatus.RUNNING
     job = ray_job_of(store, submission.run.id)
+    sent = JobSubmissionClient(on_ray.jobs_url).get_job_info(job.submission_id).runtime_env["env_vars"]
+    assert sent["TL_DATABASE_URL"] == postgres_url.replace(f":{PASSWORD}@", "@")  # shown in the dashboard
     again = jobs.submit(tiny_spec("frozen", epochs=2), RunStore())  # while it is still active
     assert again.reused and again.run.id == submission.run.id
     finished(store, submission.run.id)

@@ -33,7 +33,7 @@ from tlcore.config import RunSpec
 from tlcore.errors import StorageError, TLError
 from tlcore.paths import absolute_environment
 from tlcore.records import RunRecord, RunStatus
-from tlcore.runs import ray_jobs
+from tlcore.runs import artifact_mirror, ray_jobs
 from tlcore.runs.data_identity import DataIdentity, change_note
 from tlcore.runs.shared_paths import check_reachable
 from tlcore.runs.store import Claimant, RunStore
@@ -82,6 +82,7 @@ def check_spec(spec: RunSpec) -> RunSpec:
         raise problems[0]
     if ray_jobs.cluster_address():
         check_reachable(spec)
+        ray_jobs.resources(spec.train.mixed_precision)
     return spec
 
 
@@ -168,7 +169,8 @@ def _start_on_ray(store: RunStore, run: RunRecord, cluster: str) -> bool:
     files = store.artifacts(run.id)
     files.worker_log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        ray_jobs.submit_run(run, files.worker_log, files.ray_job, cluster, {CLAIMED_BY_ENV: str(os.getpid())})
+        ray_jobs.submit_run(run, files.worker_log, files.ray_job, cluster,
+                            {CLAIMED_BY_ENV: str(os.getpid()), "TL_HOME": str(store.root.absolute())})
     except TLError as exc:
         files.ray_job.unlink(missing_ok=True)
         store.finish(run.id, RunStatus.FAILED, f"{exc} Resume the run to try again.")
@@ -325,6 +327,8 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
     try:
         if not claim_for_this_process(store, run_id, handed_from=_dispatcher_pid()):
             return 1
+        if not _restore_from_mirror(store, run_id):
+            return 1
         run = execute_run(store, run_id)
     except Exception as exc:
         if as_storage_error(exc) is None:
@@ -333,6 +337,17 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
         return EXIT_DISK_FULL
     dispatch(store)
     return 0 if run.status in (RunStatus.FINISHED, RunStatus.STOPPED) else 1
+
+
+def _restore_from_mirror(store: RunStore, run_id: str) -> bool:
+    """Fetch the run's folder from ``TL_ARTIFACTS_URL`` (its checkpoint may come from another
+    node); storage that cannot be read fails the run at once, with what to check."""
+    try:
+        artifact_mirror.restore(store.artifact_dir(run_id))
+    except TLError as exc:
+        store.finish(run_id, RunStatus.FAILED, f"{exc} Resume the run once the storage answers.")
+        return False
+    return True
 
 
 def _leave_disk_full_marker(store: RunStore, run_id: str) -> None:

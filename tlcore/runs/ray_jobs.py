@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import shlex
 import sys
@@ -31,6 +32,7 @@ from tlcore.paths import absolute_environment
 from tlcore.records import RunRecord
 
 JOBS_ENV = "TL_JOBS"
+DATABASE_URL_ENV = "TL_DATABASE_URL"
 CPUS_ENV, GPUS_ENV = "TL_RAY_CPUS", "TL_RAY_GPUS"
 DEFAULT_CPUS = 1.0
 FORWARDED = ("KERAS_HOME", "TFHUB_CACHE_DIR", "TFDS_DATA_DIR", "MLFLOW_TRACKING_URI")
@@ -106,7 +108,7 @@ def resources(spec_needs_gpu: bool) -> dict[str, float]:
             wanted[key] = float(raw) if raw else default
         except ValueError:
             wanted[key] = -1.0
-        if wanted[key] < 0:
+        if not math.isfinite(wanted[key]) or wanted[key] < 0:
             raise ConfigError(f"{name}={raw!r} is not a number of CPUs or GPUs.",
                               f"Set {name} to 0 or more (fractions are allowed), or unset it.")
     if spec_needs_gpu:
@@ -116,9 +118,31 @@ def resources(spec_needs_gpu: bool) -> dict[str, float]:
 
 def worker_environment(extra: dict[str, str]) -> dict[str, str]:
     """What the worker's process needs of this one's settings, paths made absolute; the rest
-    of this process's environment (``PATH``, ``HOME``, ...) belongs to this machine only."""
+    of this process's environment (``PATH``, ``HOME``, ...) belongs to this machine only.
+
+    No secret travels: a job's variables show in the Ray dashboard, so ``TL_DATABASE_URL``
+    goes without its password (each node's ``PGPASSWORD`` or ``~/.pgpass`` supplies it) and
+    storage keys stay in the nodes' own environment.
+    """
     names = [name for name in os.environ if name.startswith("TL_") or name in FORWARDED]
-    return {**{name: os.environ[name] for name in names}, **absolute_environment(), **extra}
+    env = {**{name: os.environ[name] for name in names}, **absolute_environment(), **extra}
+    if env.get(DATABASE_URL_ENV):
+        env[DATABASE_URL_ENV] = without_password(env[DATABASE_URL_ENV])
+    return env
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password left out (unchanged when it has none or cannot be read)."""
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+                      parsed.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def submit_run(run: RunRecord, worker_log: Path, marker: Path, address: str,
@@ -126,11 +150,14 @@ def submit_run(run: RunRecord, worker_log: Path, marker: Path, address: str,
     """Send the run's worker to the cluster and record the job beside the run.
 
     Raises:
+        ConfigError: The ``TL_RAY_*`` resource settings are not numbers.
         ClusterError: The cluster cannot be reached or refused the job.
     """
     command = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "tlcore", "worker", run.id))
-    entrypoint = (f"cd {shlex.quote(str(PROJECT_ROOT))} && exec {command} "
-                  f">> {shlex.quote(str(worker_log.absolute()))} 2>&1")
+    log = worker_log.absolute()  # its folder may not exist yet on a node with a TL_HOME of its own
+    entrypoint = (f"mkdir -p {shlex.quote(str(log.parent))} && cd {shlex.quote(str(PROJECT_ROOT))} && "
+                  f"exec {command} >> {shlex.quote(str(log))} 2>&1")
+    wanted = resources(run.spec.train.mixed_precision)
     job = RayJob(address, f"tlcore-{run.id}-{uuid.uuid4().hex[:8]}")
     marker.write_text(json.dumps(asdict(job)))
     try:
@@ -138,7 +165,7 @@ def submit_run(run: RunRecord, worker_log: Path, marker: Path, address: str,
             entrypoint=entrypoint, submission_id=job.submission_id,
             runtime_env={"env_vars": worker_environment(extra_env)},
             metadata={"tlcore_run": run.id, "submitted_at": f"{time.time():.3f}"},
-            **resources(run.spec.train.mixed_precision),
+            **wanted,
         )
     except ClusterError:
         raise

@@ -8,6 +8,7 @@ disk; any failure leaves it failed with a reason, never running. A run that was 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import shutil
@@ -23,6 +24,7 @@ from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunS
 from tlcore.report.evaluate import EvalReport, Mistake
 from tlcore.report.explain import explain_batch, overlay
 from tlcore.report.paired import TestPredictions
+from tlcore.runs import artifact_mirror
 from tlcore.runs.auditing import audit_after_run
 from tlcore.runs.data_identity import save_data_record, trained_on_other_data
 from tlcore.runs.store import RunStore
@@ -80,6 +82,7 @@ class StoreObserver(TrainingObserver):
         self.store.add_epoch(self.run_id, record)
         self.store.update(self.run_id, progress=self.done_epochs / self.total_epochs)
         self.watcher.on_epoch(record)
+        mirror_quietly(self.store, self.run_id)
 
     def on_batch(self, progress: BatchProgress) -> None:
         self.watcher.on_batch(progress)
@@ -143,7 +146,22 @@ def execute_run(
         if status == RunStatus.FAILED:
             end_trackers(store, run_id, trackers, status, None)
         record_failure(store, run_id, exc, reraise_user_errors)
+    finally:
+        mirror_quietly(store, run_id)
     return store.get(run_id)
+
+
+def mirror_quietly(store: RunStore, run_id: str) -> None:
+    """Copy what changed in the run's folder to ``TL_ARTIFACTS_URL``, if set. Storage that fails
+    costs a note, never the run: its files are still in this node's ``TL_HOME``, and the next
+    push copies them."""
+    try:
+        artifact_mirror.push(store.artifact_dir(run_id))
+    except TLError as exc:
+        note = f"Copying the run's files to the shared storage failed: {exc}"
+        with contextlib.suppress(TLError):
+            if note not in store.get(run_id).notes:
+                store.add_note(run_id, note)
 
 
 def end_trackers(store: RunStore, run_id: str, trackers: RunTrackers, status: str,

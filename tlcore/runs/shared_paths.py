@@ -14,16 +14,18 @@ from pathlib import Path
 from tlcore.config import RunSpec
 from tlcore.errors import ConfigError
 from tlcore.paths import is_inside, tl_home
+from tlcore.runs.artifact_mirror import check_mirror, mirror_url
 
 SHARED_ENV = "TL_SHARED_PATHS"
 
 
 def shared_roots() -> list[Path]:
     """The folders every node of the cluster mounts at the same path (``TL_SHARED_PATHS``,
-    separated by ``os.pathsep``); ``TL_HOME`` is always one, as every worker writes there."""
+    separated by ``os.pathsep``), and ``TL_HOME`` unless run folders are mirrored to storage
+    (``TL_ARTIFACTS_URL``): then each node has a ``TL_HOME`` of its own."""
     raw = os.environ.get(SHARED_ENV, "")
     roots = [Path(part).expanduser().resolve() for part in raw.split(os.pathsep) if part.strip()]
-    return [*roots, tl_home(create=False).resolve()]
+    return roots if mirror_url() else [*roots, tl_home(create=False).resolve()]
 
 
 def spec_paths(spec: RunSpec) -> list[tuple[str, Path]]:
@@ -33,12 +35,9 @@ def spec_paths(spec: RunSpec) -> list[tuple[str, Path]]:
         named.append(("dataset", Path(spec.dataset.location)))
     if spec.dataset.data_dir:
         named.append(("TFDS data directory", Path(spec.dataset.data_dir)))
-    backbone = spec.backbone
-    if backbone.weights not in ("imagenet", "none"):
-        named.append(("weights file", Path(backbone.weights)))
-    location = backbone.name.split(":", 1)[1] if ":" in backbone.name else ""
-    if location.startswith(("/", "~", ".")):
-        named.append(("backbone folder", Path(location)))
+    weights = spec.backbone.weights
+    for path in spec.backbone.local_files():
+        named.append(("weights file" if path == weights else "backbone folder", Path(path)))
     return named
 
 
@@ -46,8 +45,10 @@ def check_reachable(spec: RunSpec) -> None:
     """Refuse a spec naming a path the cluster's nodes do not share.
 
     Raises:
-        ConfigError: A path outside every shared folder.
+        ConfigError: A path outside every shared folder, or a ``TL_ARTIFACTS_URL`` that
+            cannot be opened.
     """
+    check_mirror()
     roots = shared_roots()
     for what, path in spec_paths(spec):
         resolved = path.expanduser().resolve()

@@ -21,7 +21,7 @@ import time
 import typing
 import uuid
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,14 @@ import psutil
 import sqlalchemy as sa
 
 from tlcore.config import RunSpec, matches_type
-from tlcore.errors import ArtifactError, ConfigError, PermissionDeniedError, RunNotFoundError, RunStateError
+from tlcore.errors import (
+    ArtifactError,
+    ConfigError,
+    PermissionDeniedError,
+    RunNotFoundError,
+    RunStateError,
+    TLError,
+)
 from tlcore.files import atomic_write
 from tlcore.paths import ensure_folder, tl_home
 from tlcore.records import (
@@ -43,6 +50,7 @@ from tlcore.records import (
     RunStatus,
     RunSummary,
 )
+from tlcore.runs import artifact_mirror
 from tlcore.runs.database import (
     DB_NAME,
     DOCTOR,
@@ -427,6 +435,7 @@ class RunStore:
         with self._connect() as conn:
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         shutil.rmtree(self.artifact_dir(run_id), ignore_errors=True)
+        artifact_mirror.forget(run_id)
 
     # ---- epochs -----------------------------------------------------------------------
 
@@ -452,7 +461,11 @@ class RunStore:
     def artifacts(self, run_id: str) -> RunArtifacts:
         """The named files of a run's folder (which may not exist yet)."""
         check_run_id(run_id)  # a typed id must not reach outside runs/ ("../..", "/etc")
-        return RunArtifacts(self.root / "runs" / run_id)
+        files = RunArtifacts(self.root / "runs" / run_id)
+        if artifact_mirror.mirror_url() and not self.read_only and not (files.folder / RECORD_FILE).exists():
+            with suppress(TLError):  # unreadable storage: the run shows what is here
+                artifact_mirror.pull_finished(files.folder)
+        return files
 
     def artifact_dir(self, run_id: str) -> Path:
         return self.artifacts(run_id).folder
