@@ -107,7 +107,7 @@ def push(folder: Path) -> int:
             if fs.exists(f"{remote}/{name}"):
                 fs.rm_file(f"{remote}/{name}")
             del seen[name]
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - each storage driver raises its own kinds
         raise StorageError(f"Run {folder.name}'s files could not be copied to {url} ({exc}).",
                            f"Check {MIRROR_ENV} and the storage's credentials; the run's files are "
                            "still in this node's TL_HOME.") from exc
@@ -147,7 +147,7 @@ def restore(folder: Path) -> int:
 def _exists(url: str, fs: Any, path: str) -> bool:
     try:
         return bool(fs.exists(path))
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - each storage driver raises its own kinds
         raise _read_error(url, Path(path).name, exc) from exc
 
 
@@ -158,13 +158,13 @@ def _fetch(url: str, fs: Any, remote: str, folder: Path) -> int:
             target = folder / Path(path).relative_to(remote)
             target.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(path, str(target))
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - each storage driver raises its own kinds
         raise _read_error(url, folder.name, exc) from exc
     _pushed[str(folder)] = _local_files(folder)  # the same as the mirror's: nothing to push back
     return len(listing)
 
 
-def _read_error(url: str, run_id: str, exc: OSError) -> StorageError:
+def _read_error(url: str, run_id: str, exc: Exception) -> StorageError:
     return StorageError(f"Run {run_id}'s files could not be read from {url} ({exc}).",
                         f"Check {MIRROR_ENV} and the storage's credentials.")
 
@@ -178,6 +178,6 @@ def forget(run_id: str) -> None:
     try:
         if fs.exists(remote):
             fs.rm(remote, recursive=True)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - each storage driver raises its own kinds
         raise StorageError(f"Run {run_id}'s files could not be deleted from {url} ({exc}).",
                            f"Check {MIRROR_ENV} and the storage's credentials.") from exc
