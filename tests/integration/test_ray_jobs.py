@@ -25,6 +25,7 @@ from tlcore.records import RunStatus
 from tlcore.runs import jobs
 from tlcore.runs.ray_jobs import RayJob
 from tlcore.runs.store import RunStore
+from tlcore.training.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +118,8 @@ def test_a_run_waiting_for_room_on_the_cluster_is_cancelled_at_once(on_ray, monk
 def test_a_worker_killed_on_the_cluster_fails_the_run_with_the_reason_and_resume_continues_it(on_ray) -> None:
     store = RunStore()
     run_id = jobs.submit(slow_spec(epochs=6), store).run.id
-    wait_for(lambda: store.epochs(run_id), "the first epoch")
+    checkpoint = store.artifacts(run_id).checkpoint
+    wait_for(lambda: Checkpoint.load(checkpoint), "the first checkpoint")
     first_job = ray_job_of(store, run_id)
     os.kill(store.get(run_id).worker_pid, signal.SIGKILL)
     wait_for(lambda: job_status(on_ray, first_job) == "FAILED", "Ray to see the job fail")
@@ -126,14 +128,14 @@ def test_a_worker_killed_on_the_cluster_fails_the_run_with_the_reason_and_resume
     assert failed.status is RunStatus.FAILED
     assert first_job.submission_id in failed.error and "exit code -9" in failed.error
     assert "Resume" in failed.error
-    done_before = [e.epoch for e in store.epochs(run_id)]
+    saved = Checkpoint.load(checkpoint).epoch
 
     jobs.resume(run_id, store)
     assert ray_job_of(store, run_id).submission_id != first_job.submission_id
     finished(store, run_id)
     run = store.get(run_id)
     assert [e.epoch for e in store.epochs(run_id)] == list(range(1, 7))
-    assert any(f"Resumed after epoch {done_before[-1]}" in note for note in run.notes), run.notes
+    assert any(f"Resumed after epoch {saved}" in note for note in run.notes), run.notes
 
 
 def test_a_dataset_the_cluster_cannot_reach_is_refused_before_it_is_queued(on_ray, tmp_path, monkeypatch):
@@ -149,3 +151,11 @@ def test_a_dataset_the_cluster_cannot_reach_is_refused_before_it_is_queued(on_ra
     assert store.list_runs() == []
     monkeypatch.setenv("TL_SHARED_PATHS", str(tmp_path))
     jobs.check_spec(spec)  # shared now
+
+
+def test_a_ray_client_address_finds_the_job_api_and_the_run_trains(on_ray, monkeypatch) -> None:
+    monkeypatch.setenv("TL_JOBS", on_ray.client_url)
+    store = RunStore()
+    run_id = jobs.submit(tiny_spec("frozen", epochs=1, learning_rate=0.003), store).run.id
+    assert ray_job_of(store, run_id).address == on_ray.client_url
+    finished(store, run_id)
