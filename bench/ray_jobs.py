@@ -94,6 +94,18 @@ def queued(backend: str | None, count: int, max_jobs: int, first_rate: float) ->
     return {"handed": handed, "started": started, "ended": started + wait(store, ids, "ended")}
 
 
+def workers_gone(timeout: float = 120) -> None:
+    """Wait until no worker process of this benchmark is left."""
+    deadline = time.monotonic() + timeout
+    home = os.environ["TL_HOME"]
+    while time.monotonic() < deadline:
+        mine = [p for p in psutil.process_iter(["cmdline", "environ"])
+                if "worker" in (p.info["cmdline"] or []) and (p.info["environ"] or {}).get("TL_HOME") == home]
+        if not mine:
+            return
+        time.sleep(0.2)
+
+
 def head_memory_mb(head) -> float:
     """Every process of the head (they name its temporary folder on their command lines)."""
     tag = str(head.folder)
@@ -127,8 +139,9 @@ def main() -> None:
             mine = [row for row in rows if row[1] == name]
             print(f"{name}: mean {sum(r[2] for r in mine) / len(mine):.2f} s to start, "
                   f"{sum(r[3] for r in mine) / len(mine):.2f} s to finish")
-        on_ray = queued(head.jobs_url, args.queued, args.queued, 0.01)
         local = queued(None, args.queued, 2, 0.02)
+        workers_gone()  # a worker dispatches once more as it exits: with its own TL_JOBS
+        on_ray = queued(head.jobs_url, args.queued, args.queued, 0.01)
         headers = ["backend", f"{args.queued} runs handed over (s)", "last first epoch (s)", "last end (s)"]
         rows = [[f"ray (TL_MAX_JOBS={args.queued}, 2 CPUs)", *(round(v, 2) for v in on_ray.values())],
                 ["local (TL_MAX_JOBS=2)", *(round(v, 2) for v in local.values())]]

@@ -132,6 +132,9 @@ def _progress(run: RunRecord, store: RunStore, user: User) -> None:
     eta = eta_seconds(run.progress, run.started_at, run.spec.train.total_epochs, epochs_done)
     text = progress_text(run, store.queue_position(run.id), eta, store.pass_progress(run.id))
     bar_col.progress(min(max(run.progress, 0.0), 1.0), text=text)
+    where = jobs.placement(store, run)
+    if where:
+        bar_col.caption(f"Training {where}.")
 
 
 def _summary_cards(summary: RunSummary) -> None:

@@ -49,7 +49,8 @@ def _jobs_panel(train_page: st.Page, was_busy: bool) -> None:
 
 def _job_entry(run: RunRecord, position: int | None, train_page: st.Page) -> None:
     with st.container(border=True):
-        st.markdown(f"**{glue.literal(run_name(run, short=True))}**  \n`{run.id}` · {run.status}")
+        where = " · on Ray" if jobs.placement(glue.store(), run) else ""
+        st.markdown(f"**{glue.literal(run_name(run, short=True))}**  \n`{run.id}` · {run.status}{where}")
         text = f"queue position {position}" if position else f"{run.progress:.0%}"
         if run.stop_requested and not position:
             text = f"stopping after this batch… {text}"

@@ -203,6 +203,13 @@ def spawn_worker(store: RunStore, run_id: str) -> subprocess.Popen:
     return process
 
 
+def placement(store: RunStore, run: RunRecord) -> str | None:
+    """Where an active run trains, for people watching it: the Ray job, or None for a worker
+    process on this server (or a queued run)."""
+    job = ray_jobs.RayJob.read(store.artifacts(run.id).ray_job) if run.status == RunStatus.RUNNING else None
+    return f"on the Ray cluster at {job.address} (job {job.submission_id})" if job else None
+
+
 def worker_alive(run: RunRecord) -> bool:
     """Whether the run's recorded worker process still exists (and is not a recycled pid)."""
     if run.worker_pid is None:

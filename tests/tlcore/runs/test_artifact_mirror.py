@@ -93,13 +93,18 @@ def test_a_run_killed_on_one_node_resumes_on_another_from_the_mirrored_checkpoin
     assert any("Resumed after epoch" in note for note in finished.notes), finished.notes
 
 
-def test_an_active_run_is_never_fetched_over_the_files_a_worker_writes(bucket, monkeypatch) -> None:
-    store = RunStore()
+def pushed_run_with_log(store: RunStore, log: str) -> Path:
+    """A queued run whose folder holds only a worker log, pushed to the mirror."""
     run, _ = store.create_run(tiny_spec())
     folder = store.artifact_dir(run.id)
     folder.mkdir(parents=True)
-    (folder / "worker.log").write_text("epoch 1\nepoch 2\n")
+    (folder / "worker.log").write_text(log)
     artifact_mirror.push(folder)
+    return folder
+
+
+def test_an_active_run_is_never_fetched_over_the_files_a_worker_writes(bucket, monkeypatch) -> None:
+    folder = pushed_run_with_log(RunStore(), "epoch 1\nepoch 2\n")
     (folder / "worker.log").write_text("epoch 1\n")  # as if the mirror were ahead: still not fetched
     as_another_node(monkeypatch)
     assert artifact_mirror.pull_finished(folder) == 0
@@ -122,14 +127,11 @@ def test_only_changed_files_are_copied_and_removed_ones_leave_the_mirror(bucket,
 
 def test_deleting_a_run_deletes_its_copy_in_the_mirror(bucket) -> None:
     store = RunStore()
-    run, _ = store.create_run(tiny_spec())
-    folder = store.artifact_dir(run.id)
-    folder.mkdir(parents=True)
-    (folder / "worker.log").write_text("x")
-    artifact_mirror.push(folder)
-    store.request_stop(run.id)
-    store.delete(run.id)
-    assert not (bucket / "runs" / run.id).exists()
+    run_id = pushed_run_with_log(store, "x").name
+    assert (bucket / "runs" / run_id / "worker.log").exists()
+    store.request_stop(run_id)
+    store.delete(run_id)
+    assert not (bucket / "runs" / run_id).exists()
 
 
 def test_storage_that_fails_costs_a_note_and_never_the_run(tmp_path, monkeypatch) -> None:

@@ -351,3 +351,14 @@ def test_resuming_locally_forgets_the_job_of_an_earlier_attempt_on_the_cluster(
         sleeper.wait()
     assert jobs.reap(store) == [run_id]
     assert f"pid {sleeper.pid}" in store.get(run_id).error
+
+
+def test_a_run_on_the_cluster_says_where_it_trains_and_a_local_one_does_not(cluster: FakeJobClient) -> None:
+    store = RunStore()
+    run_id = sent_to_cluster(store)
+    where = jobs.placement(store, store.get(run_id))
+    assert where == f"on the Ray cluster at {ADDRESS} (job {job_of(store, run_id).submission_id})"
+    store.finish(run_id, RunStatus.FAILED, "gone")
+    assert jobs.placement(store, store.get(run_id)) is None  # only while it trains
+    local, _ = store.create_run(tiny_spec("frozen", epochs=2))
+    assert jobs.placement(store, local) is None
