@@ -2,7 +2,7 @@
 
 The fake stands in for ``ray.job_submission.JobSubmissionClient`` where ``ray_jobs._client``
 hands it out, so these tests see exactly what the studio sends and how it reads the answers;
-tests/integration/test_ray_jobs.py runs the same paths against a real cluster.
+tests/integration/test_ray_cluster_jobs.py runs the same paths against a real cluster.
 """
 
 from __future__ import annotations
