@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tlcore.config import RunSpec
+from tlcore.paths import tl_home
 from tlcore.records import EpochRecord
 from tlcore.report.evaluate import EvalReport
 from tlcore.runs.tensorboard_log import SCALARS, hparams_of
@@ -32,6 +33,23 @@ REQUEST_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_T
 
 def tracking_uri() -> str | None:
     return os.environ.get(URI_ENV, "").strip() or None
+
+
+def artifact_root_for(uri: str) -> str | None:
+    """Where a new experiment keeps models and reports for a database store.
+
+    MLflow's own default for a database store is ``./mlruns`` in whatever folder the worker
+    happens to run in, which scatters models over the project checkout. A SQLite store keeps
+    them in a folder beside its file; any other database store under ``TL_HOME``. File stores
+    and servers choose for themselves (None).
+    """
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme == "sqlite" and uri.startswith("sqlite:///"):
+        database = Path(uri[len("sqlite:///"):]).expanduser()
+        return (database.parent / f"{database.stem}-artifacts").resolve().as_uri()
+    if scheme in {"postgresql", "mysql", "mssql"}:
+        return (tl_home() / "mlflow-artifacts").resolve().as_uri()
+    return None
 
 
 class MLflowObserver(TrainingObserver):
@@ -55,7 +73,8 @@ class MLflowObserver(TrainingObserver):
     def _start(self, spec: RunSpec, run_id: str, fingerprint: str | None) -> str:
         name = os.environ.get(EXPERIMENT_ENV, "").strip() or DEFAULT_EXPERIMENT
         experiment = self.client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
+        experiment_id = (experiment.experiment_id if experiment else
+                         self.client.create_experiment(name, artifact_location=artifact_root_for(self.uri)))
         tags = {"tlstudio.run_id": run_id, "tlstudio.data_fingerprint": fingerprint or "unknown",
                 "tlstudio.strategy": spec.train.strategy}
         started = self.client.create_run(experiment_id, run_name=spec.name or run_id, tags=tags)

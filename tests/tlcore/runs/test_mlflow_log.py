@@ -14,7 +14,7 @@ import pytest
 from reports import EPOCHS, small_report
 from specs import tiny_spec
 
-from tlcore.runs.mlflow_log import DEFAULT_EXPERIMENT, MLflowObserver
+from tlcore.runs.mlflow_log import DEFAULT_EXPERIMENT, MLflowObserver, artifact_root_for
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -36,6 +36,15 @@ def test_a_run_lands_in_a_local_store_with_settings_epochs_results_and_files(tmp
     assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.75)]
     assert found.data.metrics["test_accuracy"] == pytest.approx(0.875)
     assert [item.path for item in client.list_artifacts(found.info.run_id)] == ["model.keras"]
+    assert list((tmp_path / "mlflow-artifacts").rglob("model.keras")), "artifacts go beside the database"
+
+
+def test_database_stores_keep_artifacts_out_of_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
+    assert artifact_root_for(f"sqlite:///{tmp_path}/db/track.db") == (tmp_path / "db" / "track-artifacts").as_uri()
+    assert artifact_root_for("postgresql+psycopg://u@localhost/ml") == (tmp_path / "home" / "mlflow-artifacts").as_uri()
+    assert artifact_root_for("http://127.0.0.1:5000") is None
+    assert artifact_root_for(f"file://{tmp_path}/store") is None
 
 
 @pytest.mark.timeout(120)  # MLflow's default retries would take minutes: it must give up at once
