@@ -41,8 +41,10 @@ def test_a_run_lands_in_a_local_store_with_settings_epochs_results_and_files(tmp
 
 def test_database_stores_keep_artifacts_out_of_the_working_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
-    assert artifact_root_for(f"sqlite:///{tmp_path}/db/track.db") == (tmp_path / "db" / "track-artifacts").as_uri()
-    assert artifact_root_for("postgresql+psycopg://u@localhost/ml") == (tmp_path / "home" / "mlflow-artifacts").as_uri()
+    beside = (tmp_path / "db" / "track-artifacts").as_uri()
+    assert artifact_root_for(f"sqlite:///{tmp_path}/db/track.db") == beside
+    under_home = (tmp_path / "home" / "mlflow-artifacts").as_uri()
+    assert artifact_root_for("postgresql+psycopg://u@localhost/ml") == under_home
     assert artifact_root_for("http://127.0.0.1:5000") is None
     assert artifact_root_for(f"file://{tmp_path}/store") is None
 
