@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 import zipfile
@@ -10,7 +11,8 @@ from runfakes import clone_run, displayed_table
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from tlcore.deploy.export_check import ExportCheck
-from tlcore.records import RunStatus
+from tlcore.records import RunArtifacts, RunStatus
+from tlcore.report import paired  # the module: pytest would collect a Test* class
 from tlcore.report.evaluate import EvalReport
 from tlcore.runs.store import RunStore
 
@@ -205,6 +207,10 @@ def test_two_runs_are_paired_image_by_image_and_a_run_without_answers_says_why(w
     assert expected.sentence() in shown, shown  # the verdict, with the run names shown as typed
     classes = next(d.value for d in at.dataframe if "F1 B - A" in d.value.columns)
     assert list(classes["class"]) == [delta.name for delta in expected.per_class]
+    for (_, row), delta in zip(classes.iterrows(), expected.per_class, strict=True):
+        assert (row["precision B - A"], row["recall B - A"], row["F1 B - A"]) == pytest.approx(
+            (delta.precision_delta, delta.recall_delta, delta.f1_delta))
+        assert (row["precision A"], row["recall B"]) == pytest.approx((delta.precision[0], delta.recall[1]))
     assert any(f"{len(expected.disagreements)} test image(s) the two runs answer differently" in e.label
                for e in at.expander)
 
@@ -212,6 +218,40 @@ def test_two_runs_are_paired_image_by_image_and_a_run_without_answers_says_why(w
     at.multiselect(key="compare.runs").set_value([second.id, first.id]).run()
     assert not at.exception
     assert any("kept no per-image test answers" in m.value for m in at.info)
+
+
+def paired_on_a_folder(store: RunStore, run_ids: list[str], root: Path, pictured: int, missing: int) -> None:
+    """Point both runs at a folder dataset of ``pictured`` images and store answers on which
+    A and B disagree everywhere: ``pictured`` images with a file, ``missing`` whose file is gone."""
+    names = store.read_json(run_ids[0], "class_names.json")
+    ids = [f"{names[i % 2]}/img{i:02d}.png" for i in range(pictured + missing)]
+    for image_id in ids[:pictured]:
+        (root / image_id).parent.mkdir(parents=True, exist_ok=True)
+        (root / image_id).write_bytes(png_bytes((200, 30, 30), size=24))
+    true = [i % 2 for i in range(len(ids))]
+    for run_id, predicted in zip(run_ids, (true, [1 - t for t in true]), strict=True):
+        run = store.get(run_id)
+        dataset = dataclasses.replace(run.spec.dataset, source=f"folder:{root}")
+        store.update(run_id, spec=dataclasses.replace(run.spec, dataset=dataset).to_dict())
+        store.write_json(run_id, RunArtifacts.PREDICTIONS, paired.TestPredictions(
+            ids, ids, true, predicted, [0.9] * len(ids), [[p] for p in predicted], names).to_dict())
+
+
+def test_disagreements_with_image_files_are_thumbnails_and_the_rest_a_table(writable_trained_home, tmp_path):
+    store = RunStore()
+    paired_on_a_folder(store, writable_trained_home, tmp_path / "flowers", pictured=30, missing=2)
+    at = open_app("pages/compare.py")
+    at.multiselect(key="compare.runs").set_value(writable_trained_home).run()
+    assert not at.exception and not at.error
+    [expander] = [e for e in at.expander if "answer differently" in e.label]
+    assert expander.label.startswith("32 test image(s)")
+    captions = [c for image in at.get("image") for c in image.captions if c.startswith("true ")]
+    names = store.read_json(writable_trained_home[0], "class_names.json")
+    assert len(captions) == 24 and captions[0] == f"true {names[0]} · A {names[0]} · B {names[1]}"
+    assert "Showing 24 of 30 with an image file." in [c.value for c in expander.caption]
+    rest = next(d.value for d in at.dataframe if "A answers" in d.value.columns)
+    assert list(rest["image"]) == [f"{names[i % 2]}/img{i:02d}.png" for i in range(24, 32)], (
+        "the six past the gallery, then the two without a file")
 
 
 def test_the_explain_toggle_draws_each_runs_heatmap_of_the_chosen_class(with_trained_runs, monkeypatch):

@@ -52,11 +52,22 @@ def _describe_paired(comparison: PairedComparison) -> str:
     for label, interval in zip(comparison.labels, comparison.accuracy, strict=True):
         lines.append(f"  {label}: accuracy {interval.value:.1%} (95 % interval {interval.low:.1%} to "
                      f"{interval.high:.1%})")
-    lines.append(f"  {'class':<20} {'F1 A':>7} {'F1 B':>7} {'delta':>7}")
-    lines += [f"  {delta.name[:20]:<20} {delta.f1[0]:>7.3f} {delta.f1[1]:>7.3f} {delta.f1_delta:>+7.3f}"
-              for delta in comparison.per_class]
+    lines += _per_class_lines(comparison)
     lines.append(f"  {len(comparison.disagreements)} image(s) answered differently.")
-    return visible("\n".join(lines))
+    return "\n".join(visible(line) for line in lines)  # each line: a break inside a name is spelled out
+
+
+def _per_class_lines(comparison: PairedComparison) -> list[str]:
+    """Per class: A, B and B - A for precision, recall and F1 (one can rise as another falls)."""
+    header = "".join(f" {f'{metric} {column}':>8}"
+                     for metric in ("P", "R", "F1") for column in ("A", "B", "B-A"))
+    lines = ["  per class (P precision, R recall; B-A is B's change):", f"  {'class':<20}{header}"]
+    for delta in comparison.per_class:
+        cells = [(delta.precision, delta.precision_delta), (delta.recall, delta.recall_delta),
+                 (delta.f1, delta.f1_delta)]
+        lines.append(f"  {visible(delta.name)[:20]:<20}" + "".join(
+            f" {pair[0]:>8.3f} {pair[1]:>8.3f} {change:>+8.3f}" for pair, change in cells))
+    return lines
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

@@ -101,14 +101,29 @@ def classify_all(
     threshold: float | None = None,
 ) -> Iterator[BatchAnswer]:
     """Every run's answer for every source, a batch at a time."""
+    return (answer for answer, _ in classify_with_sources(runs, sources, top_k, threshold))
+
+
+def classify_with_sources(
+    runs: Sequence[LoadedRun], sources: Iterable[Source | BatchAnswer], top_k: int | None = None,
+    threshold: float | None = None,
+) -> Iterator[tuple[BatchAnswer, str | bytes | None]]:
+    """As :func:`classify_all`, each answer with the image it answered (None for an unread one).
+
+    The image is a path, or a zip member's bytes already read for the answer, so a caller that
+    goes on with it (an explanation) neither opens the zip again nor extracts anything. Only the
+    current batch's bytes are alive at a time.
+    """
     items = iter(sources)
     while batch := list(itertools.islice(items, BATCH)):
         images = [item for item in batch if isinstance(item, Source)]
         for run in runs:
             answered = iter(list(_answer_batch(run, images, top_k, threshold)))
             for item in batch:  # in the order the paths were given
-                yield (BatchAnswer(item.image, run.run_id, None, [], item.error)
-                       if isinstance(item, BatchAnswer) else next(answered))
+                if isinstance(item, BatchAnswer):
+                    yield BatchAnswer(item.image, run.run_id, None, [], item.error), None
+                else:
+                    yield next(answered), item.data
 
 
 def _answer_batch(
@@ -133,10 +148,17 @@ def _answer_batch(
                               [(p.label, p.probability) for p in answer.predictions])
 
 
+CSV_HEADER = ("image", "run", "answer", "probability", "top labels", "error")
+
+
 def csv_rows(answers: Iterable[BatchAnswer]) -> Iterator[list[str]]:
     """``image, run, answer, probability, top labels, error``: one row per image and run."""
-    yield ["image", "run", "answer", "probability", "top labels", "error"]
-    for a in answers:
-        probability = f"{a.top[0][1]:.4f}" if a.top else ""
-        yield [a.image, a.run_id, a.answer or "", probability, " ".join(label for label, _ in a.top),
-               a.error or ""]
+    yield list(CSV_HEADER)
+    yield from (csv_row(a) for a in answers)
+
+
+def csv_row(a: BatchAnswer) -> list[str]:
+    """One answer as a row under :data:`CSV_HEADER`."""
+    probability = f"{a.top[0][1]:.4f}" if a.top else ""
+    return [a.image, a.run_id, a.answer or "", probability, " ".join(label for label, _ in a.top),
+            a.error or ""]

@@ -75,14 +75,33 @@ class Interval:
 
 @dataclass(frozen=True)
 class ClassDelta:
+    """One class's precision, recall and F1 for run A and run B, and how B moved each (B - A).
+
+    All three deltas are kept: a fine-tuned run can gain recall on a class while losing precision
+    on it, which an unchanged F1 hides.
+    """
+
     name: str
     precision: tuple[float, float]
     recall: tuple[float, float]
     f1: tuple[float, float]
 
     @property
+    def precision_delta(self) -> float:
+        return self.precision[1] - self.precision[0]
+
+    @property
+    def recall_delta(self) -> float:
+        return self.recall[1] - self.recall[0]
+
+    @property
     def f1_delta(self) -> float:
         return self.f1[1] - self.f1[0]
+
+    def deltas(self) -> dict[str, float]:
+        """The three deltas by name, as the JSON of ``compare --paired`` carries them."""
+        return {"precision_delta": self.precision_delta, "recall_delta": self.recall_delta,
+                "f1_delta": self.f1_delta}
 
 
 @dataclass(frozen=True)

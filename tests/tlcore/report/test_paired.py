@@ -14,6 +14,7 @@ from tlcore.report.paired import (
     compare_paired,
     mcnemar_exact,
 )
+from tlcore.runs.pairing import paired_payload
 
 NAMES = ["cat", "dog"]
 
@@ -86,3 +87,44 @@ def test_runs_tested_on_other_images_or_labels_are_not_paired() -> None:
     with pytest.raises(NotPairedError, match="different classes"):
         compare_paired(a, TestPredictions(a.identities, a.ids, a.true, a.predicted, a.probability, a.top_k,
                                           ["cat", "fox"]))
+
+
+def test_per_class_precision_recall_and_f1_deltas_match_a_hand_count() -> None:
+    # true  cat cat cat dog dog fox
+    # A     cat cat dog dog dog fox   cat P 2/2 R 2/3 | dog P 2/3 R 2/2 | fox P 1/1 R 1/1
+    # B     cat dog dog dog fox fox   cat P 1/1 R 1/3 | dog P 1/3 R 1/2 | fox P 1/2 R 1/1
+    names = ["cat", "dog", "fox"]
+    true, first, second = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 2, 2]
+
+    def run(predicted: list[int]) -> TestPredictions:
+        return TestPredictions([f"img{i}" for i in range(6)], [f"x/{i}.png" for i in range(6)], true,
+                               predicted, [0.9] * 6, [[p] for p in predicted], names)
+
+    result = compare_paired(run(first), run(second))
+    expected = {  # class: (precision A, B), (recall A, B), (F1 A, B)
+        "cat": ((1, 1), (2 / 3, 1 / 3), (0.8, 0.5)),
+        "dog": ((2 / 3, 1 / 3), (1, 1 / 2), (0.8, 0.4)),
+        "fox": ((1, 1 / 2), (1, 1), (1, 2 / 3)),
+    }
+    assert [c.name for c in result.per_class] == names
+    payload = {row["name"]: row for row in paired_payload(result)["per_class"]}
+    for delta in result.per_class:
+        precision, recall, f1 = expected[delta.name]
+        assert delta.precision == pytest.approx(precision) and delta.recall == pytest.approx(recall)
+        assert delta.f1 == pytest.approx(f1)
+        changes = (precision[1] - precision[0], recall[1] - recall[0], f1[1] - f1[0])
+        assert (delta.precision_delta, delta.recall_delta, delta.f1_delta) == pytest.approx(changes)
+        row = payload[delta.name]  # the JSON of `compare A B --paired --json`
+        assert (row["precision_delta"], row["recall_delta"], row["f1_delta"]) == pytest.approx(changes)
+        assert row["precision"] == pytest.approx(list(precision))
+        assert row["recall"] == pytest.approx(list(recall))
+
+
+def test_stored_predictions_keep_the_top_k_in_order_and_the_predicted_probability() -> None:
+    probabilities = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3], [0.25, 0.35, 0.4]])
+    stored = TestPredictions.from_probabilities(probabilities, ["i0", "i1", "i2"], ["a", "b", "c"],
+                                                np.array([1, 2, 2]), ["cat", "dog", "fox"], top_k=2)
+    assert stored.predicted == [1, 0, 2]
+    assert stored.probability == pytest.approx([0.7, 0.5, 0.4])
+    assert stored.top_k == [[1, 2], [0, 2], [2, 1]]
+    assert stored.true == [1, 2, 2] and TestPredictions.from_dict(stored.to_dict()) == stored
