@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from imagegen import encode, halves, png_declaring, random_pixels
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tlcore.errors import BadImageError, ConfigError, UploadError
 from tlcore.images import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES, check_upload_size, load_image
@@ -57,6 +57,46 @@ def test_exif_rotated_jpeg_comes_out_upright() -> None:
     assert image.shape == (40, 20, 3)
     assert_close(image[3, 10], RED, tolerance=30)
     assert_close(image[36, 10], BLUE, tolerance=30)
+
+
+def _smooth_photo(width: int, height: int) -> Image.Image:
+    """Gradients with a bright block in the top-left corner: smooth enough that two good
+    resamplers agree closely, with a landmark that shows which way up the result is."""
+    x, y = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
+    pixels = np.stack([x * 200, y * 200, (1 - x) * 150], axis=-1)
+    pixels[: height // 4, : width // 4] = 255
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def _pil_reference(data: bytes, size: int) -> np.ndarray:
+    """What the studio decoded before the scaled JPEG path: PIL's decode, then bilinear."""
+    with Image.open(io.BytesIO(data)) as opened:
+        upright = ImageOps.exif_transpose(opened).convert("RGB")
+        return np.asarray(upright.resize((size, size), Image.Resampling.BILINEAR), dtype=float)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize(("width", "height", "size"), [(256, 256, 224), (1600, 1200, 224), (300, 180, 64)])
+def test_jpegs_decoded_at_scale_match_a_full_decode_and_resize(
+    orientation: int, width: int, height: int, size: int
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(_smooth_photo(width, height), "JPEG", exif=exif.tobytes(), quality=92)
+    decoded = load_image(data, size)
+    assert decoded.shape == (size, size, 3) and decoded.dtype == np.uint8
+    reference = _pil_reference(data, size)
+    assert np.abs(decoded - reference).mean() < 2.0
+    corner = np.unravel_index(np.argmax(reference.sum(axis=-1)), reference.shape[:2])
+    assert decoded[corner].min() > 200, "the landmark is where PIL's upright image has it"
+
+
+def test_grey_jpeg_at_a_size_gives_three_equal_channels() -> None:
+    grey = Image.fromarray(np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1)), "L")
+    image = load_image(encode(grey, "JPEG", quality=95), 32)
+    assert image.shape == (32, 32, 3)
+    assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+    assert image[:, 0].mean() < 30 and image[:, -1].mean() > 225
 
 
 def test_cmyk_jpeg_becomes_rgb() -> None:

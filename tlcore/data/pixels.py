@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import PIL
+import simplejpeg
 
 from tlcore.data.bundle import Progress
 from tlcore.data.cache_keys import cache_limit_bytes
@@ -25,7 +26,7 @@ from tlcore.data.rows import RowLayout, RowStore
 from tlcore.errors import BadImageError
 from tlcore.paths import subdir
 
-PIXELS_FORMAT = 1
+PIXELS_FORMAT = 2
 """Bumped whenever :func:`tlcore.images.load_image` would decode the same file differently."""
 
 CACHE_LIMIT_VARIABLE = "TL_PIXEL_CACHE_MB"
@@ -33,8 +34,9 @@ DEFAULT_PIXEL_CACHE_MB = 32 * 1024
 
 
 def decoder_tag() -> str:
-    """What the pixels depend on besides the file: the decoder's version."""
-    return hashlib.sha256(f"{PIXELS_FORMAT}:{PIL.__version__}".encode()).hexdigest()[:8]
+    """What the pixels depend on besides the file: the decoders' versions."""
+    versions = f"{PIXELS_FORMAT}:{PIL.__version__}:{simplejpeg.__version__}"
+    return hashlib.sha256(versions.encode()).hexdigest()[:8]
 
 
 def pixel_store(image_size: int) -> RowStore:

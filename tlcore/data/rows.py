@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,7 @@ class RowStore:
         try:
             yield writer
         finally:
-            writer.flush()
+            writer.close()
 
     def mark_bad(self, failures: Iterable[tuple[str, str]]) -> None:
         """Remember inputs that could not be read, with the reason shown to the user."""
@@ -152,7 +153,8 @@ class RowStore:
 
     def _store_chunk(self, identities: list[str], rows: np.ndarray) -> None:
         name = f"chunk-{uuid.uuid4().hex}.rows"
-        atomic_write(self.root / name, np.ascontiguousarray(rows, dtype=self.layout.dtype).tobytes())
+        contiguous = np.ascontiguousarray(rows, dtype=self.layout.dtype)
+        atomic_write(self.root / name, lambda path: contiguous.tofile(path))
         with self._connect() as conn:
             chunk = conn.execute(
                 "INSERT INTO chunks (name, used) VALUES (?, ?)", (name, time.time())
@@ -239,25 +241,55 @@ class RowStore:
 
 
 class RowWriter:
-    """Buffers rows and stores them a chunk at a time."""
+    """Buffers rows and stores them a chunk at a time, on a thread of its own.
+
+    Writing a 32 MB chunk and indexing it takes about 0.1 s, which the decode and feature
+    passes would otherwise wait for after every 200 images (3 s of a 5,000-photo run). The
+    writing thread takes a full buffer while the next one fills; at most one chunk is in
+    flight, so memory stays at two chunks, and its error surfaces at the next hand-over.
+    """
 
     def __init__(self, store: RowStore) -> None:
         self.store = store
         self.capacity = max(1, CHUNK_BYTES // max(1, store.layout.row_bytes))
-        self._rows = np.empty((self.capacity, *store.layout.shape), dtype=store.layout.dtype)
+        self._rows = self._new_buffer()
         self._identities: list[str] = []
+        self._pending: Future[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlcore-rows")
 
     def add(self, identity: str, row: np.ndarray) -> None:
         self._rows[len(self._identities)] = row
         self._identities.append(identity)
         if len(self._identities) == self.capacity:
-            self.flush()
+            self._hand_over()
 
     def flush(self) -> None:
-        if self._identities:
-            count = len(self._identities)
-            self.store._store_chunk(self._identities, self._rows[:count])  # noqa: SLF001 - its writer
-            self._identities = []
+        """Store every row added so far; they can be read when this returns."""
+        self._hand_over()
+        self._wait()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._thread.shutdown(wait=True)
+
+    def _hand_over(self) -> None:
+        if not self._identities:
+            return
+        self._wait()
+        count, identities, rows = len(self._identities), self._identities, self._rows
+        store_chunk = self.store._store_chunk  # noqa: SLF001 - its writer
+        self._pending = self._thread.submit(store_chunk, identities, rows[:count])
+        self._rows, self._identities = self._new_buffer(), []
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _new_buffer(self) -> np.ndarray:
+        return np.empty((self.capacity, *self.store.layout.shape), dtype=self.store.layout.dtype)
 
 
 class _ChunkFiles:

@@ -289,7 +289,7 @@ class FeatureSink:
         """Forward what is left and store every row; returns a line for the run's log."""
         if self._images:
             self._forward_batch()
-        self.writer.flush()
+        self.writer.close()
         return (f"Frozen features of {self.count:,} image(s) computed as they were decoded "
                 f"({self.seconds:.1f} s of forward passes, overlapped with decoding).")
 

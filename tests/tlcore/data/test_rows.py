@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -133,6 +134,42 @@ def test_rows_added_before_an_error_are_still_stored(store: RowStore) -> None:
         writer.add("kept", row_for(8))
         raise RuntimeError("decoding the next image failed")
     np.testing.assert_array_equal(store.array(["kept"])[0], row_for(8))
+
+
+def test_full_chunks_are_written_while_the_next_fills_and_flush_waits_for_them(
+    store: RowStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rows, "CHUNK_BYTES", 3 * LAYOUT.row_bytes)
+    started, release = threading.Event(), threading.Event()
+    store_chunk = store._store_chunk
+
+    def slow_store_chunk(identities, chunk_rows):
+        started.set()
+        assert release.wait(10)
+        store_chunk(identities, chunk_rows)
+
+    monkeypatch.setattr(store, "_store_chunk", slow_store_chunk)
+    writer = rows.RowWriter(store)
+    for n in range(3):
+        writer.add(f"id{n}", row_for(n))
+    assert started.wait(10), "the first full chunk went to the writing thread"
+    writer.add("id3", row_for(3))  # filling the next buffer does not wait for the write
+    assert store.missing(["id0"]) == ["id0"]
+    release.set()
+    writer.close()
+    np.testing.assert_array_equal(np.asarray(store.array([f"id{n}" for n in range(4)])), expected(range(4)))
+
+
+def test_a_failed_chunk_write_surfaces_at_the_next_hand_over(store: RowStore, monkeypatch) -> None:
+    monkeypatch.setattr(rows, "CHUNK_BYTES", LAYOUT.row_bytes)
+
+    def full_disk(identities, chunk_rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_store_chunk", full_disk)
+    with pytest.raises(OSError, match="No space"), store.writer() as writer:
+        for n in range(3):
+            writer.add(f"id{n}", row_for(n))
 
 
 # ---- never stale -------------------------------------------------------------------------
