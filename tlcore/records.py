@@ -128,6 +128,12 @@ class RunArtifacts:
         return self.folder / self.CLASS_NAMES
 
     @property
+    def tracking(self) -> Path:
+        """Where the run's own tracking store is kept (``{"mlflow_uri": ...}``), written when the
+        run is created: whichever process ends up training it, the run is tracked as asked."""
+        return self.folder / "tracking.json"
+
+    @property
     def mistakes(self) -> Path:
         """Thumbnails of the worst test mistakes (TFDS and builtin images have no file to show)."""
         return self.folder / "mistakes"

@@ -175,3 +175,48 @@ def test_widget_limits_and_options_are_the_bounds_and_choices_of_tlcore_config()
     assert tuple(at.multiselect(key="configure.augment").options) == augmentations
     strategies = setting(TrainSpec, "strategy").choices
     assert [o.split(" ")[0] for o in at.radio(key="configure.strategy").options] == list(strategies)
+
+
+def kerashub_presets_table(at):
+    """The Backbone catalogue's table of keras-hub presets (the one with a download column)."""
+    (table,) = [frame.value for frame in at.dataframe if "download" in frame.value.columns]
+    return table.set_index("name")
+
+
+def test_the_kerashub_toggle_shows_the_preset_picker_and_which_presets_need_a_download(tmp_path, monkeypatch):
+    from kerashub_presets import offline_kagglehub
+
+    from tlcore.backbones import KERAS_HUB_PRESETS
+
+    offline_kagglehub(monkeypatch, tmp_path / "kagglehub", tmp_path)
+    at = open_app("pages/configure.py")
+    assert "configure.kerashub" not in [box.key for box in at.selectbox]
+    at.toggle(key="configure.use_kerashub").set_value(True).run()
+    assert not at.exception
+    picker = at.selectbox(key="configure.kerashub")
+    titles = [preset.title for preset in KERAS_HUB_PRESETS.values()]
+    assert list(picker.options) == [*titles, "Another name or a folder"]
+    assert picker.value == next(iter(KERAS_HUB_PRESETS))
+    assert "not on this server: it needs a download" in texts(at)
+    table = kerashub_presets_table(at)
+    assert list(table.index) == [f"kerashub:{name}" for name in KERAS_HUB_PRESETS]
+    assert table["download"].str.startswith("needs a download (about ").all()
+    picker.set_value("other").run()
+    assert at.text_input(key="configure.kerashub_other").value == ""
+
+
+def test_a_preset_in_kagglehubs_cache_is_shown_as_on_disk(tmp_path, monkeypatch):
+    from kerashub_presets import offline_kagglehub, put_in_kagglehub_cache, tiny_resnet
+
+    from tlcore.backbones import KERAS_HUB_PRESETS
+
+    offline_kagglehub(monkeypatch, tmp_path / "kagglehub", tmp_path)
+    put_in_kagglehub_cache(tiny_resnet(tmp_path / "resnet"), KERAS_HUB_PRESETS["resnet_18_imagenet"].handle)
+    at = open_app("pages/configure.py")
+    at.toggle(key="configure.use_kerashub").set_value(True).run()
+    at.selectbox(key="configure.kerashub").set_value("resnet_18_imagenet").run()
+    assert not at.exception
+    table = kerashub_presets_table(at)
+    assert table.loc["kerashub:resnet_18_imagenet", "download"] == "cached: loads offline"
+    assert table.loc["kerashub:resnet_50_imagenet", "download"].startswith("needs a download")
+    assert "ResNet-18: 11.2 M parameters, trained at 224 px, in kagglehub's cache: loads offline" in texts(at)

@@ -8,6 +8,7 @@ from specs import TINY_SIZE, tiny_spec
 
 from tlcore.cli import main
 from tlcore.records import RunStatus
+from tlcore.runs import jobs
 from tlcore.runs.store import RunStore
 
 TINY = ["--dataset", "builtin:shapes", "--backbone", "mobilenet_v2", "--alpha", "0.35", "--weights", "none",
@@ -67,3 +68,22 @@ def test_without_sign_in_everyone_manages_every_run(capsys, monkeypatch):
     monkeypatch.delenv("TL_AUTH", raising=False)
     run_id = alices_run()
     assert run_cli(capsys, "delete", run_id)[0] == 0
+
+
+def test_a_submitted_run_belongs_to_the_unix_user_or_to_owner(capsys, signed_in, monkeypatch):
+    monkeypatch.setattr(jobs, "dispatch", lambda store: [])  # queued is enough: no worker
+    code, out, _ = run_cli(capsys, "submit", *TINY, "--json")
+    assert code == 0 and RunStore().get(json.loads(out)["run_id"]).owner == "carol"
+    code, out, _ = run_cli(capsys, "submit", *TINY, "--seed", "7", "--owner", "dave", "--json")
+    assert code == 0 and RunStore().get(json.loads(out)["run_id"]).owner == "dave"
+
+
+def test_cancel_refuses_anothers_run_unless_an_admin_says_admin(capsys, signed_in):
+    run_id = alices_run(RunStatus.QUEUED)
+    code, _, err = run_cli(capsys, "cancel", run_id)  # carol, by her Unix user
+    assert code == 2 and "belongs to alice" in err and "--admin" in err
+    code, _, err = run_cli(capsys, "cancel", run_id, "--owner", "bob", "--admin")
+    assert code == 2 and "bob is not an admin" in err
+    assert RunStore().get(run_id).status == RunStatus.QUEUED
+    assert run_cli(capsys, "cancel", run_id, "--owner", "boss", "--admin")[0] == 0
+    assert RunStore().get(run_id).status == RunStatus.STOPPED

@@ -82,7 +82,7 @@ def add_user_arguments(parser: argparse.ArgumentParser, admin: bool = False) -> 
     launching verbs (no ``admin``) also take ``--mlflow``."""
     if not admin:
         parser.add_argument("--mlflow", metavar="URI", default=None,
-                            help="also track the run(s) in MLflow at URI (sets TL_MLFLOW_URI for them)")
+                            help="also track the run(s) in MLflow at URI (kept with each run)")
     parser.add_argument("--owner", default=None,
                         help="who the run belongs to when sign-in is on (default: your Unix user)")
     if admin:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any
@@ -51,12 +50,14 @@ class _EpochBar(TrainingObserver):
             self.bar.close()
 
 
-def launch_settings(args: argparse.Namespace) -> str | None:
-    """The owner of the runs this command launches; ``--mlflow`` reaches them (and the workers
-    they start, which inherit this environment) as ``TL_MLFLOW_URI``."""
-    if args.mlflow:
-        os.environ["TL_MLFLOW_URI"] = args.mlflow
-    return cli_user(AccessConfig.from_env(), args.owner).name
+def launch_settings(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The owner of the runs this command launches, and the MLflow store (``--mlflow``) each
+    new one keeps in its folder.
+
+    Never an environment variable: the workers this command starts go on to train other
+    people's queued runs, which must not be tracked where this command said.
+    """
+    return cli_user(AccessConfig.from_env(), args.owner).name, args.mlflow or None
 
 
 def estimate_payload(spec: RunSpec, store: RunStore) -> dict[str, Any]:
@@ -91,9 +92,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     reap(store)
     # Inserted already claimed: a dispatcher must never find this run queued and start a worker.
-    owner = launch_settings(args)
+    owner, tracking = launch_settings(args)
     run, reused, change = create_for_data(store, spec, owner=owner, force=args.force,
-                                          claimant=Claimant.current())
+                                          claimant=Claimant.current(), tracking=tracking)
     if change:
         say(args, change)
     if reused and run.is_active:
@@ -124,8 +125,8 @@ def follow(store: RunStore, run_id: str) -> RunRecord:
 def cmd_submit(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import submit
 
-    owner = launch_settings(args)
-    submission = submit(spec_from_args(args), force=args.force, owner=owner)
+    owner, tracking = launch_settings(args)
+    submission = submit(spec_from_args(args), force=args.force, owner=owner, tracking=tracking)
     run = submission.run
     store = RunStore()
     if submission.data_change:
@@ -144,8 +145,8 @@ def cmd_classic(args: argparse.Namespace) -> int:
     from tlcore.runs.jobs import submit
 
     store = RunStore()
-    owner = launch_settings(args)
-    runs = [submit(spec, store, force=args.force, owner=owner).run
+    owner, tracking = launch_settings(args)
+    runs = [submit(spec, store, force=args.force, owner=owner, tracking=tracking).run
             for spec in classic_experiment(spec_from_args(args), with_auto=args.with_auto)]
     if args.wait:
         runs = [follow(store, run.id) for run in runs]

@@ -96,16 +96,22 @@ class Submission:
 
 
 def submit(
-    spec: RunSpec, store: RunStore | None = None, force: bool = False, owner: str | None = None
+    spec: RunSpec, store: RunStore | None = None, force: bool = False, owner: str | None = None,
+    tracking: str | None = None,
 ) -> Submission:
     """Queue ``spec`` (or reuse its finished or active twin on the same data) and start workers
     if there is room.
+
+    Args:
+        tracking: An MLflow tracking URI for this run alone (``--mlflow``), kept with the run
+            before any worker can start it.
 
     Raises:
         TLError: The settings or the dataset cannot be used.
     """
     store = store or RunStore()
-    run, reused, change = create_for_data(store, check_spec(spec), owner=owner, force=force)
+    run, reused, change = create_for_data(store, check_spec(spec), owner=owner, force=force,
+                                          tracking=tracking)
     if not reused:
         dispatch(store)
         run = store.get(run.id)
@@ -114,9 +120,14 @@ def submit(
 
 def create_for_data(
     store: RunStore, spec: RunSpec, owner: str | None = None, force: bool = False,
-    claimant: Claimant | None = None,
+    claimant: Claimant | None = None, tracking: str | None = None,
 ) -> tuple[RunRecord, bool, str | None]:
     """Create (or reuse) the run of ``spec`` on its data as it is now.
+
+    Args:
+        tracking: An MLflow tracking URI for a new run, written into its folder: the run is
+            tracked there whichever process trains it, and no other run inherits it (a
+            reused run keeps what it had).
 
     Returns:
         The run, whether it was reused, and how the data changed since the last finished
@@ -125,6 +136,13 @@ def create_for_data(
     identity = DataIdentity.of(spec)
     run, reused = store.create_run(spec, owner=owner, force=force, claimant=claimant,
                                    data_fingerprint=identity.fingerprint)
+    if tracking and not reused:
+        from tlcore.runs.mlflow_log import absolute_tracking_uri  # imports TensorFlow
+
+        store.write_json(run.id, store.artifacts(run.id).tracking.name,
+                         {"mlflow_uri": absolute_tracking_uri(tracking)})
+        with contextlib.suppress(TLError):  # a worker on another node restores it; its own
+            artifact_mirror.push(store.artifact_dir(run.id))  # restore reports a storage failure
     change = None if reused else change_note(store, spec, identity)
     if change:
         store.add_note(run.id, change)
@@ -279,6 +297,8 @@ def _death_reason(run: RunRecord, disk_was_full: bool) -> str:
 def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
     """Queue a failed or stopped run again; its worker continues after the last checkpoint."""
     store = store or RunStore()
+    if ray_jobs.cluster_address():  # the cluster may not reach what a local run could
+        check_reachable(store.get(run_id).spec)
     store.requeue(run_id)
     dispatch(store)
     return store.get(run_id)

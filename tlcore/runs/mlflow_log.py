@@ -1,7 +1,8 @@
 """Optional MLflow tracking: each run's settings, epochs, test metrics, model and report.
 
 Off unless ``TL_MLFLOW_URI`` names a tracking store (``sqlite:///...``, ``file:///...`` or an
-``http://`` server; ``--mlflow URI`` on the CLI sets it). Runs go to the experiment
+``http://`` server) for every run of the server, or ``--mlflow URI`` on the CLI names one for
+the runs it launches (kept in each run's folder, see :mod:`tlcore.runs.tracking`). Runs go to the experiment
 ``TL_MLFLOW_EXPERIMENT`` (default :data:`DEFAULT_EXPERIMENT`), tagged with the studio's run id
 and the data fingerprint, so a result in MLflow can be traced to the data it saw.
 
@@ -32,7 +33,23 @@ REQUEST_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_T
 
 
 def tracking_uri() -> str | None:
+    """The server-wide tracking store (``TL_MLFLOW_URI``), for runs that did not name their own."""
     return os.environ.get(URI_ENV, "").strip() or None
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite file or store folder made absolute against this process's
+    folder: the worker that trains the run starts in the project folder, where a relative
+    ``sqlite:///track.db`` would name another, empty store."""
+    uri = uri.strip()
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path and not path.startswith(":memory:"):
+            return "sqlite:///" + os.path.abspath(os.path.expanduser(path))
+        return uri
+    if "://" not in uri and not uri.startswith("file:"):  # a plain folder: MLflow's file store
+        return os.path.abspath(os.path.expanduser(uri))
+    return uri
 
 
 def artifact_root_for(uri: str) -> str | None:

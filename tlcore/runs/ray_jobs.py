@@ -94,8 +94,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def resources(spec_needs_gpu: bool) -> dict[str, float]:
-    """The entrypoint's resource request: the server's ``TL_RAY_CPUS``/``TL_RAY_GPUS``, and at
-    least one GPU for a spec that only runs on one (mixed precision).
+    """The entrypoint's resource request: the server's ``TL_RAY_CPUS``/``TL_RAY_GPUS``, at
+    least one GPU for a spec that only runs on one (mixed precision), and N for
+    ``TL_DEVICES=gpu:N``.
 
     Raises:
         ConfigError: A setting that is not a number of zero or more.
@@ -113,7 +114,15 @@ def resources(spec_needs_gpu: bool) -> dict[str, float]:
                               f"Set {name} to 0 or more (fractions are allowed), or unset it.")
     if spec_needs_gpu:
         wanted["entrypoint_num_gpus"] = max(1.0, wanted["entrypoint_num_gpus"])
+    wanted["entrypoint_num_gpus"] = max(float(gpus_asked_by_devices()), wanted["entrypoint_num_gpus"])
     return wanted
+
+
+def gpus_asked_by_devices() -> int:
+    """The GPUs ``TL_DEVICES=gpu:N`` trains on (0 otherwise): a job that would mirror over N
+    GPUs must land on a node that has them. The worker validates the setting itself."""
+    kind, _, count = os.environ.get("TL_DEVICES", "").strip().lower().partition(":")
+    return int(count) if kind == "gpu" and count.isdigit() else 0
 
 
 def worker_environment(extra: dict[str, str]) -> dict[str, str]:

@@ -35,6 +35,8 @@ def spec_paths(spec: RunSpec) -> list[tuple[str, Path]]:
         named.append(("dataset", Path(spec.dataset.location)))
     if spec.dataset.data_dir:
         named.append(("TFDS data directory", Path(spec.dataset.data_dir)))
+    elif spec.dataset.kind == "tfds":  # prepared under TL_HOME: shared unless runs are mirrored
+        named.append(("TFDS data directory", tl_home(create=False) / "tensorflow_datasets"))
     weights = spec.backbone.weights
     for path in spec.backbone.local_files():
         named.append(("weights file" if path == weights else "backbone folder", Path(path)))

@@ -3,9 +3,15 @@
 :class:`RunTrackers` sits between the store's observer and the caller's own (a progress bar):
 it hands every epoch to the trackers and everything else on unchanged, and ends them with the
 run's outcome. Trackers never fail a run; why one stopped becomes a note in the run's log.
+
+A run tracks to the MLflow store it was created with (``--mlflow``, kept in its folder as
+:attr:`RunArtifacts.tracking`), else to the server-wide ``TL_MLFLOW_URI`` of the process that
+trains it: never to a store another run's launcher named.
 """
 
 from __future__ import annotations
+
+import json
 
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord
 from tlcore.report.evaluate import EvalReport
@@ -25,7 +31,7 @@ class RunTrackers(TrainingObserver):
         self.watcher = watcher or TrainingObserver()
         self.artifacts = artifacts
         self.tensorboard = TensorBoardObserver(artifacts.folder, run.spec, run.id)
-        uri = tracking_uri()
+        uri = run_tracking_uri(artifacts)
         self.mlflow = MLflowObserver(uri, run.spec, run.id, run.data_fingerprint) if uri else None
 
     def on_epoch(self, record: EpochRecord) -> None:
@@ -53,3 +59,15 @@ class RunTrackers(TrainingObserver):
             files = [self.artifacts.model, self.artifacts.report]
             failures.append(self.mlflow.close(report, files, MLFLOW_STATUS.get(status, "FAILED")))
         return [failure for failure in failures if failure]
+
+
+def run_tracking_uri(artifacts: RunArtifacts) -> str | None:
+    """The MLflow store the run was created with, else the server-wide one (or None).
+
+    A file that cannot be read counts as none: tracking must never cost the run.
+    """
+    try:
+        own = json.loads(artifacts.tracking.read_text()).get("mlflow_uri")
+    except (OSError, ValueError, AttributeError):
+        own = None
+    return own.strip() if isinstance(own, str) and own.strip() else tracking_uri()

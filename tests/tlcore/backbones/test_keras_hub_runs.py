@@ -1,12 +1,14 @@
-"""Runs on keras-hub presets: every strategy, the feature cache, whole blocks, export and serving."""
+"""Runs on keras-hub presets: every strategy, the feature cache, whole blocks, every export and serving."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 import tensorflow as tf
 from homes import studio_home
@@ -18,8 +20,9 @@ from specs import TINY_SIZE, tiny_spec
 from tlcore.backbones import build_backbone
 from tlcore.config import BackboneSpec, RunSpec
 from tlcore.data import load_dataset
-from tlcore.deploy.export import export_run
+from tlcore.deploy.export import EXPORT_FORMATS, export_run, metadata_path
 from tlcore.deploy.serving import load_run
+from tlcore.errors import ExportError
 from tlcore.report.evaluate import prepare_images
 from tlcore.runs import jobs
 from tlcore.runs.runner import execute_run
@@ -106,27 +109,76 @@ def test_scratch_trains_every_layer_of_the_random_architecture(presets, bundle, 
         assert moving and not np.allclose(moving[0].numpy(), 0.0)
 
 
-@pytest.fixture(scope="module")
-def trained(presets, tmp_path_factory) -> tuple[RunStore, str]:
-    """A finished frozen run on the tiny ViT, in a store of its own."""
-    root = tmp_path_factory.mktemp("kerashub-store")
+def changed_weights(before: dict[str, np.ndarray], model) -> set[str]:
+    after = backbone_weights(model)
+    return {path for path in before if not np.array_equal(before[path], after[path])}
+
+
+@pytest.mark.parametrize("preset, top, inside", [
+    ("resnet", "stack1_block0", ("stack1_block0_",)),
+    ("vit", "transformer_block_2", ("vit_encoder/transformer_block_2/", "vit_encoder/ln/")),
+])
+def test_finetune_trains_the_top_block_with_the_head_in_one_stage(presets, bundle, preset, top, inside):
+    spec = on_preset(presets / preset, "finetune", epochs=1, fine_tune_blocks=1, fine_tune_learning_rate=1e-2)
+    before = {w.path: w.numpy() for w in build_backbone(spec.backbone, TINY_SIZE).model.weights}
+    result = train(spec, bundle=bundle)
+
+    assert result.status == "finished" and [e.stage for e in result.history] == ["finetune"]
+    changed = changed_weights(before, result.model)
+    assert changed and all(path.startswith(inside) for path in changed), changed
+    assert not any("moving" in path for path in changed), "BatchNorm stays in inference mode"
+    assert any(f"Stage finetune: top 1 backbone blocks trainable ({top}" in n for n in result.notes)
+
+
+def test_auto_searches_a_head_then_fine_tunes_as_many_blocks_as_the_preset_has(presets, bundle):
+    spec = on_preset(presets / "resnet", "auto", epochs=1, fine_tune_epochs=1, search_budget_seconds=5)
+    before = {w.path: w.numpy() for w in build_backbone(spec.backbone, TINY_SIZE).model.weights}
+    result = train(spec, bundle=bundle)
+
+    assert result.status == "finished" and [e.stage for e in result.history] == ["frozen", "finetune"]
+    assert any(note.startswith("Head search:") and "trial(s)" in note for note in result.notes)
+    # auto asks for four blocks; the tiny ResNet has three (stem, stack0_block0, stack1_block0)
+    assert any(note.startswith("Then:") and "top 3 block(s)" in note for note in result.notes)
+    changed = changed_weights(before, result.model)
+    assert {"conv1_conv/kernel", "stack1_block0_2_conv/kernel"} <= changed, "from the stem to the top"
+    assert not any("moving" in path for path in changed)
+
+
+def finished_run(presets: Path, root: Path, preset: str) -> tuple[RunStore, str]:
+    """A finished frozen run on one tiny preset, in a store of its own under ``root``."""
     with studio_home(root), pytest.MonkeyPatch.context() as patch:
         patch.setenv("TL_DATA_ROOT", f"{root}:{presets}")
         store = RunStore(root / "tlhome")
-        run, _ = store.create_run(on_preset(presets / "vit", "frozen"))
+        run, _ = store.create_run(on_preset(presets / preset, "frozen"))
         jobs.claim_for_this_process(store, run.id)
         assert execute_run(store, run.id).status == "finished"
     return store, run.id
 
 
+@pytest.fixture(scope="module")
+def trained(presets, tmp_path_factory) -> tuple[RunStore, str]:
+    """A finished frozen run on the tiny ViT."""
+    return finished_run(presets, tmp_path_factory.mktemp("kerashub-store"), "vit")
+
+
+@pytest.fixture(scope="module")
+def trained_resnet(presets, tmp_path_factory) -> tuple[RunStore, str]:
+    """A finished frozen run on the tiny ResNet: a convolutional preset."""
+    return finished_run(presets, tmp_path_factory.mktemp("kerashub-resnet-store"), "resnet")
+
+
 def tflite_outputs(model_file: Path, pixels: np.ndarray) -> np.ndarray:
+    """Each image through the interpreter as a device feeds it; integer outputs dequantised."""
     interpreter = tf.lite.Interpreter(model_path=str(model_file))
     interpreter.allocate_tensors()
+    source, sink = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     rows = []
     for row in pixels:
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], row[None].astype(np.float32))
+        interpreter.set_tensor(source["index"], row[None].astype(source["dtype"]))
         interpreter.invoke()
-        rows.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0])
+        scale, zero_point = sink["quantization"]
+        output = interpreter.get_tensor(sink["index"])[0].astype(np.float32)
+        rows.append((output - zero_point) * scale if scale else output)
     return np.array(rows)
 
 
@@ -146,3 +198,53 @@ def test_an_exported_preset_run_answers_as_the_served_model(trained, tmp_path, f
         outputs = loaded.serve(tf.constant(pixels, tf.float32))
     np.testing.assert_allclose(np.asarray(outputs), expected, atol=1e-5)
     assert (tmp_path / "labels.txt").read_text().splitlines() == served.class_names
+
+
+def studio_answers(store: RunStore, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The run's test images (uint8 values as float32) and the served model's probabilities."""
+    test = load_dataset(store.get(run_id).spec.dataset).test
+    pixels = test.images[np.arange(len(test.labels))].astype(np.float32)
+    return pixels, load_run(run_id, store).model.predict(pixels, verbose=0)
+
+
+TOLERANCE = {"tflite_float16": 1e-3, "tflite_quantized": 0.05, "tflite_int8": 0.05, "onnx": 1e-5}
+"""How far each format's probabilities may be from the studio's (int8's output step is 1/256)."""
+
+
+@pytest.mark.parametrize("preset, format_name", [
+    ("resnet", "tflite_float16"), ("resnet", "tflite_quantized"), ("resnet", "tflite_int8"),
+    ("resnet", "onnx"), ("vit", "tflite_float16"), ("vit", "tflite_quantized"),
+])
+def test_the_deployable_formats_of_a_preset_run_keep_the_studios_answers(request, tmp_path, preset,
+                                                                          format_name):
+    store, run_id = request.getfixturevalue("trained_resnet" if preset == "resnet" else "trained")
+    with zipfile.ZipFile(export_run(run_id, format_name, store)) as archive:
+        archive.extractall(tmp_path)
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    pixels, expected = studio_answers(store, run_id)
+    model_file = tmp_path / EXPORT_FORMATS[format_name].model_name
+
+    if format_name == "onnx":
+        session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+        outputs = session.run([metadata["output"]["name"]], {metadata["input"]["name"]: pixels})[0]
+    else:
+        outputs = tflite_outputs(model_file, pixels)
+    assert np.abs(outputs - expected).max() <= TOLERANCE[format_name]
+    agreement = float(np.mean(outputs.argmax(axis=1) == expected.argmax(axis=1)))
+    assert metadata["check"]["agreement"] == pytest.approx(agreement) and agreement >= 0.9
+    assert metadata["check"]["images"] == len(pixels)
+
+
+@pytest.mark.parametrize("format_name, refusal", [
+    # LayerNormalization's ops have no integer kernels: they would stay in float.
+    ("tflite_int8", r"could not quantise \(.*ln_1.*\).*tflite_quantized"),
+    # tf2onnx writes exact GELU as Erfc, which ONNX has no operator for: the file does not load.
+    ("onnx", r"ONNX \(float32\) file .* was written but does not run"),
+], ids=["tflite_int8", "onnx"])
+def test_a_transformer_preset_refuses_int8_and_onnx_and_ships_nothing(trained, format_name, refusal):
+    store, run_id = trained
+    target = store.artifacts(run_id).export(format_name)
+    with pytest.raises(ExportError, match=refusal):
+        export_run(run_id, format_name, store)
+    assert not target.exists() and not metadata_path(target).exists()
+    assert [p for p in target.parent.iterdir() if p.is_dir()] == [], "no half-built package"

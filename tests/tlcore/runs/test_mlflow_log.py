@@ -14,7 +14,12 @@ import pytest
 from reports import EPOCHS, small_report
 from specs import tiny_spec
 
-from tlcore.runs.mlflow_log import DEFAULT_EXPERIMENT, MLflowObserver, artifact_root_for
+from tlcore.runs.mlflow_log import (
+    DEFAULT_EXPERIMENT,
+    MLflowObserver,
+    absolute_tracking_uri,
+    artifact_root_for,
+)
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -47,6 +52,14 @@ def test_database_stores_keep_artifacts_out_of_the_working_folder(tmp_path, monk
     assert artifact_root_for("postgresql+psycopg://u@localhost/ml") == under_home
     assert artifact_root_for("http://127.0.0.1:5000") is None
     assert artifact_root_for(f"file://{tmp_path}/store") is None
+
+
+def test_a_relative_store_names_the_same_store_from_the_workers_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_tracking_uri("sqlite:///track.db") == f"sqlite:///{tmp_path / 'track.db'}"
+    assert absolute_tracking_uri(f"sqlite:///{tmp_path}/a.db") == f"sqlite:///{tmp_path}/a.db"
+    assert absolute_tracking_uri("mlruns") == str(tmp_path / "mlruns")
+    assert absolute_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
 @pytest.mark.timeout(120)  # MLflow's default retries would take minutes: it must give up at once

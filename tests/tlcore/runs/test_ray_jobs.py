@@ -139,6 +139,21 @@ def test_resources_come_from_the_settings_and_mixed_precision_gets_a_gpu(
     assert ray_jobs.resources(needs_gpu) == expected
 
 
+@pytest.mark.parametrize("devices, gpus, expected", [
+    ("gpu:4", None, 4.0), ("GPU:2", "3", 3.0), ("cpu:2", None, 0.0), ("auto", "1", 1.0), ("gpu:x", None, 0.0),
+])
+def test_a_run_mirrored_over_n_gpus_asks_the_cluster_for_n(
+    devices: str, gpus: str | None, expected: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TL_DEVICES", devices)
+    monkeypatch.delenv("TL_RAY_CPUS", raising=False)
+    if gpus is None:
+        monkeypatch.delenv("TL_RAY_GPUS", raising=False)
+    else:
+        monkeypatch.setenv("TL_RAY_GPUS", gpus)
+    assert ray_jobs.resources(False)["entrypoint_num_gpus"] == expected
+
+
 @pytest.mark.parametrize("name", ["TL_RAY_CPUS", "TL_RAY_GPUS"])
 @pytest.mark.parametrize("value", ["-1", "two", "1,5"])
 def test_a_resource_setting_that_is_no_count_is_refused_by_name(

@@ -16,8 +16,10 @@ from specs import tiny_spec
 
 from tlcore.config import BackboneSpec, DatasetSpec, RunSpec
 from tlcore.errors import ConfigError
+from tlcore.records import RunStatus
 from tlcore.runs import jobs
 from tlcore.runs.shared_paths import check_reachable, shared_roots
+from tlcore.runs.store import Claimant, RunStore
 
 
 @pytest.fixture(autouse=True)
@@ -126,3 +128,32 @@ def test_check_spec_refuses_an_unshared_folder_only_when_runs_go_to_a_cluster(
     assert str(folder.resolve()) in refused.value.message
     monkeypatch.setenv("TL_SHARED_PATHS", str(tmp_path))
     assert jobs.check_spec(spec) == spec
+
+
+def test_tfds_data_prepared_under_tl_home_is_refused_when_homes_are_not_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = with_dataset("tfds:mnist")
+    monkeypatch.setenv("TL_SHARED_PATHS", str(tmp_path / "shared"))
+    monkeypatch.setenv("TL_ARTIFACTS_URL", (tmp_path / "mirror").as_uri())  # each node its own TL_HOME
+    with pytest.raises(ConfigError, match="TFDS data directory"):
+        check_reachable(spec)
+    check_reachable(replace(spec, dataset=replace(spec.dataset, data_dir=str(tmp_path / "shared" / "tfds"))))
+
+
+def test_resume_onto_a_cluster_refuses_data_its_nodes_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "x"
+    for name in ("cats", "dogs"):
+        add_images(folder / name, 20)
+    store = RunStore()
+    spec = replace(tiny_spec(), dataset=DatasetSpec(source=f"folder:{folder}", image_size=48))
+    run, _ = store.create_run(spec)
+    store.claim(run.id, Claimant.current())
+    store.finish(run.id, RunStatus.FAILED, error="worker lost")
+    monkeypatch.setenv("TL_JOBS", "http://127.0.0.1:9")
+    monkeypatch.delenv("TL_SHARED_PATHS", raising=False)
+    with pytest.raises(ConfigError, match="not on a path the Ray cluster's nodes share"):
+        jobs.resume(run.id, store)
+    assert store.get(run.id).status is RunStatus.FAILED, "nothing was queued"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import tensorflow as tf
@@ -10,8 +11,10 @@ from specs import TINY_SIZE
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tlcore.cli import main
+from tlcore.runs import jobs
 from tlcore.runs.store import RunStore
 from tlcore.runs.tensorboard_log import FOLDER
+from tlcore.runs.tracking import RunTrackers
 
 TINY = ["--dataset", "builtin:shapes", "--backbone", "mobilenet_v2", "--alpha", "0.35", "--weights", "none",
         "--image-size", str(TINY_SIZE), "--epochs", "2", "--strategy", "frozen", "--json"]
@@ -48,3 +51,35 @@ def test_an_unreachable_tracking_server_leaves_a_note_and_a_finished_run(capsys,
     payload = json.loads(capsys.readouterr().out)
     assert payload["status"] == "finished"
     assert any("MLflow tracking at http://127.0.0.1:9 stopped" in note for note in payload["notes"])
+
+
+def tracker_uri(store: RunStore, run_id: str) -> str | None:
+    """Where a worker starting the run now would track it to (None: MLflow off)."""
+    trackers = RunTrackers(store.get(run_id), store.artifacts(run_id))
+    trackers.close("stopped", None)
+    return trackers.mlflow.uri if trackers.mlflow else None
+
+
+def test_a_submitted_run_is_tracked_where_its_launcher_said_whoever_trains_it(
+        capsys, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setattr(jobs, "dispatch", lambda store: [])  # the worker is started by hand below
+    monkeypatch.delenv("TL_MLFLOW_URI", raising=False)
+    own = f"sqlite:///{tmp_path / 'own.db'}"
+    assert main(["submit", *TINY, "--mlflow", own]) == 0
+    tracked = json.loads(capsys.readouterr().out)["run_id"]
+    assert "TL_MLFLOW_URI" not in os.environ, "workers this process starts would pass it on"
+    assert main(["submit", *TINY, "--seed", "7"]) == 0
+    untracked = json.loads(capsys.readouterr().out)["run_id"]
+
+    store = RunStore()
+    assert jobs.run_worker(tracked, store) == 0  # a worker whose environment names no store
+    client = mlflow.tracking.MlflowClient(tracking_uri=own)
+    (found,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                  f"tags.`tlstudio.run_id` = '{tracked}'")
+    assert found.info.status == "FINISHED"
+    assert tracker_uri(store, untracked) is None
+    server = f"sqlite:///{tmp_path / 'server.db'}"
+    monkeypatch.setenv("TL_MLFLOW_URI", server)  # the server's own store: for runs that named none
+    assert tracker_uri(store, untracked) == server
+    assert tracker_uri(store, tracked) == own

@@ -45,6 +45,19 @@ def test_two_devices_train_the_same_model_as_one_and_share_its_feature_store(tmp
     assert "cannot be split evenly over 2 devices" in result["odd_batch_refusal"]
 
 
+def test_a_frozen_run_on_two_devices_matches_one_device():
+    """The default suite's check of the MirroredStrategy path (about 15 s); the slow test above
+    adds fine-tuning."""
+    done = subprocess.run([sys.executable, str(HELPER), "frozen", "2", "0"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert "2 devices" in result["notes"]["mirrored"][0]
+    assert result["accuracy"]["mirrored"] == result["accuracy"]["single"]
+    np.testing.assert_allclose(result["val_loss"]["mirrored"], result["val_loss"]["single"], rtol=1e-6)
+    assert result["max_weight_difference"] <= WEIGHT_TOLERANCE
+
+
 @pytest.mark.parametrize("setting", ["tpu:2", "cpu:0", "cpu", "gpu:x", "two"])
 def test_a_malformed_device_setting_is_refused_with_what_to_write(setting):
     with pytest.raises(ConfigError, match="auto, gpu:N or cpu:N"):
