@@ -7,7 +7,9 @@ a run has none.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -16,14 +18,24 @@ from tlcore.data.labels import visible_label
 from tlcore.errors import TLError
 from tlcore.records import RunRecord
 from tlcore.report.audit import DataAudit
-from tlcore.report.audit_plots import embedding_map_figure
-from tlcore.runs.auditing import audit_problem, map_thumbnail_path, stored_audit, thumbnail_path
+from tlcore.report.audit_plots import BOXED, PICKED, embedding_map_spec, picture_uri
+from tlcore.runs.auditing import (
+    AUDIT_FILE,
+    THUMBNAIL_FOLDER,
+    audit_folder,
+    audit_problem,
+    map_thumbnail_name,
+    map_thumbnail_path,
+    stored_audit,
+    thumbnail_path,
+)
 from tlcore.runs.store import RunStore
 from ui import glue, task_panel
 
 SHOWN_PAIRS = 12
 SHOWN_ISSUES = 24
 THUMBNAIL_WIDTH = 96
+SHOWN_PICKED = 6
 
 
 def audit_section(store: RunStore, runs: list[RunRecord], labels: dict[str, str]) -> None:
@@ -72,16 +84,16 @@ def _run_audit(store: RunStore, run: RunRecord) -> None:
 
 
 def _embedding_map(store: RunStore, run_id: str, audit: DataAudit) -> None:
-    """The map; clicking (or lassoing) points shows their pictures beside it."""
+    """The map, whose points show their picture on hover; picked points show it larger beside it."""
     chart, picture = st.columns([3, 1])
-    event = chart.plotly_chart(embedding_map_figure(audit), key=f"compare.audit.map.{run_id}",
-                               on_select="rerun", selection_mode=("points", "lasso"))
-    picked = [point.get("customdata") for point in (event.selection.points if event else [])][:6]
+    spec = embedding_map_spec(audit, _map_pictures(store, run_id, len(audit.map_points)))
+    event = chart.vega_lite_chart(spec, key=f"compare.audit.map.{run_id}", on_select="rerun",
+                                  selection_mode=(PICKED, BOXED), width="stretch")
+    picked = picked_positions(event.selection if event else {}, audit)[:SHOWN_PICKED]
     if not picked:
-        picture.caption("Click a point (or draw a lasso) to see its picture.")
+        picture.caption("Hover a point to see its picture; click points (shift-click for more) or drag "
+                        "a box round some to see them larger here.")
     for position in picked:
-        if not isinstance(position, int) or not 0 <= position < len(audit.map_points):
-            continue
         point, path = audit.map_points[position], map_thumbnail_path(store, run_id, position)
         text = (f"{point.id}: {audit.class_names[point.label]}, answered "
                 f"{audit.class_names[point.predicted]}")
@@ -89,6 +101,39 @@ def _embedding_map(store: RunStore, run_id: str, audit: DataAudit) -> None:
             picture.image(str(path), caption=glue.literal(text))
         else:
             picture.caption(glue.literal(text) + " (no picture kept: audit it again)")
+
+
+def picked_positions(selection: Mapping[str, Any], audit: DataAudit) -> list[int]:
+    """Places in ``audit.map_points`` of the clicked points, then of those inside the dragged box.
+
+    A click's selection lists each point's ``position``; a box gives the x and y ranges it covers.
+    """
+    count = len(audit.map_points)
+    clicked = [item.get("position") for item in selection.get(PICKED) or [] if isinstance(item, Mapping)]
+    found = [position for position in clicked if isinstance(position, int) and 0 <= position < count]
+    box = selection.get(BOXED) or {}
+    ranges = [box.get("x"), box.get("y")]
+    if all(isinstance(span, Sequence) and len(span) == 2 for span in ranges):
+        (x_low, x_high), (y_low, y_high) = (sorted(span) for span in ranges)
+        found += [position for position, point in enumerate(audit.map_points)
+                  if x_low <= point.x <= x_high and y_low <= point.y <= y_high]
+    return list(dict.fromkeys(found))
+
+
+def _map_pictures(store: RunStore, run_id: str, count: int) -> list[str | None]:
+    """The map's hover pictures, read once per stored audit (its file's time is in the cache key)."""
+    try:
+        stamp = (audit_folder(store, run_id) / AUDIT_FILE).stat().st_mtime_ns
+    except OSError:
+        return []
+    return _pictures(str(audit_folder(store, run_id)), count, stamp)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _pictures(folder: str, count: int, stamp: int) -> list[str | None]:
+    """Small data URIs of the map's thumbnails (per audit folder, count and time: shared data)."""
+    thumbnails = Path(folder) / THUMBNAIL_FOLDER
+    return [picture_uri(thumbnails / map_thumbnail_name(position)) for position in range(count)]
 
 
 def _leak_pairs(store: RunStore, run_id: str, audit: DataAudit) -> None:

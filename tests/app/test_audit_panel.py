@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from runfiles import finished_run
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 import tlcore.runs.auditing
@@ -14,6 +15,7 @@ from tlcore.config import RunSpec
 from tlcore.data.bundle import Split
 from tlcore.records import RunStatus
 from tlcore.report.audit import SplitEmbeddings, audit_embeddings
+from tlcore.report.audit_plots import BOXED, PICKED
 from tlcore.runs import tasks
 from tlcore.runs.auditing import AUDIT_FILE, audit_folder, map_thumbnail_path, save_audit, thumbnail_path
 from tlcore.runs.store import RunStore
@@ -72,13 +74,13 @@ def test_a_stored_audit_is_shown_and_a_run_without_one_says_how_to_get_it(monkey
     assert any("The two copies carry different labels" in m.value for m in at.markdown)
     issues = at.dataframe[0].value
     assert list(issues["image"]) == [issue.id for issue in audit.label_issues]
-    assert len(at.get("plotly_chart")) == 1
+    [chart] = at.get("vega_lite_chart")
     assert all(map_thumbnail_path(store, audited, k).exists() for k in range(len(audit.map_points)))
-    assert any("Click a point" in c.value for c in at.caption)
-    from tlcore.report.audit_plots import embedding_map_figure
-
-    positions = sorted(k for trace in embedding_map_figure(audit).data for k in trace.customdata)
-    assert positions == list(range(len(audit.map_points)))  # a picked point finds its picture
+    rows = convert_arrow_bytes_to_pandas_df(chart.proto.data.data)  # Streamlit moves the rows there
+    assert list(rows["position"]) == list(range(len(audit.map_points)))  # a picked point finds its picture
+    assert all(uri.startswith("data:image/jpeg;base64,") for uri in rows["image"])  # the hover picture
+    assert list(chart.proto.selection_mode) == sorted([PICKED, BOXED])
+    assert any("Hover a point to see its picture" in c.value for c in at.caption)
     command = f"python -m tlcore audit {plain}"
     assert any("no data audit yet" in i.value and command in i.value for i in at.info)
     started: list[str] = []
