@@ -112,13 +112,18 @@ def test_specs_naming_no_local_path_are_never_refused(spec: RunSpec, monkeypatch
     check_reachable(spec)
 
 
-def test_check_spec_refuses_an_unshared_folder_only_when_runs_go_to_a_cluster(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def folder_spec(tmp_path: Path) -> tuple[Path, RunSpec]:
+    """A small folder dataset under ``tmp_path`` (shared with no cluster) and a spec naming it."""
     folder = tmp_path / "x"
     for name in ("cats", "dogs"):
         add_images(folder / name, 20)
-    spec = replace(tiny_spec(), dataset=DatasetSpec(source=f"folder:{folder}", image_size=48))
+    return folder, replace(tiny_spec(), dataset=DatasetSpec(source=f"folder:{folder}", image_size=48))
+
+
+def test_check_spec_refuses_an_unshared_folder_only_when_runs_go_to_a_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, spec = folder_spec(tmp_path)
     monkeypatch.delenv("TL_SHARED_PATHS", raising=False)
     monkeypatch.delenv("TL_JOBS", raising=False)
     assert jobs.check_spec(spec) == spec
@@ -144,12 +149,8 @@ def test_tfds_data_prepared_under_tl_home_is_refused_when_homes_are_not_shared(
 def test_resume_onto_a_cluster_refuses_data_its_nodes_cannot_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = tmp_path / "x"
-    for name in ("cats", "dogs"):
-        add_images(folder / name, 20)
     store = RunStore()
-    spec = replace(tiny_spec(), dataset=DatasetSpec(source=f"folder:{folder}", image_size=48))
-    run, _ = store.create_run(spec)
+    run, _ = store.create_run(folder_spec(tmp_path)[1])
     store.claim(run.id, Claimant.current())
     store.finish(run.id, RunStatus.FAILED, error="worker lost")
     monkeypatch.setenv("TL_JOBS", "http://127.0.0.1:9")
