@@ -14,7 +14,7 @@ import tlcore.runs.auditing
 from tlcore.config import RunSpec
 from tlcore.data.bundle import Split
 from tlcore.records import RunStatus
-from tlcore.report.audit import SplitEmbeddings, audit_embeddings
+from tlcore.report.audit import DataAudit, MapPoint, SplitEmbeddings, audit_embeddings
 from tlcore.report.audit_plots import BOXED, PICKED
 from tlcore.runs import tasks
 from tlcore.runs.auditing import AUDIT_FILE, audit_folder, map_thumbnail_path, save_audit, thumbnail_path
@@ -103,3 +103,60 @@ def test_scratch_runs_and_damaged_audits_are_explained_without_a_traceback() -> 
     assert any("trained from scratch" in c.value for c in at.caption)
     [warning] = at.warning
     assert "damaged" in warning.value and f"audit {damaged} --again" in warning.value
+
+
+def small_audit(points: tuple[MapPoint, ...]) -> DataAudit:
+    return DataAudit(("cat", "dog"), {"train": 0, "val": 0, "test": len(points)}, 0.9999, 0.9, (), (), 0, 0,
+                     (), points, "PCA of all 3 test images")
+
+
+def test_the_map_spec_colours_classes_marks_mistakes_and_puts_each_picture_in_its_tooltip() -> None:
+    from tlcore.report.audit_plots import CROSS_PATH, embedding_map_spec
+    from tlcore.report.plots import RUN_COLORS
+
+    points = (MapPoint("a.png", 0.0, 0.0, 0, 0), MapPoint("b.png", 1.0, 1.0, 0, 1),
+              MapPoint("<i>c</i>\u202e.png", 2.0, 2.0, 1, 1))
+    spec = embedding_map_spec(small_audit(points), ["data:image/jpeg;base64,AAA", None])
+    rows, encoding = spec["data"]["values"], spec["encoding"]
+    assert [row["position"] for row in rows] == [0, 1, 2]
+    assert [row.get("image") for row in rows] == ["data:image/jpeg;base64,AAA", None, None]
+    assert [row["answer"] for row in rows] == ["right", "wrong", "right"]
+    assert rows[1]["predicted"] == "dog (wrong)" and rows[1]["size"] > rows[0]["size"] and rows[1]["outline"]
+    assert rows[2]["title"] == "<i>c</i>\\u202e.png", "invisible characters spelled out; vega-tooltip escapes"
+    assert encoding["color"]["scale"] == {"domain": ["cat", "dog"], "range": list(RUN_COLORS[:2])}
+    assert encoding["shape"]["scale"] == {"domain": ["right", "wrong"], "range": ["circle", CROSS_PATH]}
+    assert [item["field"] for item in encoding["tooltip"]][:2] == ["title", "image"]  # heading, picture
+    assert encoding["description"] == {"field": "description"}
+    assert "base64" not in " ".join(row["description"] for row in rows)
+    assert spec["title"]["subtitle"] == ["PCA of all 3 test images",
+                                         "1 mistake(s) marked ✕ · hover a point to see its picture"]
+
+
+def test_picked_points_are_the_clicked_ones_then_those_in_the_box_each_once() -> None:
+    from ui.audit_panel import picked_positions
+
+    audit = small_audit(tuple(MapPoint(f"{k}.png", float(k), float(-k), 0, 0) for k in range(5)))
+    assert picked_positions({}, audit) == []
+    assert picked_positions({PICKED: [{"position": 3}, {"position": 9}, {"position": "1"}]}, audit) == [3]
+    box = {"x": [0.5, 2.5], "y": [-0.5, -2.5]}  # ranges come in drag order
+    assert picked_positions({PICKED: [{"position": 2}], BOXED: box}, audit) == [2, 1]
+    assert picked_positions({PICKED: [], BOXED: {"x": [0, 1]}}, audit) == [], "half a box picks nothing"
+
+
+def test_a_hover_picture_is_a_small_jpeg_and_a_missing_thumbnail_gives_none(tmp_path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from tlcore.report.audit_plots import MAP_PICTURE_PX, picture_uri
+
+    Image.new("RGB", (96, 64), (200, 30, 30)).save(tmp_path / "map-00000.jpg", "JPEG")
+    uri = picture_uri(tmp_path / "map-00000.jpg")
+    prefix = "data:image/jpeg;base64,"
+    assert uri.startswith(prefix)
+    with Image.open(io.BytesIO(base64.b64decode(uri[len(prefix):]))) as picture:
+        assert max(picture.size) == MAP_PICTURE_PX and picture.format == "JPEG"
+    assert picture_uri(tmp_path / "missing.jpg") is None
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    assert picture_uri(tmp_path / "broken.jpg") is None

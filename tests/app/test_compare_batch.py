@@ -248,3 +248,42 @@ def test_a_few_images_stay_side_by_side_until_asked_and_many_go_to_the_batch_at_
     assert len(table(at)) == len(many), "the table has every image"
     assert gallery(at) == [caption_of(name) for name, _, _ in many[:batch_panel.GALLERY_PAGE]], "capped"
     assert f"The first {batch_panel.GALLERY_PAGE} of {len(many)} are shown" in texts(at)
+
+
+def test_a_batch_shows_a_progress_bar_that_counts_each_batch_while_classifying_and_goes_after(
+        colour_runs, monkeypatch):
+    """The bar is drawn before the first image is read, moves as each batch of 32 is answered
+    (recorded as the page draws it: AppTest sees only the page after the run), and is removed
+    once the table is there."""
+    import streamlit
+    from streamlit.delta_generator import DeltaGenerator
+
+    drawn: list[tuple[float, str] | str] = []  # every value and text given to a bar, and the work's ends
+    new_bar, move_bar, classify = streamlit.progress, DeltaGenerator.progress, batch_panel.classify_uploads
+
+    def drawing(value, text=None, **kwargs):
+        drawn.append((value, text))
+        return new_bar(value, text=text, **kwargs)
+
+    def moving(self, value, text=None, **kwargs):
+        drawn.append((value, text))
+        return move_bar(self, value, text=text, **kwargs)
+
+    def classifying(*args, **kwargs):
+        drawn.append("start")
+        result = classify(*args, **kwargs)
+        drawn.append("end")
+        return result
+
+    monkeypatch.setattr(streamlit, "progress", drawing)
+    monkeypatch.setattr(DeltaGenerator, "progress", moving)
+    monkeypatch.setattr("ui.batch_panel.classify_uploads", classifying)
+    count = 2 * batch_panel.BATCH + 6
+    images = [(f"shade{i:02d}.png", png_bytes((2 * i, 90, 200)), "image/png") for i in range(count)]
+    at = upload(compare(colour_runs), images)
+    assert not at.error, [e.value for e in at.error]
+    assert drawn == [(0.0, f"Classifying about {count} image(s)…"), "start",
+                     *[(done / count, f"Classified {done} of about {count} image(s)…")
+                       for done in (batch_panel.BATCH, 2 * batch_panel.BATCH)], "end"]
+    assert not at.get("progress"), "the bar is gone once the answers are shown"
+    assert len(table(at)) == count

@@ -220,3 +220,48 @@ def test_a_preset_in_kagglehubs_cache_is_shown_as_on_disk(tmp_path, monkeypatch)
     assert table.loc["kerashub:resnet_18_imagenet", "download"] == "cached: loads offline"
     assert table.loc["kerashub:resnet_50_imagenet", "download"].startswith("needs a download")
     assert "ResNet-18: 11.2 M parameters, trained at 224 px, in kagglehub's cache: loads offline" in texts(at)
+
+
+def test_the_preview_warns_when_a_finished_runs_audit_found_copies_in_this_data(tmp_path):
+    """The warning comes from the newest stored audit of a run on these very files, and names it."""
+    import numpy as np
+    from imagegen import write_class_folders
+
+    from tlcore.config import RunSpec
+    from tlcore.data.bundle import Split
+    from tlcore.records import RunStatus
+    from tlcore.report.audit import DataAudit, LeakCount
+    from tlcore.runs.auditing import save_audit
+    from tlcore.runs.data_identity import DataIdentity
+    from tlcore.runs.store import RunStore
+    from ui import glue
+
+    write_class_folders(tmp_path / "photos", {"cats": 10, "dogs": 10})
+    dataset = DatasetSpec(source=f"folder:{tmp_path / 'photos'}", image_size=32)
+    at = open_app("pages/configure.py")
+    at.radio(key="configure.kind").set_value("folder").run()
+    at.text_input(key="configure.folder").set_value(str(tmp_path / "photos"))
+    at.number_input(key="configure.image_size").set_value(32)
+    at.run()
+    at.button(key="configure.preview").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "2 classes, 20 images" in texts(at)
+    assert not [w for w in at.warning if "data audit" in w.value], "no audit yet: nothing to warn about"
+
+    spec = RunSpec(dataset, train=TrainSpec(strategy="frozen"))
+    fingerprint = DataIdentity.of(spec).fingerprint
+    store = RunStore()
+    run, _ = store.create_run(spec, data_fingerprint=fingerprint)
+    store.finish(run.id, RunStatus.FINISHED)
+    audit = DataAudit(("cats", "dogs"), {"train": 14, "val": 3, "test": 3}, 0.9999, 0.9,
+                      (LeakCount("test", "train", 2, 1), LeakCount("val", "train", 0, 0)), (), 0, 0, (), (),
+                      "PCA", run_id=run.id, fingerprint=fingerprint)
+    nothing = Split(np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64), [])
+    save_audit(store, run.id, audit, {"test": nothing})
+    at.run()
+    assert not at.exception
+    [warning] = [w for w in at.warning if "data audit" in w.value]
+    assert warning.icon == ":material/policy:"
+    assert warning.value == (f"{glue.literal(audit.warnings()[0])} (the data audit of run {run.id}; "
+                             "see Compare & Classify)")
+    assert "3 test images have a near" in warning.value and "the test score is optimistic" in warning.value

@@ -24,10 +24,15 @@ from tlcore.report.plots import RUN_COLORS
 
 MISTAKE_SYMBOL = "x"
 RIGHT_SYMBOL = "circle"
-MAP_PICTURE_PX = 64
-"""Longest side of a hover picture: about 1.5 KB as a JPEG data URI, so a map of the audit's
-2,000 points at most sends about 3 MB, and a few hundred (a usual test split) well under 1 MB."""
-MAP_PICTURE_QUALITY = 75
+CROSS_PATH = ("M0.54,-1 L1,-0.54 L0.46,0 L1,0.54 L0.54,1 L0,0.46 L-0.54,1 L-1,0.54 L-0.46,0 "
+              "L-1,-0.54 L-0.54,-1 L0,-0.46 Z")
+"""A filled ×, as an SVG path in Vega's unit square: Vega's own ``cross`` is a +, and rotating it
+with ``angle`` would leave the legend's symbol a +."""
+MAP_PICTURE_PX = 80
+"""Longest side of a hover picture: about 3 KB as a JPEG data URI, so a few hundred test images
+(a usual test split) send well under 1 MB, and the audit's 2,000 points at most about 6 MB, once:
+Streamlit's browser cache keeps a large unchanged message across reruns."""
+MAP_PICTURE_QUALITY = 70
 PICKED = "picked"
 """The map's click selection (shift-click adds points); its points carry their ``position``."""
 BOXED = "boxed"
@@ -96,15 +101,17 @@ def embedding_map_spec(audit: DataAudit, pictures: Sequence[str | None] = ()) ->
     mistakes = sum(point.mistake for point in audit.map_points)
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
-        "title": {"text": f"Test embeddings: {audit.map_method}",
-                  "subtitle": f"{mistakes} mistake(s) marked ✕ · hover a point to see its picture"},
+        "title": {"text": "Test embeddings", "anchor": "start",  # lines of their own: a long one is cut
+                  "subtitle": [audit.map_method, f"{mistakes} mistake(s) marked ✕ · hover a point to see "
+                               "its picture"]},
         "data": {"values": rows},
         "height": MAP_HEIGHT,
         "mark": {"type": "point", "filled": True, "cursor": "pointer"},
         "params": [{"name": PICKED, "select": {"type": "point", "fields": ["position"]}},
                    {"name": BOXED, "select": {"type": "interval", "encodings": ["x", "y"]}}],
         "encoding": _map_encoding(names),
-        "config": {"axis": {"grid": False}, "view": {"stroke": None}},
+        "config": {"view": {"stroke": None}, "title": {"fontSize": 15, "subtitleFontSize": 13},
+                   "legend": {"labelFontSize": 13, "titleFontSize": 13}},
     }
 
 
@@ -118,14 +125,14 @@ def _map_encoding(names: list[str]) -> dict[str, Any]:
         "color": {"field": "class", "type": "nominal", "title": "class",
                   "scale": {"domain": names, "range": colors}},
         "shape": {"field": "answer", "type": "nominal", "title": "the run's answer",
-                  "scale": {"domain": ["right", "wrong"], "range": ["circle", "cross"]}},
+                  "scale": {"domain": ["right", "wrong"], "range": ["circle", CROSS_PATH]}},
         "size": {"field": "size", "type": "quantitative", "scale": None, "legend": None},
         "opacity": {"field": "opacity", "type": "quantitative", "scale": None, "legend": None},
-        "angle": {"field": "angle", "type": "quantitative", "scale": None, "legend": None},  # + -> ×
         "stroke": {"value": "#000000"},
         "strokeWidth": {"condition": {"param": PICKED, "empty": False, "value": 3},
                         "field": "outline", "type": "quantitative", "scale": None, "legend": None},
         "tooltip": [{"field": name} for name in ("title", "image", "class", "predicted")],
+        "description": {"field": "description"},  # what a screen reader says: not the picture's bytes
     }
 
 
@@ -134,13 +141,14 @@ def _map_row(position: int, point: MapPoint, names: list[str], picture: str | No
 
     Nothing is HTML-escaped here: vega-tooltip escapes every text it shows.
     """
+    title, verdict = visible_label(point.id), "wrong" if point.mistake else "right"
     answer = names[point.predicted] if 0 <= point.predicted < len(names) else "?"
     row: dict[str, Any] = {
-        "position": position, "x": point.x, "y": point.y, "title": visible_label(point.id),
-        "class": names[point.label], "predicted": f"{answer} ({'wrong' if point.mistake else 'right'})",
-        "answer": "wrong" if point.mistake else "right",
-        "size": 150 if point.mistake else 50, "opacity": 1.0 if point.mistake else 0.7,
-        "outline": 1 if point.mistake else 0, "angle": 45 if point.mistake else 0,
+        "position": position, "x": point.x, "y": point.y, "title": title, "class": names[point.label],
+        "predicted": f"{answer} ({verdict})", "answer": verdict,
+        "size": 170 if point.mistake else 70, "opacity": 1.0 if point.mistake else 0.7,
+        "outline": 1 if point.mistake else 0,
+        "description": f"{title}: class {names[point.label]}, predicted {answer} ({verdict})",
     }
     if picture:
         row["image"] = picture
