@@ -129,7 +129,7 @@ def _map_pictures(store: RunStore, run_id: str, count: int) -> list[str | None]:
     return _pictures(str(audit_folder(store, run_id)), count, stamp)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False)
 def _pictures(folder: str, count: int, stamp: int) -> list[str | None]:
     """Small data URIs of the map's thumbnails (per audit folder, count and time: shared data)."""
     thumbnails = Path(folder) / THUMBNAIL_FOLDER

@@ -269,20 +269,3 @@ def test_a_clean_audit_has_no_warnings() -> None:
     audit = audit_embeddings(splits, ["a", "b"], labels[40:])
     assert audit.warnings() == [] and all(c.total == 0 for c in audit.leak_counts)
     assert not any(point.mistake for point in audit.map_points)
-
-
-def test_the_map_figure_colours_classes_marks_mistakes_and_names_each_point() -> None:
-    from tlcore.report.audit import MapPoint
-    from tlcore.report.audit_plots import embedding_map_figure
-
-    points = (MapPoint("a.png", 0.0, 0.0, 0, 0), MapPoint("b.png", 1.0, 1.0, 0, 1),
-              MapPoint("<i>c</i>.png", 2.0, 2.0, 1, 1))
-    audit = DataAudit(("cat", "dog"), {"train": 0, "val": 0, "test": 3}, 0.9999, 0.9, (), (), 0, 0, (),
-                      points, "PCA of all 3 test images")
-    figure = embedding_map_figure(audit)
-    assert [trace.name for trace in figure.data] == ["cat", "cat (mistakes)", "dog"]
-    assert [trace.marker.symbol for trace in figure.data] == ["circle", "x", "circle"]
-    assert figure.data[0].marker.color == figure.data[1].marker.color != figure.data[2].marker.color
-    assert figure.data[1].text == ("b.png<br>class: cat<br>predicted: dog (wrong)",)
-    assert figure.data[2].text == ("&lt;i&gt;c&lt;/i&gt;.png<br>class: dog<br>predicted: dog (right)",)
-    assert "1 mistake(s)" in figure.layout.title.text and "PCA of all 3" in figure.layout.title.text
