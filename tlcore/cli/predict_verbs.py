@@ -110,20 +110,12 @@ def _explain_one(loaded: LoadedRun, name: str, image: str | bytes, folder: Path)
     what is shown (``photos.zip:cats/01.jpg``), from which the PNG is named, run id included,
     so several runs' overlays of one image sit side by side.
     """
-    import io
-
-    from PIL import Image
-
-    from tlcore.files import atomic_write
-    from tlcore.images import load_image
-    from tlcore.report.explain import explain, overlay, overlay_name
+    from tlcore.report.explain import explain, write_overlay
 
     with loaded.lock:
         explanation = explain(loaded.model, loaded.class_names, [image], loaded.image_size)[0]
-    png = io.BytesIO()
-    Image.fromarray(overlay(load_image(image), explanation.heatmap)).save(png, "PNG")
     try:
-        return atomic_write(folder / overlay_name(name, loaded.run_id, explanation.kind), png.getvalue())
+        return write_overlay(folder, name, loaded.run_id, explanation, source=image)
     except OSError as exc:
         raise StorageError(f"Could not write the explanation into {folder} ({exc.strerror or exc}).",
                            "Pass --explain a folder you can write to.") from exc

@@ -258,13 +258,18 @@ def overlay_name(image: str, run_id: str, kind: str) -> str:
     return f"{stem}-{digest}-{run}-{kind}.png"
 
 
-def write_overlay(folder: Path, image: str, run_id: str, explanation: Explanation) -> Path:
+def write_overlay(
+    folder: Path, image: str, run_id: str, explanation: Explanation, source: str | bytes | None = None
+) -> Path:
     """Draw ``explanation`` over the image at its own size and write it (atomically) as a PNG.
+
+    ``image`` names the PNG; ``source`` is what to draw on when the name is not a file (a zip
+    member's bytes, read once for the answer), else the file ``image`` itself.
 
     Raises:
         BadImageError: The image cannot be decoded.
     """
-    pixels = load_image(image)
+    pixels = load_image(image if source is None else source)
     target = folder / overlay_name(image, run_id, explanation.kind)
     buffer = io.BytesIO()
     Image.fromarray(overlay(pixels, explanation.heatmap)).save(buffer, "PNG")
