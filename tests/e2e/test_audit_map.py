@@ -9,12 +9,6 @@ no training, so the whole test takes the server's start and a few seconds.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +16,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from runfiles import finished_run
+from streamlit_server import served
 
 from tlcore.data.bundle import Split
 from tlcore.report.audit import SplitEmbeddings, audit_embeddings
@@ -60,30 +55,10 @@ def audited_run(store: RunStore) -> str:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     run_id = audited_run(RunStore(tmp_path / "tlhome"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {**os.environ, "TL_HOME": str(tmp_path / "tlhome"), "TL_AUDIT_RUNS": run_id,
            "PYTHONPATH": str(ROOT)}
-    with open(tmp_path / "server.log", "wb") as log:
-        process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "streamlit"), "run", str(PAGE),
-             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
-        except (urllib.error.URLError, OSError):
-            log_text = (tmp_path / "server.log").read_text()
-            assert process.poll() is None and time.monotonic() < deadline, log_text
-            time.sleep(0.25)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    with served(PAGE, env, tmp_path / "server.log") as url:
+        yield url
 
 
 @pytest.fixture

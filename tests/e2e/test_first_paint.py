@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import ast
 import os
-import signal
-import socket
-import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+from streamlit_server import served
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("TL_SCREENSHOTS", Path(tempfile.gettempdir()) / "tlstudio-screenshots"))
@@ -51,30 +46,11 @@ def test_app_draws_its_menu_before_importing_anything_heavy():
 
 @pytest.fixture
 def cold_server(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {**os.environ, "TL_HOME": str(tmp_path / "tlhome"), "KERAS_HOME": str(tmp_path / "keras"),
            "TL_DATA_ROOT": str(tmp_path)}
     env.pop("TL_AUTH", None)
-    with open(tmp_path / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "streamlit"), "run", "app.py", "--server.port", str(port),
-             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
-        except (urllib.error.URLError, OSError):
-            log_text = (tmp_path / "server.log").read_text()
-            assert server.poll() is None and time.monotonic() < deadline, log_text
-            time.sleep(0.25)
-    yield url
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
+    with served("app.py", env, tmp_path / "server.log") as url:
+        yield url
 
 
 @pytest.fixture
