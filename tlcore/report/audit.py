@@ -560,7 +560,8 @@ def find_label_issues(train: SplitEmbeddings, probabilities: np.ndarray,
 
     An image is flagged when the head's probability of its given label (its self-confidence)
     is below what images of that class usually get, at most as many as the estimated label
-    noise (``low_self_confidence``), ranked by self-confidence. On the flower photos with 2 %
+    noise (``low_self_confidence``), ranked by how confidently another class is predicted
+    over the given one (cleanlab's normalized margin, most negative first). On the flower photos with 2 %
     of labels flipped it finds as many as cleanlab's default ``prune_by_noise_rate`` (80 %
     against 77 %) and flags half as many others (20 against 42; docs/audit.md).
     """
@@ -568,7 +569,7 @@ def find_label_issues(train: SplitEmbeddings, probabilities: np.ndarray,
 
     labels = np.asarray(train.labels, dtype=np.int64)
     ranked = cleanlab_issues(labels, probabilities, filter_by=filter_by,
-                             return_indices_ranked_by="self_confidence", n_jobs=1)
+                             return_indices_ranked_by="normalized_margin", n_jobs=1)
     issues = []
     for i in np.asarray(ranked, dtype=np.int64).tolist():
         suspected = int(probabilities[i].argmax())

@@ -269,3 +269,20 @@ def test_a_clean_audit_has_no_warnings() -> None:
     audit = audit_embeddings(splits, ["a", "b"], labels[40:])
     assert audit.warnings() == [] and all(c.total == 0 for c in audit.leak_counts)
     assert not any(point.mistake for point in audit.map_points)
+
+
+def test_label_issues_come_worst_first_by_how_confidently_another_class_is_predicted() -> None:
+    # Twenty clean images per class, then three doubtful "a"s: img60 the head calls "b" outright
+    # (0.96), img61 it finds unlike any class (0.49 b, 0.49 c), img62 it calls "c" (0.95). Two
+    # are confidently another class, so two are flagged, the two least likely "a"s: img61
+    # (0.02) and img60 (0.03). By self-confidence img61 would lead; by how strongly another
+    # class wins over "a", img60 does.
+    clean = np.repeat(np.eye(3) * 0.85 + 0.05, 20, axis=0)
+    doubtful = np.array([[0.03, 0.96, 0.01], [0.02, 0.49, 0.49], [0.04, 0.01, 0.95]])
+    probabilities = np.vstack([clean, doubtful])
+    labels = np.array([*np.repeat(np.arange(3), 20), 0, 0, 0])
+    ids = [f"img{i}" for i in range(len(labels))]
+    train = SplitEmbeddings("train", ids, ids, labels, np.zeros((len(labels), 2), np.float32))
+    issues = find_label_issues(train, probabilities)
+    assert [issue.id for issue in issues] == ["img60", "img61"]
+    assert issues[0].suspected == 1 and issues[0].confidence == 0.96
