@@ -23,8 +23,8 @@ from tlcore.report.summaries import (
 )
 from ui import audit_panel, classify_panel, compare_picker, exports, glue, paired_panel, widgets
 
+# How the mistakes' heatmaps are named, by the kind the worker saved.
 HEATMAP_KINDS = {GRAD_CAM: "Grad-CAM", SALIENCY: "gradient saliency (TF Hub: no spatial map)"}
-"""How the mistakes' heatmaps are named, by the kind the worker saved."""
 PER_CLASS_CHOICES = {"precision": "precision", "recall": "recall", "f1": "F1", ALL_PER_CLASS: "all three"}
 
 glue.require_frame(__file__)

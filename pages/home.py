@@ -77,11 +77,13 @@ def results(batch: ClassicBatch) -> None:
                  query_params={glue.COMPARE_PARAM: ",".join(run.id for run in batch.stored)})
 
 
+# Is fine-tuning better than frozen, is each better than scratch, and is auto better than the
+# other pretrained runs: A, then B, by strategy. (A comment, not a docstring: Streamlit's magic
+# would print a bare string at the top of a page.)
 VERDICT_PAIRS = (
     ("frozen", "frozen_then_finetune"), ("scratch", "frozen"), ("scratch", "frozen_then_finetune"),
-    ("frozen_then_finetune", "auto"), ("scratch", "auto"),
+    ("frozen", "auto"), ("frozen_then_finetune", "auto"), ("scratch", "auto"),
 )
-"""Is fine-tuning better than frozen, and is each better than scratch: A, then B, by strategy."""
 
 
 def verdicts(finished: list[RunRecord]) -> None:

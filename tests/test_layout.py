@@ -78,6 +78,17 @@ def test_the_top_level_holds_only_shared_basics() -> None:
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
 
 
+def test_page_scripts_hold_no_bare_strings_that_streamlit_would_print() -> None:
+    """Streamlit's magic writes every bare expression at a page script's top level onto the
+    page: an attribute docstring there showed up as a stray line above Home's title."""
+    stray = []
+    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        for node in ast.parse(path.read_text()).body[1:]:  # the module docstring is not shown
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                stray.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert stray == []
+
+
 @pytest.mark.parametrize("folder", ["tlcore", "ui", "pages"])
 def test_no_function_is_longer_than_sixty_lines(folder: str) -> None:
     long = []
