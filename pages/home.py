@@ -165,8 +165,10 @@ st.dataframe(
     hide_index=True, width="content",
 )
 count = "four" if with_auto else "three"
-st.caption(f"All {count}: about **{format_seconds(sum(seconds))}** of training {basis}. The pretrained "
-           f"runs come first, so the first result is due after about {format_seconds(seconds[0])}.  \n"
+auto_last = " (auto, with its head search, comes last)" if with_auto else ""
+st.caption(f"All {count}: about **{format_seconds(sum(seconds))}** of training {basis}. The frozen and "
+           f"fine-tuned runs come first, so the first result is due after about "
+           f"{format_seconds(seconds[0])}{auto_last}.  \n"
            f"Dataset **{source_label(spec.dataset.source)}** at {spec.dataset.image_size} px · backbone "
            f"`{backbone_label(spec)}`")
 problems = [p for r in runs for p in spec_problems(r)]
