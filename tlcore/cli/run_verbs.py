@@ -113,8 +113,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """A worker's stderr is its run's log: a crash in native code (TensorFlow, a decoder) would
+    otherwise end the process without a word there, so faulthandler writes its stack."""
+    import faulthandler
+
     from tlcore.runs.jobs import run_worker
 
+    faulthandler.enable()
     return run_worker(args.run_id)
 
 

@@ -353,6 +353,9 @@ def run_worker(run_id: str, store: RunStore | None = None) -> int:
     store = store or RunStore()
     try:
         if not claim_for_this_process(store, run_id, handed_from=_dispatcher_pid()):
+            run = store.get(run_id)
+            print(f"Worker {os.getpid()}: run {run_id} is {run.status} with worker pid {run.worker_pid};"
+                  " another process has it, so this one stops.", file=sys.stderr, flush=True)
             return 1
         if not _restore_from_mirror(store, run_id):
             return 1

@@ -1,7 +1,9 @@
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -9,6 +11,8 @@ from specs import tiny_spec
 
 from tlcore.runs import jobs
 from tlcore.runs.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def wait_until_ended(store: RunStore, run_id: str, timeout: float = 240) -> None:
@@ -96,3 +100,24 @@ def test_worker_refuses_a_run_that_already_ended():
 def test_max_jobs_reads_the_environment(monkeypatch, value, expected):
     monkeypatch.setenv("TL_MAX_JOBS", value)
     assert jobs.max_jobs() == expected
+
+
+def test_a_worker_that_finds_its_run_taken_says_so_in_its_log(capsys) -> None:
+    store = RunStore()
+    run, _ = store.create_run(tiny_spec())
+    store.request_stop(run.id)  # cancelled before its worker got to it
+    assert jobs.run_worker(run.id, store) == 1
+    said = capsys.readouterr().err
+    assert f"run {run.id} is stopped" in said and "this one stops" in said
+
+
+def test_a_worker_that_crashes_in_native_code_leaves_its_stack_in_the_log() -> None:
+    crash = ("import argparse, ctypes\n"
+             "from tlcore.runs import jobs\n"
+             "from tlcore.cli.run_verbs import cmd_worker\n"
+             "jobs.run_worker = lambda run_id: ctypes.string_at(0)\n"  # a segfault, as a native crash
+             "cmd_worker(argparse.Namespace(run_id='r1'))\n")
+    done = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=120,
+                          check=False, cwd=ROOT)
+    assert done.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in done.stderr and "cmd_worker" in done.stderr
