@@ -130,6 +130,7 @@ def test_finetune_trains_the_top_block_with_the_head_in_one_stage(presets, bundl
     assert any(f"Stage finetune: top 1 backbone blocks trainable ({top}" in n for n in result.notes)
 
 
+@pytest.mark.slow  # a head search then two stages: about 9 s idle, 15 s beside other work
 def test_auto_searches_a_head_then_fine_tunes_as_many_blocks_as_the_preset_has(presets, bundle):
     spec = on_preset(presets / "resnet", "auto", epochs=1, fine_tune_epochs=1, search_budget_seconds=5)
     before = {w.path: w.numpy() for w in build_backbone(spec.backbone, TINY_SIZE).model.weights}
@@ -211,9 +212,13 @@ TOLERANCE = {"tflite_float16": 1e-3, "tflite_quantized": 0.05, "tflite_int8": 0.
 """How far each format's probabilities may be from the studio's (int8's output step is 1/256)."""
 
 
+SLOW = pytest.mark.slow  # the default suite keeps one of each kind: CI's 20 minutes are shared
+
+
 @pytest.mark.parametrize("preset, format_name", [
-    ("resnet", "tflite_float16"), ("resnet", "tflite_quantized"), ("resnet", "tflite_int8"),
-    ("resnet", "onnx"), ("vit", "tflite_float16"), ("vit", "tflite_quantized"),
+    ("resnet", "tflite_float16"), pytest.param("resnet", "tflite_quantized", marks=SLOW),
+    ("resnet", "tflite_int8"), ("resnet", "onnx"), pytest.param("vit", "tflite_float16", marks=SLOW),
+    ("vit", "tflite_quantized"),
 ])
 def test_the_deployable_formats_of_a_preset_run_keep_the_studios_answers(request, tmp_path, preset,
                                                                           format_name):
