@@ -13,7 +13,6 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import simplejpeg
@@ -44,6 +43,11 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 _JPEG_FORMATS = ("JPEG", "MPO")
 _FAST_JPEG_MODES = ("RGB", "L")
 """JPEG modes libjpeg-turbo brings to RGB itself; CMYK and YCCK go through PIL's conversion."""
+_FAST_JPEG_COLORSPACES = ("YCbCr", "RGB", "Gray")
+"""The same JPEGs as :data:`_FAST_JPEG_MODES`, as libjpeg-turbo's header names them."""
+_EXIF_MARK = b"Exif\x00\x00"
+_XMP_ORIENTATION_MARK = b"Orientation"
+"""Pillow also takes the orientation from XMP's ``tiff:Orientation`` when EXIF has none."""
 _EXIF_ORIENTATION = 0x0112
 _UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
@@ -156,6 +160,9 @@ def _decode(source: bytes | str | os.PathLike[str], size: int | None = None) -> 
     The file is read once: the JPEG scan check, the header and the decoder share its bytes.
     """
     data = _read_bytes(source)
+    plain = _plain_jpeg(data, size) if size is not None else None
+    if plain is not None:
+        return plain
     with (
         _as_bad_image("The image could not be decoded"),
         Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as opened,
@@ -177,8 +184,8 @@ def _read_bytes(source: bytes | str | os.PathLike[str]) -> bytes:
             raise BadImageError("The image is empty (0 bytes).", "Upload a real image file.")
         return source
     path = os.fspath(source)
-    with _as_bad_image("The file could not be read"):
-        data = Path(path).read_bytes()
+    with _as_bad_image("The file could not be read"), open(path, "rb", buffering=0) as file:
+        data = file.readall()
     if not data:
         raise BadImageError(f"{path!r} is empty (0 bytes).", "Replace or remove it.")
     return data
@@ -188,6 +195,36 @@ def _orientation(opened: Image.Image) -> int:
     """The EXIF orientation tag (1 when absent), read from the header PIL already parsed."""
     value = opened.getexif().get(_EXIF_ORIENTATION, 1)
     return value if isinstance(value, int) else 1
+
+
+def _plain_jpeg(data: bytes, size: int) -> np.ndarray | None:
+    """A JPEG without EXIF or XMP metadata, decoded as :func:`_scaled_jpeg` would, but
+    without PIL; None for every other file, which then takes the usual path.
+
+    PIL parses a JPEG's header in Python, which cost as much as libjpeg-turbo's scaled decode
+    of a 256 px photo and held the GIL that a forward pass beside the decoding threads waits
+    for. Only the orientation needs that parse; a file with no metadata block before its first
+    scan (FF DA) has none, so libjpeg-turbo's own header reader gives all that is needed.
+    """
+    first_scan = data.find(b"\xff\xda")
+    if not data.startswith(b"\xff\xd8\xff") or first_scan < 0:
+        return None
+    header = data[:first_scan]
+    if _EXIF_MARK in header or _XMP_ORIENTATION_MARK in header:
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _too_many_pixels()
+    if colorspace not in _FAST_JPEG_COLORSPACES:
+        return None
+    _check_jpeg_scans(data)
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=size, min_width=size, strict=True)
+    except ValueError:
+        return None
 
 
 def _scaled_jpeg(data: bytes, opened: Image.Image, size: int) -> np.ndarray | None:

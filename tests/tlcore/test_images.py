@@ -91,6 +91,37 @@ def test_jpegs_decoded_at_scale_match_a_full_decode_and_resize(
     assert decoded[corner].min() > 200, "the landmark is where PIL's upright image has it"
 
 
+def test_orientation_given_only_in_xmp_is_applied_as_pillow_applies_it() -> None:
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+           b'22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+           b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    data = encode(_smooth_photo(64, 32), "JPEG", xmp=xmp, quality=92)
+    assert b"Exif" not in data
+    decoded = load_image(data, 16)
+    assert np.abs(decoded - _pil_reference(data, 16)).mean() < 2.0
+    assert decoded[:4, -4:].min() > 200, "the top-left landmark turned to the top right"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_jpegs_without_metadata_decode_exactly_as_with_an_upright_exif_block(mode: str) -> None:
+    photo = _smooth_photo(300, 200).convert(mode)
+    plain = encode(photo, "JPEG", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    tagged = encode(photo, "JPEG", quality=90, exif=exif.tobytes())
+    assert b"Exif" not in plain and b"Exif" in tagged
+    for size in (64, 224):
+        assert np.array_equal(load_image(plain, size), load_image(tagged, size))
+
+
+def test_a_jpeg_declaring_too_many_pixels_is_refused_from_its_header() -> None:
+    data = bytearray(encode(_smooth_photo(32, 32), "JPEG"))
+    frame = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    data[frame + 5:frame + 9] = (20_000).to_bytes(2, "big") * 2
+    with pytest.raises(BadImageError, match="megapixels"):
+        load_image(bytes(data), 224)
+
+
 def test_grey_jpeg_at_a_size_gives_three_equal_channels() -> None:
     grey = Image.fromarray(np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1)), "L")
     image = load_image(encode(grey, "JPEG", quality=95), 32)

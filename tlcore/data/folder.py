@@ -93,9 +93,13 @@ def list_class_tree(root: Path, allowed: Sequence[Path], spec: DatasetSpec, wher
     identities = file_identities(paths, identity_memo(), str(root))
 
     def read(index: int, size: int) -> np.ndarray:
-        if not is_inside(Path(paths[index]).resolve(), allowed):
+        # The folders on the way were checked when listed (class folders resolved inside
+        # ``allowed``, links to folders not followed), so only a file that is itself a link
+        # needs resolving: one lstat per image instead of one per path component.
+        path = paths[index]
+        if os.path.islink(path) and not is_inside(Path(path).resolve(), allowed):
             raise BadImageError("It links to a file outside the allowed data folders.")
-        return load_image(Path(paths[index]), size)
+        return load_image(path, size)
 
     return Catalogue(
         ids=[printable(path[prefix:]) for path in paths],

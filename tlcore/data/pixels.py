@@ -42,7 +42,7 @@ def decoder_tag() -> str:
 def pixel_store(image_size: int) -> RowStore:
     """The store of ``image_size`` px images under ``$TL_HOME/pixels``."""
     root = subdir("pixels") / f"{image_size}px-{decoder_tag()}"
-    return RowStore(root, RowLayout((image_size, image_size, 3), "uint8"))
+    return RowStore(root, RowLayout((image_size, image_size, 3), "uint8"), cache_writes=False)
 
 
 def decode_missing(

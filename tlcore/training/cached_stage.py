@@ -205,9 +205,9 @@ class StageFeatures:
             for start in range(0, len(positions), FEATURE_BATCH):
                 timer(start, len(positions))
                 batch = positions[start:start + FEATURE_BATCH]
-                images = np.asarray(split.images[batch], dtype=np.float32)
+                images = np.asarray(split.images[batch])
                 if augment is not None:
-                    images = keras.ops.convert_to_numpy(augment(images, training=True))
+                    images = keras.ops.convert_to_numpy(augment(images.astype(np.float32), training=True))
                 for position, row in zip(batch, _padded_call(forward, images), strict=True):
                     writer.add(split.identities[position], row)
         timer(len(positions), len(positions))
@@ -215,8 +215,9 @@ class StageFeatures:
     def _frozen_forward(self) -> Callable[[np.ndarray], object]:
         """Built on first need: a run whose features are all cached never pays for it.
 
-        Under a distribution strategy each batch is split over the devices (rows of one
-        image do not depend on the others, so the store is shared with one-device runs).
+        It takes ``uint8`` pixels as stored, or ``float32`` ones (augmented views). Under a
+        distribution strategy each batch is split over the devices (rows of one image do
+        not depend on the others, so the store is shared with one-device runs).
         """
         if self._forward is None:
             if self.plan.fold_batchnorm:
@@ -224,7 +225,8 @@ class StageFeatures:
                 self.folded = forward.folded
                 self._forward = split_over_replicas(self.plan.lower, forward)
             else:
-                self._forward = split_over_replicas(self.plan.lower)
+                keras_forward = split_over_replicas(self.plan.lower)
+                self._forward = lambda batch: keras_forward(np.asarray(batch, np.float32))
         return self._forward
 
     def compute_beside_training(self, split: Split) -> Future[RowArray]:
@@ -295,7 +297,7 @@ class FeatureSink:
 
     def _forward_batch(self) -> None:
         started = time.perf_counter()
-        rows = _padded_call(self.forward, np.stack(self._images).astype(np.float32))
+        rows = _padded_call(self.forward, np.stack(self._images))
         for identity, row in zip(self._identities, rows, strict=True):
             self.writer.add(identity, row)
         self.count += len(self._identities)
@@ -323,7 +325,7 @@ def _padded_call(fn: Callable[[np.ndarray], object], batch: np.ndarray) -> np.nd
     """
     count = len(batch)
     if count < FEATURE_BATCH:
-        padding = np.zeros((FEATURE_BATCH - count, *batch.shape[1:]), np.float32)
+        padding = np.zeros((FEATURE_BATCH - count, *batch.shape[1:]), batch.dtype)
         batch = np.concatenate([batch, padding])
     return keras.ops.convert_to_numpy(fn(batch))[:count]
 

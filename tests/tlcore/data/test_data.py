@@ -15,6 +15,7 @@ from tlcore.data import COMMON_TFDS, DatasetBundle, builtin_datasets, load_datas
 from tlcore.data.builtin import SHAPES_PER_CLASS
 from tlcore.data.splits import stratified_partition, stratified_subset
 from tlcore.errors import ConfigError, DatasetError
+from tlcore.images import load_image
 
 SIZE = 32
 
@@ -238,6 +239,20 @@ def test_file_links_leading_outside_the_roots_are_skipped(tmp_path: Path, monkey
     bundle = load_dataset(folder_spec(allowed / "d"))
     assert [s.id for s in bundle.skipped] == ["a/leak.png"]
     assert "outside" in bundle.skipped[0].reason
+
+
+def test_file_links_within_the_roots_are_read_like_files(tmp_path: Path, monkeypatch) -> None:
+    allowed = tmp_path / "allowed"
+    write_class_folders(allowed / "d", {"a": 3, "b": 3})
+    shared = allowed / "shared.png"
+    shared.write_bytes(encode(random_pixels(2)))
+    (allowed / "d" / "a" / "linked.png").symlink_to(shared)
+    monkeypatch.setenv("TL_DATA_ROOT", str(allowed))
+    bundle = load_dataset(folder_spec(allowed / "d"))
+    assert not bundle.skipped
+    [(split, position)] = [(split, split.ids.index("a/linked.png")) for split in bundle.splits().values()
+                           if "a/linked.png" in split.ids]
+    assert np.array_equal(split.images[position], load_image(shared, SIZE))
 
 
 def test_missing_folder_is_a_dataset_error(tmp_path: Path) -> None:

@@ -160,6 +160,39 @@ def test_full_chunks_are_written_while_the_next_fills_and_flush_waits_for_them(
     np.testing.assert_array_equal(np.asarray(store.array([f"id{n}" for n in range(4)])), expected(range(4)))
 
 
+def test_two_buffers_take_turns_and_one_is_refilled_only_once_its_chunk_is_stored(
+    store: RowStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rows, "CHUNK_BYTES", 3 * LAYOUT.row_bytes)
+    store_chunk, buffers = store._store_chunk, set()
+
+    def slow_store_chunk(identities, chunk_rows):
+        buffers.add(id(chunk_rows.base))
+        time.sleep(0.05)  # a refill that did not wait would overwrite these rows meanwhile
+        store_chunk(identities, chunk_rows)
+
+    monkeypatch.setattr(store, "_store_chunk", slow_store_chunk)
+    with store.writer() as writer:
+        for n in range(14):
+            writer.add(f"id{n}", row_for(n))
+    assert len(buffers) == 2
+    np.testing.assert_array_equal(np.asarray(store.array([f"id{n}" for n in range(14)])), expected(range(14)))
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="the kernel offers no page-cache advice here")
+@pytest.mark.parametrize("cache_writes", [True, False])
+def test_a_store_written_through_drops_its_chunks_from_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_writes: bool
+) -> None:
+    monkeypatch.setattr(rows, "CHUNK_BYTES", 3 * LAYOUT.row_bytes)
+    advice, advise = [], os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, *args: advice.append(args) or advise(fd, *args))
+    store = RowStore(tmp_path / "store", LAYOUT, cache_writes=cache_writes)
+    identities = store_rows(store, range(7))
+    np.testing.assert_array_equal(np.asarray(store.array(identities)), expected(range(7)))
+    assert advice == ([] if cache_writes else [(0, 0, os.POSIX_FADV_DONTNEED)] * 3)
+
+
 def test_a_failed_chunk_write_surfaces_at_the_next_hand_over(store: RowStore, monkeypatch) -> None:
     monkeypatch.setattr(rows, "CHUNK_BYTES", LAYOUT.row_bytes)
 

@@ -151,3 +151,16 @@ def test_every_catalogue_backbone_keeps_its_outputs_when_folded(name: str) -> No
     expected = np.asarray(model.predict_on_batch(x))
     np.testing.assert_allclose(np.asarray(forward(x)), expected, rtol=1e-4,
                                atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_uint8_pixels_give_exactly_the_outputs_of_the_same_pixels_as_float32(nested: bool) -> None:
+    model = conv_bn_model()
+    randomise_batchnorm(model)
+    if nested:  # not functional: it runs through predict_on_batch, which needs floats
+        model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), model])
+    forward = FrozenForward(model)
+    pixels = np.random.default_rng(3).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    as_floats = np.asarray(forward(pixels.astype(np.float32)))
+    np.testing.assert_array_equal(np.asarray(forward(pixels)), as_floats)
+    assert np.abs(as_floats).max() > 0
