@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +36,15 @@ from tlcore.data.cache_keys import ids_fingerprint
 from tlcore.data.pixels import decoder_tag
 from tlcore.data.rows import RowArray, RowsEvicted, RowStore, RowWriter
 from tlcore.training.datasets import as_tf_dataset, oversampled_dataset, views_reader
-from tlcore.training.distribution import replicated_probabilities, shuffled_batches, split_over_replicas
+from tlcore.training.distribution import (
+    replicated_probabilities,
+    replicating_strategy,
+    shuffled_batches,
+    split_over_replicas,
+)
 from tlcore.training.features import feature_cache_limit, feature_store
 from tlcore.training.folding import FrozenForward
+from tlcore.training.forward_streams import FORWARD_STREAMS, ForwardStreams
 from tlcore.training.model import (
     BACKBONE_LAYER,
     FreezePolicy,
@@ -153,7 +159,7 @@ class StageFeatures:
     def sink(self) -> FeatureSink:
         """Somewhere to hand images as they are decoded, so their features are computed then."""
         store = feature_store(self._namespace(None, None), tuple(self.plan.lower.output_shape[1:]))
-        return FeatureSink(self._frozen_forward(), store)
+        return FeatureSink(self._frozen_forward(), store, streams_for(self.plan.lower))
 
     def _namespace(self, split: Split | None, view: int | None) -> dict[str, object]:
         return {
@@ -201,15 +207,26 @@ class StageFeatures:
         forward = self._frozen_forward()
         timer = PassTimer("Computing features" + ("" if view is None else f" (augmented view {view + 1})"),
                           self.on_pass)
+        streams: ForwardStreams[np.ndarray] = ForwardStreams(
+            lambda images: _padded_call(forward, images), streams_for(self.plan.lower))
         with store.writer() as writer:
-            for start in range(0, len(positions), FEATURE_BATCH):
-                timer(start, len(positions))
-                batch = positions[start:start + FEATURE_BATCH]
-                images = np.asarray(split.images[batch])
-                if augment is not None:
-                    images = keras.ops.convert_to_numpy(augment(images.astype(np.float32), training=True))
-                for position, row in zip(batch, _padded_call(forward, images), strict=True):
-                    writer.add(split.identities[position], row)
+
+            def keep(finished: Iterator[tuple[np.ndarray, np.ndarray]]) -> None:
+                for batch, rows in finished:
+                    for position, row in zip(batch, rows, strict=True):
+                        writer.add(split.identities[position], row)
+
+            try:
+                for start in range(0, len(positions), FEATURE_BATCH):
+                    timer(start, len(positions))
+                    batch = positions[start:start + FEATURE_BATCH]
+                    images = np.asarray(split.images[batch])
+                    if augment is not None:
+                        images = keras.ops.convert_to_numpy(augment(images.astype(np.float32), training=True))
+                    keep(streams.put(batch, images))
+                keep(streams.finish())
+            finally:
+                streams.close()
         timer(len(positions), len(positions))
 
     def _frozen_forward(self) -> Callable[[np.ndarray], object]:
@@ -268,20 +285,26 @@ class StageFeatures:
 class FeatureSink:
     """Forwards images through the frozen part as the decode pass hands them over.
 
-    The decoding threads use the cores the forward pass leaves idle (it keeps about one of two
-    busy at this batch size), so a cold run decodes and forwards each image once, overlapped,
-    instead of one pass after the other. Rows land in the same feature store the stage reads.
+    The decoding threads run below the forward passes (:data:`~tlcore.data.catalogue.DECODER_NICENESS`)
+    and take what those leave of the cores, so a cold run decodes and forwards each image
+    once, overlapped, instead of one pass after the other. Rows land in the same feature store
+    the stage reads.
     """
 
-    def __init__(self, forward: Callable[[np.ndarray], object], store: RowStore) -> None:
-        self.forward = forward
+    def __init__(self, forward: Callable[[np.ndarray], object], store: RowStore,
+                 streams: int = FORWARD_STREAMS) -> None:
+        self.streams: ForwardStreams[list[str]] = ForwardStreams(
+            lambda batch: _padded_call(forward, batch), streams)
         self.writer = RowWriter(store)
         self.count = 0
         self.seconds = 0.0
+        self._started: float | None = None
         self._identities: list[str] = []
         self._images: list[np.ndarray] = []
 
     def add(self, identity: str, pixels: np.ndarray) -> None:
+        if self._started is None:
+            self._started = time.perf_counter()
         self._identities.append(identity)
         self._images.append(pixels)
         if len(self._images) == FEATURE_BATCH:
@@ -289,20 +312,34 @@ class FeatureSink:
 
     def close(self) -> str:
         """Forward what is left and store every row; returns a line for the run's log."""
-        if self._images:
-            self._forward_batch()
-        self.writer.close()
+        try:
+            if self._images:
+                self._forward_batch()
+            self._store(self.streams.finish())
+        finally:
+            self.streams.close()
+            self.writer.close()
+        if self._started is not None:
+            self.seconds = time.perf_counter() - self._started
         return (f"Frozen features of {self.count:,} image(s) computed as they were decoded "
-                f"({self.seconds:.1f} s of forward passes, overlapped with decoding).")
+                f"({self.seconds:.1f} s, up to {self.streams.streams} forward passes at a time "
+                "beside the decoding).")
 
     def _forward_batch(self) -> None:
-        started = time.perf_counter()
-        rows = _padded_call(self.forward, np.stack(self._images))
-        for identity, row in zip(self._identities, rows, strict=True):
-            self.writer.add(identity, row)
-        self.count += len(self._identities)
-        self.seconds += time.perf_counter() - started
+        self._store(self.streams.put(self._identities, np.stack(self._images)))
         self._identities, self._images = [], []
+
+    def _store(self, finished: Iterator[tuple[list[str], np.ndarray]]) -> None:
+        for identities, rows in finished:
+            for identity, row in zip(identities, rows, strict=True):
+                self.writer.add(identity, row)
+            self.count += len(identities)
+
+
+def streams_for(model: keras.Model) -> int:
+    """Forward calls to run at once: one under a distribution strategy, whose call already
+    spans every device, :data:`~tlcore.training.forward_streams.FORWARD_STREAMS` otherwise."""
+    return 1 if replicating_strategy(model) is not None else FORWARD_STREAMS
 
 
 def _first_of_each(identities: list[str], wanted: set[str]) -> np.ndarray:
