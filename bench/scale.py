@@ -102,6 +102,8 @@ def child(step: str, data: Path) -> dict[str, object]:
         return {"seconds": time.perf_counter() - imported, "images": preview.total_images}
     if step == "recipe":
         return _recipe(data)
+    if step == "cold":
+        return _train(data, forward_only=True)
     if step.startswith("tfds"):
         return _train_tfds(int(step[len("tfds") :]))
     return _train(data)
@@ -117,12 +119,13 @@ def _spec(data: Path):  # -> RunSpec
     )
 
 
-def _train(data: Path) -> dict[str, object]:
+def _train(data: Path, forward_only: bool = False) -> dict[str, object]:
     """A frozen run as the worker trains it, timed from after the imports.
 
-    Forward-only speed is measured just before the run (on a classifier built for it and
-    dropped) and just after (on the run's own model): on a shared VM it drifts by a quarter
-    within minutes, and the mean of both brackets the run in time.
+    With ``forward_only``, the frozen part's forward-only speed is measured just before the
+    run (on a classifier built for it and dropped) and just after (on the run's own model):
+    on a shared VM it drifts by a quarter within minutes, and the mean of both brackets the
+    run in time.
     """
     import gc
     import re
@@ -133,8 +136,12 @@ def _train(data: Path) -> dict[str, object]:
 
     spec = _spec(data)
     classes = sum(1 for p in data.iterdir() if p.is_dir())
-    before = _forward_only_rate(
-        build_classifier(build_backbone(spec.backbone, IMAGE_SIZE), classes, IMAGE_SIZE, spec.train)
+    before = (
+        _forward_only_rates(
+            build_classifier(build_backbone(spec.backbone, IMAGE_SIZE), classes, IMAGE_SIZE, spec.train)
+        )
+        if forward_only
+        else None
     )
     gc.collect()
     started = time.perf_counter()
@@ -147,15 +154,21 @@ def _train(data: Path) -> dict[str, object]:
         match = re.search(r"([0-9,]+) image\(s\) (?:forwarded|computed as they were decoded)", note)
         if match:
             forwarded += int(match.group(1).replace(",", ""))
-    return {
+    figures: dict[str, object] = {
         "seconds": seconds,
         "images": images,
         "forwarded": forwarded,
         "accuracy": accuracy,
-        "forward_only_before": before,
-        "forward_only_after": (after := _forward_only_rate(result.model)),
-        "forward_only": (before + after) / 2,
     }
+    if before is not None:
+        after = _forward_only_rates(result.model)
+        figures.update(
+            forward_only_before=before[0],
+            forward_only_after=after[0],
+            forward_only=(before[0] + after[0]) / 2,
+            forward_only_two_calls=(before[1] + after[1]) / 2,
+        )
+    return figures
 
 
 def _train_tfds(examples: int) -> dict[str, object]:
@@ -176,8 +189,12 @@ def _train_tfds(examples: int) -> dict[str, object]:
     return {"seconds": time.perf_counter() - started, "images": images}
 
 
-def _forward_only_rate(model) -> float:  # model: keras.Model
-    """Images/s of the BatchNorm-folded frozen part alone, on pixels already in memory."""
+def _forward_only_rates(model) -> tuple[float, float]:  # model: keras.Model
+    """Images/s of the BatchNorm-folded frozen part alone, on pixels already in memory: one
+    call at a time (the issue's reference), and two calls at once from two threads (as the
+    feature pass now runs it, :mod:`tlcore.training.forward_streams`)."""
+    import threading
+
     import numpy as np
 
     from tlcore.training.cached_stage import FEATURE_BATCH, plan_cut
@@ -189,11 +206,23 @@ def _forward_only_rate(model) -> float:  # model: keras.Model
         np.random.default_rng(0).uniform(0, 255, (FEATURE_BATCH, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
     )
     forward(batch)
-    images, started = 0, time.perf_counter()
-    while time.perf_counter() - started < FORWARD_ONLY_SECONDS:
-        np.asarray(forward(batch))
-        images += FEATURE_BATCH
-    return images / (time.perf_counter() - started)
+
+    def rate(callers: int) -> float:
+        counts, started = [0] * callers, time.perf_counter()
+
+        def call(slot: int) -> None:
+            while time.perf_counter() - started < FORWARD_ONLY_SECONDS:
+                np.asarray(forward(batch))
+                counts[slot] += FEATURE_BATCH
+
+        threads = [threading.Thread(target=call, args=(slot,)) for slot in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts) / (time.perf_counter() - started)
+
+    return rate(1), rate(2)
 
 
 def _recipe(data: Path) -> dict[str, object]:
@@ -253,7 +282,7 @@ def run_size(root: Path, full: Path, n: int, recipe: bool) -> dict[str, dict[str
     data = root / f"data-{n}"
     subset_by_links(full, data, n)
     home = root / f"home-{n}"
-    figures = {"preview": measure("preview", data, home), "cold": measure("train", data, home)}
+    figures = {"preview": measure("preview", data, home), "cold": measure("cold", data, home)}
     figures["warm"] = measure("train", data, home)
     generate(
         Path(os.environ["TL_BENCH_FLOWERS"]), data, max(5, n // 100), first_seed=10_000_000, prefix="new"
@@ -279,6 +308,8 @@ def report(results: dict[int, dict[str, dict[str, object]]]) -> None:
                 f"{cold['forward_only']:.0f} "
                 f"({cold['forward_only_before']:.0f}/{cold['forward_only_after']:.0f})",
                 f"{cold['images'] / cold['seconds'] / cold['forward_only']:.2f}",
+                f"{cold['forward_only_two_calls']:.0f}",
+                f"{cold['images'] / cold['seconds'] / cold['forward_only_two_calls']:.2f}",
                 f"{cold['peak_mb']:.0f}",
                 f"{warm['seconds']:.0f}",
                 f"{plus['seconds']:.0f} ({plus['forwarded']:,} fwd)",
@@ -296,6 +327,8 @@ def report(results: dict[int, dict[str, dict[str, object]]]) -> None:
                 "cold img/s",
                 "fwd-only img/s (before/after)",
                 "cold/fwd",
+                "fwd-only, 2 calls at once",
+                "cold/fwd 2 calls",
                 "train peak MB",
                 "warm s",
                 "+1 % s",
