@@ -157,5 +157,7 @@ def test_a_ray_client_address_finds_the_job_api_and_the_run_trains(on_ray, monke
     monkeypatch.setenv("TL_JOBS", on_ray.client_url)
     store = RunStore()
     run_id = jobs.submit(tiny_spec("frozen", epochs=1, learning_rate=0.003), store).run.id
+    # Queued until an earlier test's run frees its slot (under load that run can still be ending).
+    wait_for(lambda: store.artifacts(run_id).ray_job.exists(), f"run {run_id} to be sent to Ray")
     assert ray_job_of(store, run_id).address == on_ray.client_url
     finished(store, run_id)

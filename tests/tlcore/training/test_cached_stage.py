@@ -205,9 +205,12 @@ class CountingFeatures:
         lower = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
         self.plan = CutPlan("pool", lower, lower)
 
+        counted = threading.Lock()  # the feature pass calls it from two threads at once
+
         def pooled(batch: np.ndarray) -> np.ndarray:
-            self.batch_shapes.append(batch.shape)
-            self.forwarded += int(np.any(batch != 0, axis=(1, 2, 3)).sum())  # padding rows are zeros
+            with counted:
+                self.batch_shapes.append(batch.shape)
+                self.forwarded += int(np.any(batch != 0, axis=(1, 2, 3)).sum())  # padding rows are zeros
             return batch.mean(axis=(1, 2))
 
         monkeypatch.setattr(StageFeatures, "_frozen_forward", lambda features: pooled)

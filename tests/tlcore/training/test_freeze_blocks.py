@@ -28,6 +28,9 @@ def finetune_spec(**train) -> RunSpec:
 
 @pytest.fixture(scope="module")
 def classifier() -> keras.Model:
+    # Seeded: some random initialisations leave the head's kernel without any gradient (the
+    # signal dies in the frozen BatchNorm layers, see below); run alone, unseeded, it failed.
+    keras.utils.set_random_seed(3)
     spec = finetune_spec()
     resolved = build_backbone(spec.backbone, TINY_SIZE)
     return build_classifier(resolved, 3, TINY_SIZE, spec.train)
