@@ -138,6 +138,7 @@ def execute_run(
             save_artifacts(store, run_id, result, report, predictions)
         status = result.status
         end_trackers(store, run_id, trackers, status, report)
+        mirror_quietly(store, run_id)  # before finish: a node that sees it finished can fetch it
         store.finish(run_id, result.status)
         if result.status == RunStatus.FINISHED:  # after finish: a crash in between loses no work
             clear_checkpoint(checkpoint_dir)

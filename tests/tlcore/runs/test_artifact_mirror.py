@@ -67,6 +67,22 @@ def test_a_finished_run_is_in_the_mirror_and_a_node_without_its_folder_fetches_i
     assert load_run(run.id, store).predict([png()])[0]
 
 
+def test_a_run_is_in_the_mirror_before_any_node_can_see_it_finished(bucket, monkeypatch) -> None:
+    store = RunStore()
+    run, _ = store.create_run(tiny_spec("frozen", epochs=1))
+    jobs.claim_for_this_process(store, run.id)
+    seen_at_finish: list[set[str]] = []
+    finish = store.finish
+
+    def finish_and_look(run_id: str, status: RunStatus, error: str | None = None) -> None:
+        seen_at_finish.append(mirrored(bucket, run_id))
+        finish(run_id, status, error)
+
+    monkeypatch.setattr(store, "finish", finish_and_look)
+    assert execute_run(store, run.id).status is RunStatus.FINISHED
+    assert {"model.keras", "report.json", "run.json", "class_names.json"} <= seen_at_finish[0]
+
+
 def test_a_run_killed_on_one_node_resumes_on_another_from_the_mirrored_checkpoint(bucket, monkeypatch):
     store = RunStore()
     run, _ = store.create_run(tiny_spec("frozen", epochs=4))
