@@ -74,3 +74,18 @@ class ClusterError(TLError):
 
 class ExportError(TLError):
     """A model cannot be converted to the requested deployment format."""
+
+
+REASON_LIMIT = 200
+"""Characters of a library's error text that a message quotes."""
+
+
+def brief_reason(exc: BaseException, limit: int = REASON_LIMIT) -> str:
+    """The first line of a library's error, cut at a word: converters, loaders and clusters put
+    whole logs into their exceptions, and a message a person reads quotes one sentence of them."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"

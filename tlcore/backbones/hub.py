@@ -23,7 +23,7 @@ from tlcore.backbones.catalogue import HUB_PREFIX
 from tlcore.backbones.preprocess import Preprocess
 from tlcore.backbones.resolved import ResolvedBackbone
 from tlcore.config import BackboneSpec, check_hub_url
-from tlcore.errors import BackboneError, WeightsUnavailableError
+from tlcore.errors import BackboneError, WeightsUnavailableError, brief_reason
 from tlcore.paths import resolve_weights_path, subdir
 
 CACHE_VARIABLE = "TFHUB_CACHE_DIR"
@@ -254,7 +254,7 @@ def _load(handle: str) -> Any:
                 return hub.load(handle)
             except Exception as exc:  # URLError, OSError, tf errors, ...: all mean "not fetched".
                 raise WeightsUnavailableError(
-                    f"Could not load the TF Hub model {handle} ({str(exc).strip()[:200]}).",
+                    f"Could not load the TF Hub model {handle} ({brief_reason(exc)}).",
                     "Offline, download and unpack it elsewhere and pass its SavedModel folder as "
                     f"hub:/path/to/folder; models already in the TF Hub cache ({cache}, "
                     f"{CACHE_VARIABLE} to change it) load without network.",
@@ -269,7 +269,7 @@ def _load(handle: str) -> Any:
         return hub.load(str(path))
     except Exception as exc:  # a corrupt or foreign SavedModel fails in many ways
         raise BackboneError(
-            f"Could not load the SavedModel in {path} ({str(exc).strip()[:200]}).",
+            f"Could not load the SavedModel in {path} ({brief_reason(exc)}).",
             "Check that the folder holds a complete TF2 SavedModel.",
         ) from exc
 

@@ -25,7 +25,7 @@ from tlcore.backbones.catalogue import (
 from tlcore.backbones.preprocess import Preprocess
 from tlcore.backbones.resolved import ResolvedBackbone
 from tlcore.config import BackboneSpec
-from tlcore.errors import BackboneError, WeightsUnavailableError
+from tlcore.errors import BackboneError, WeightsUnavailableError, brief_reason
 from tlcore.paths import keras_models_dir, resolve_weights_path
 
 # Families whose Keras constructor can leave out its built-in rescaling. It is left out so
@@ -139,7 +139,7 @@ def _imagenet(info: BackboneInfo, alpha: float | None, image_size: int) -> _Buil
     except Exception as exc:  # Keras raises a bare Exception when the download fails.
         raise WeightsUnavailableError(
             f"ImageNet weights for {_describe(info, alpha)} at {image_size} px are not on disk "
-            f"and could not be downloaded ({_first_line(exc)}).",
+            f"and could not be downloaded ({brief_reason(exc)}).",
             f"Put {expected} into {cache} (the Keras cache, $KERAS_HOME/models), "
             "or use weights 'none' or a weights file.",
         ) from exc
@@ -181,7 +181,7 @@ def _not_weights_for(
 ) -> BackboneError:
     """Keras' load failures (shape or layer mismatch, not HDF5) in the user's terms."""
     return BackboneError(
-        f"{path} does not hold weights for {_describe(info, alpha)}: {_first_line(exc)}",
+        f"{path} does not hold weights for {_describe(info, alpha)}: {brief_reason(exc)}",
         "Use a file saved from the same backbone and alpha (model.save_weights), "
         "or weights 'imagenet' or 'none'.",
     )
@@ -189,10 +189,6 @@ def _not_weights_for(
 
 def _describe(info: BackboneInfo, alpha: float | None) -> str:
     return info.title if alpha is None else f"{info.title} (alpha {alpha})"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @functools.lru_cache(maxsize=32)

@@ -36,7 +36,7 @@ from tlcore.backbones.catalogue import kaggle_cache_folder, preset_cached
 from tlcore.backbones.preprocess import Preprocess, _Affine
 from tlcore.backbones.resolved import ResolvedBackbone
 from tlcore.config import BackboneSpec
-from tlcore.errors import BackboneError, WeightsUnavailableError
+from tlcore.errors import BackboneError, WeightsUnavailableError, brief_reason
 from tlcore.paths import resolve_weights_path
 
 REQUIREMENT = "keras-hub==0.32.*"
@@ -242,13 +242,13 @@ def _load(keras_hub: Any, preset: str, spec: BackboneSpec, weights_id: str, cach
         if named and not cached:
             raise WeightsUnavailableError(
                 f"The keras-hub preset {preset} is not in kagglehub's cache and could not be downloaded "
-                f"({_first_line(exc)}).",
+                f"({brief_reason(exc)}).",
                 f"Offline, fetch it on a machine with internet, save it with save_to_preset and copy the "
                 f"folder here, then write kerashub:/path/to/folder (docs/backbones.md); or copy "
                 f"kagglehub's cache folder {kaggle_cache_folder(weights_id) or '(see KAGGLEHUB_CACHE)'}.",
             ) from exc
         raise BackboneError(
-            f"Could not build the keras-hub preset {preset} ({_first_line(exc)}).",
+            f"Could not build the keras-hub preset {preset} ({brief_reason(exc)}).",
             "Check that the folder holds a complete preset saved by this keras-hub version.",
         ) from exc
     inputs = source.inputs
@@ -291,7 +291,7 @@ def _at_size(source: keras.Model, image_size: int, preset: str) -> keras.Model:
     except ValueError as exc:
         raise BackboneError(
             f"keras-hub cannot rebuild the preset {preset} from its config at {image_size} px "
-            f"({_first_line(exc)}).",
+            f"({brief_reason(exc)}).",
             "Try a larger image size (224 is what most were trained at), or another preset.",
         ) from exc
     return sized
@@ -345,10 +345,6 @@ def _batchnorm_notes(model: keras.Model) -> list[str]:
     return [f"{len(hidden)} layer(s) hold BatchNorm inside them ({', '.join(hidden[:3])}...): unfreezing "
             "them updates their statistics, which the studio keeps frozen only for BatchNorm layers of "
             "their own."]
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def image_classifier_presets() -> list[str]:

@@ -31,7 +31,7 @@ from tlcore.data.labels import visible_label
 from tlcore.deploy.export_check import ExportCheck, TensorIO, TfliteIO, check_export, tflite_io
 from tlcore.deploy.onnx_export import ONNX_OPSET, onnx_names, require_onnx
 from tlcore.deploy.serving import LoadedRun, load_run
-from tlcore.errors import ConfigError, ExportError, StorageError, TLError
+from tlcore.errors import ConfigError, ExportError, StorageError, TLError, brief_reason
 from tlcore.files import atomic_write
 from tlcore.runs.store import RunStore
 
@@ -313,7 +313,7 @@ def _checked(model_file: Path, export_format: ExportFormat, loaded: LoadedRun,
 def _does_not_run(export_format: ExportFormat, loaded: LoadedRun, exc: Exception) -> ExportError:
     return ExportError(
         f"The {export_format.label} file of run {loaded.run_id} was written but does not run "
-        f"({type(exc).__name__}: {_first_line(exc)}).",
+        f"({type(exc).__name__}: {brief_reason(exc)}).",
         "The .keras download still works; another export format may too.",
     )
 
@@ -399,7 +399,7 @@ def _write_model(loaded: LoadedRun, export_format: ExportFormat, path: Path,
     except Exception as exc:  # noqa: BLE001 - the converters report refusals with many types
         raise ExportError(
             f"Run {loaded.run_id}'s model could not be converted to {export_format.label} "
-            f"({type(exc).__name__}: {_first_line(exc)}).",
+            f"({type(exc).__name__}: {brief_reason(exc)}).",
             _refusal_hint(export_format),
         ) from exc
 
@@ -409,11 +409,6 @@ def _refusal_hint(export_format: ExportFormat) -> str:
         return ("Export tflite_quantized (8-bit weights, float activations) or tflite_float16, "
                 "which need no integer kernels; the .keras download still works.")
     return "The .keras download still works; another export format may too."
-
-
-def _first_line(exc: BaseException) -> str:
-    """Converters print whole logs into their errors; the first line says what went wrong."""
-    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _metadata(loaded: LoadedRun, format_name: str, io: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 
 import tlcore.backbones  # noqa: F401 - registers the custom layers that saved models use
-from tlcore.errors import ArtifactError, ConfigError, RunStateError
+from tlcore.errors import ArtifactError, ConfigError, RunStateError, brief_reason
 from tlcore.records import RunArtifacts, RunStatus
 from tlcore.report.evaluate import ImageInput, Prediction, predict
 from tlcore.runs.store import RunStore, missing_files_error
@@ -130,7 +130,7 @@ def load_model_safely(path: Path, run_id: str) -> keras.Model:
             ) from exc
         raise ArtifactError(
             f"The saved model of run {run_id} could not be loaded "
-            f"({type(exc).__name__}: {text[:200]}).",
+            f"({type(exc).__name__}: {brief_reason(exc)}).",
             "The file may be damaged or from another version; resume or retrain the run.",
         ) from exc
 

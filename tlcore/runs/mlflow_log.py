@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tlcore.config import RunSpec
+from tlcore.errors import brief_reason
 from tlcore.paths import tl_home
 from tlcore.records import EpochRecord
 from tlcore.report.evaluate import EvalReport
@@ -107,7 +108,7 @@ class MLflowObserver(TrainingObserver):
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - whatever MLflow raises, training goes on
-            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+            reason = f"{type(exc).__name__}: {brief_reason(exc)}"
             self.failure = f"MLflow tracking at {self.uri} stopped ({reason}); the run goes on without it."
             return None
 

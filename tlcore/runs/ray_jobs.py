@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tlcore.errors import ClusterError, ConfigError
+from tlcore.errors import ClusterError, ConfigError, brief_reason
 from tlcore.paths import absolute_environment
 from tlcore.records import RunRecord
 
@@ -84,13 +84,8 @@ def _client(address: str) -> Any:
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # ConnectionError, RuntimeError, grpc errors: all mean "not there"
-        raise ClusterError(f"The Ray cluster at {address} could not be reached ({_first_line(exc)}).",
+        raise ClusterError(f"The Ray cluster at {address} could not be reached ({brief_reason(exc)}).",
                            f"Start it (ray start --head) or correct {JOBS_ENV}.") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def resources(spec_needs_gpu: bool) -> dict[str, float]:
@@ -179,7 +174,7 @@ def submit_run(run: RunRecord, worker_log: Path, marker: Path, address: str,
     except ClusterError:
         raise
     except Exception as exc:
-        raise ClusterError(f"The Ray cluster at {address} refused run {run.id} ({_first_line(exc)}).",
+        raise ClusterError(f"The Ray cluster at {address} refused run {run.id} ({brief_reason(exc)}).",
                            "Check the cluster's resources and the TL_RAY_* settings.") from exc
     return job
 
@@ -236,5 +231,5 @@ def cluster_version(address: str) -> str:
     except ClusterError:
         raise
     except Exception as exc:
-        raise ClusterError(f"The Ray cluster at {address} could not be reached ({_first_line(exc)}).",
+        raise ClusterError(f"The Ray cluster at {address} could not be reached ({brief_reason(exc)}).",
                            f"Start it (ray start --head) or correct {JOBS_ENV}.") from exc

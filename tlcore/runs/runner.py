@@ -18,7 +18,7 @@ import traceback
 import numpy as np
 from PIL import Image
 
-from tlcore.errors import StorageError, TLError
+from tlcore.errors import StorageError, TLError, brief_reason
 from tlcore.files import atomic_write
 from tlcore.records import EpochRecord, RunArtifacts, RunRecord, RunStatus, RunSummary
 from tlcore.report.evaluate import EvalReport, Mistake
@@ -306,6 +306,8 @@ def save_mistake_heatmaps(
         log.warning("run %s: the mistakes could not be explained", run_id, exc_info=True)
         for rank in range(len(mistakes)):
             artifacts.mistake_heatmap(rank).unlink(missing_ok=True)
-        reason = str(exc) if isinstance(exc, TLError) else f"{type(exc).__name__}: {exc}"
+        reason = brief_reason(exc)
+        if not isinstance(exc, TLError):
+            reason = f"{type(exc).__name__}: {reason}"
         store.add_note(run_id, f"The mistakes have no heatmaps: the model could not be explained "
-                               f"({reason[:200]}). The gallery shows the images alone.")
+                               f"({reason}). The gallery shows the images alone.")
