@@ -1,43 +1,27 @@
 """What a source knows before decoding anything: ids, labels and a content identity per image.
 
-Listing is cheap (a directory walk and a few reads per file), so everything that does not need
-pixels comes from here: counts per class and split, imbalance warnings, spec checks, the
-dataset's fingerprint and what changed since the last run. Decoding happens once per identity,
-in the worker (:mod:`tlcore.data.assemble`).
-
-An image file's identity hashes its size, its modification time and its first and last 4 KiB.
-Measured on 100,000 generated 256 px photos (1.7 GiB) on this 2-core server, page cache warm:
-hashing whole files takes 6.9 s and would read every byte again on each listing (far longer
-from a cold disk); stat plus 8 KiB takes about 2.5 s the first time, and the identity still
-changes when a photo is re-encoded, cropped, retouched or replaced. Identities are then
-remembered by path, inode, size and modification and change times (``identities.sqlite`` in
-``TL_HOME``), so a listing of files seen before costs one ``stat`` each (about 0.6 s for the
-100,000). The path is not part of the identity: a photo moved to another class keeps its pixels
-(and its split), only its label changes.
+Listing is cheap (a directory walk and a few reads per file, :mod:`tlcore.data.file_identity`),
+so everything that does not need pixels comes from here: counts per class and split, imbalance
+warnings, spec checks, the dataset's fingerprint and what changed since the last run. Decoding
+happens once per identity, in the worker (:mod:`tlcore.data.assemble`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
 from tlcore.errors import BadImageError
-
-IDENTITY_BYTES = 4096
-"""Bytes hashed from each end of a file for its identity."""
-
 
 DECODE_WORKERS = min(8, os.cpu_count() or 1)
 """Decoding threads: PIL releases the GIL while decoding, so threads use every core."""
@@ -110,101 +94,6 @@ class Catalogue:
             image_id: [identity, self.class_names[int(label)]]
             for image_id, identity, label in zip(self.ids, self.identities, self.labels, strict=True)
         }
-
-
-def file_identity(path: str | Path) -> str:
-    """The content identity of one file (see the module docstring); "" when it cannot be read."""
-    return _read_identity(path)[1]
-
-
-def _read_identity(path: str | Path) -> tuple[tuple[int, int, int, int] | None, str]:
-    """The file's stamp (inode, size, modification and change times) and identity.
-
-    Plain system calls, on one thread (threads only fight over the GIL here): this runs once per
-    new file on every listing, 100,000 in about 2 s.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None, ""
-    try:
-        info = os.fstat(fd)
-        data = os.pread(fd, IDENTITY_BYTES, 0)
-        if info.st_size > 2 * IDENTITY_BYTES:
-            data += os.pread(fd, IDENTITY_BYTES, info.st_size - IDENTITY_BYTES)
-    except OSError:
-        return None, ""
-    finally:
-        os.close(fd)
-    stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-    content = b"%d:%d:" % (info.st_size, info.st_mtime_ns) + data
-    return stamp, hashlib.blake2b(content, digest_size=16).hexdigest()
-
-
-def file_identities(paths: Sequence[str], memo: Path | None = None, folder: str = "") -> list[str]:
-    """:func:`file_identity` of many files, remembered in ``memo`` (an SQLite file) by path.
-
-    A remembered identity is used while the file's inode, size, modification and change times
-    are those it was taken at: the change time moves on every write and cannot be set back, so
-    an edit that restores the modification time is still seen. Listing 100,000 photos seen
-    before then costs one ``stat`` each instead of two reads (about 1 s against 3 s here).
-    """
-    known = _recall(memo, folder or os.path.commonpath(paths)) if memo is not None and paths else {}
-    identities, fresh = [], []
-    for path in paths:
-        remembered = known.get(path)
-        if remembered is not None and _stamp(path) == remembered[0]:
-            identities.append(remembered[1])
-            continue
-        stamp, identity = _read_identity(path)
-        identities.append(identity)
-        if identity and stamp is not None:
-            fresh.append((os.fsencode(path), *stamp, identity))
-    if memo is not None and fresh:
-        _remember(memo, fresh)
-    return identities
-
-
-def _stamp(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
-
-
-_MEMO_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, ino INTEGER, size INTEGER,"
-    " mtime_ns INTEGER, ctime_ns INTEGER, identity TEXT NOT NULL)"
-)
-
-
-def _recall(memo: Path, folder: str) -> dict[str, tuple[tuple[int, int, int, int], str]]:
-    """Remembered ``path -> (stamp, identity)`` of the files below ``folder``; {} if unreadable."""
-    try:
-        with closing(sqlite3.connect(memo, timeout=30)) as conn:
-            conn.execute(_MEMO_SCHEMA)
-            rows = conn.execute(
-                "SELECT path, ino, size, mtime_ns, ctime_ns, identity FROM files"
-                " WHERE path >= ? AND path < ?",
-                (os.fsencode(folder) + b"/", os.fsencode(folder) + b"0"),  # paths are bytes: any name
-            ).fetchall()
-    except sqlite3.Error:
-        return {}  # a damaged memo costs time, never a wrong identity: it is rewritten below
-    return {
-        os.fsdecode(path): ((ino, size, mtime, ctime), identity)
-        for path, ino, size, mtime, ctime, identity in rows
-    }
-
-
-def _remember(memo: Path, rows: list[tuple[bytes, int, int, int, int, str]]) -> None:
-    try:
-        with closing(sqlite3.connect(memo, timeout=30)) as conn, conn:
-            conn.execute(_MEMO_SCHEMA)
-            conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
-    except sqlite3.Error:
-        with suppress(OSError):
-            memo.unlink()  # damaged: start it afresh next time
 
 
 def parallel_decoder(read: Callable[[int, int], np.ndarray]) -> Decoder:

@@ -16,7 +16,8 @@ import numpy as np
 from tlcore.config import DatasetSpec
 from tlcore.data.assemble import bundle_from_catalogue
 from tlcore.data.bundle import DatasetBundle, Progress
-from tlcore.data.catalogue import Catalogue, file_identities, parallel_decoder
+from tlcore.data.catalogue import Catalogue, parallel_decoder
+from tlcore.data.file_identity import file_identities
 from tlcore.data.labels import is_invisible, visible_label
 from tlcore.errors import BadImageError, DatasetError, StorageError
 from tlcore.images import IMAGE_EXTENSIONS, load_image

@@ -9,7 +9,7 @@ import pytest
 from folders import add_images
 from imagegen import FORMATS, encode, random_pixels
 
-import tlcore.data.catalogue
+import tlcore.data.file_identity
 from tlcore.config import DatasetSpec
 from tlcore.data.folder import IDENTITY_MEMO
 from tlcore.data.registry import list_dataset
@@ -26,13 +26,13 @@ def root(tmp_path: Path) -> Path:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files whose bytes the listing reads for their identity."""
     seen: list[str] = []
-    real = tlcore.data.catalogue._read_identity
+    real = tlcore.data.file_identity._read_identity
 
     def counting(path):
         seen.append(str(path))
         return real(path)
 
-    monkeypatch.setattr(tlcore.data.catalogue, "_read_identity", counting)
+    monkeypatch.setattr(tlcore.data.file_identity, "_read_identity", counting)
     return seen
 
 
