@@ -346,6 +346,13 @@ def report(results: dict[int, dict[str, dict[str, object]]]) -> None:
         f"{verdict(large['cold']['peak_mb'] <= 2048)}); {peak_ratio:.2f} x the {sizes[0]:,} run "
         f"(target <= 1.25: {verdict(peak_ratio <= 1.25)})"
     )
+    cold = large["cold"]
+    speed = cold["images"] / cold["seconds"] / cold["forward_only"]
+    rerun = large["plus1"]["seconds"] / cold["seconds"]
+    print(
+        f"cold run at {sizes[-1]:,}: {speed:.2f} of forward-only (target >= 0.8: {verdict(speed >= 0.8)}); "
+        f"+1 % rerun {rerun:.2f} of the cold run (target <= 0.10: {verdict(rerun <= 0.10)})"
+    )
     preview_growth = large["preview"]["peak_mb"] - small["preview"]["peak_mb"]
     print(
         f"preview at {sizes[-1]:,}: {large['preview']['seconds']:.2f} s (target <= 3: "
