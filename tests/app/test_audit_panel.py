@@ -147,6 +147,7 @@ def test_a_hover_picture_is_a_small_jpeg_and_a_missing_thumbnail_gives_none(tmp_
     import base64
     import io
 
+    from imagegen import png_declaring
     from PIL import Image
 
     from tlcore.report.audit_plots import MAP_PICTURE_PX, picture_uri
@@ -160,3 +161,5 @@ def test_a_hover_picture_is_a_small_jpeg_and_a_missing_thumbnail_gives_none(tmp_
     assert picture_uri(tmp_path / "missing.jpg") is None
     (tmp_path / "broken.jpg").write_bytes(b"not a picture")
     assert picture_uri(tmp_path / "broken.jpg") is None
+    (tmp_path / "bomb.jpg").write_bytes(png_declaring(60_000, 60_000))  # a thumbnail's name, a bomb's header
+    assert picture_uri(tmp_path / "bomb.jpg") is None

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from tlcore.data.labels import visible_label
+from tlcore.errors import BadImageError
+from tlcore.images import load_image
 from tlcore.report.audit import DataAudit, MapPoint
 from tlcore.report.plots import RUN_COLORS
 
@@ -105,12 +107,16 @@ def _map_row(position: int, point: MapPoint, names: list[str], picture: str | No
 
 
 def picture_uri(path: Path, px: int = MAP_PICTURE_PX) -> str | None:
-    """A thumbnail as a small JPEG data URI for a tooltip, or None when it is missing or unreadable."""
+    """A thumbnail as a small JPEG data URI for a tooltip, or None when it is missing or unreadable.
+
+    Read through :func:`tlcore.images.load_image` like every other picture: a run folder on
+    shared storage may hold anything under a thumbnail's name.
+    """
     try:
-        with Image.open(path, formats=["JPEG", "PNG"]) as image:
-            image.thumbnail((px, px), Image.Resampling.LANCZOS)
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "JPEG", quality=MAP_PICTURE_QUALITY)
-    except (OSError, UnidentifiedImageError):
+        image = Image.fromarray(load_image(path))
+    except BadImageError:
         return None
+    image.thumbnail((px, px), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=MAP_PICTURE_QUALITY)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
