@@ -107,9 +107,10 @@ class RunArtifacts:
     REPORT: ClassVar[str] = "report.json"
     CLASS_NAMES: ClassVar[str] = "class_names.json"
     PREDICTIONS: ClassVar[str] = "predictions.json"
-    """JSON artifacts, by the name :meth:`RunStore.read_json` and ``write_json`` take; the last
-    holds every test image's answer (:class:`tlcore.report.paired.TestPredictions`), for
-    pairing runs."""
+    TRACKING: ClassVar[str] = "tracking.json"
+    """JSON artifacts, by the name :meth:`RunStore.read_json` and ``write_json`` take;
+    predictions.json holds every test image's answer
+    (:class:`tlcore.report.paired.TestPredictions`), for pairing runs."""
 
     @property
     def run_id(self) -> str:
@@ -130,8 +131,9 @@ class RunArtifacts:
     @property
     def tracking(self) -> Path:
         """Where the run's own tracking store is kept (``{"mlflow_uri": ...}``), written when the
-        run is created: whichever process ends up training it, the run is tracked as asked."""
-        return self.folder / "tracking.json"
+        run is created, before any worker can see the run: whichever process ends up training
+        it, the run is tracked as asked."""
+        return self.folder / self.TRACKING
 
     @property
     def mistakes(self) -> Path:

@@ -32,7 +32,7 @@ import psutil
 from tlcore.config import RunSpec
 from tlcore.errors import StorageError, TLError
 from tlcore.paths import absolute_environment
-from tlcore.records import RunRecord, RunStatus
+from tlcore.records import RunArtifacts, RunRecord, RunStatus
 from tlcore.runs import artifact_mirror, ray_jobs
 from tlcore.runs.data_identity import DataIdentity, change_note
 from tlcore.runs.shared_paths import check_reachable
@@ -134,13 +134,14 @@ def create_for_data(
         run of these settings (also noted in the new run's log), or None.
     """
     identity = DataIdentity.of(spec)
-    run, reused = store.create_run(spec, owner=owner, force=force, claimant=claimant,
-                                   data_fingerprint=identity.fingerprint)
-    if tracking and not reused:
+    files = None
+    if tracking:
         from tlcore.runs.mlflow_log import absolute_tracking_uri  # imports TensorFlow
 
-        store.write_json(run.id, store.artifacts(run.id).tracking.name,
-                         {"mlflow_uri": absolute_tracking_uri(tracking)})
+        files = {RunArtifacts.TRACKING: {"mlflow_uri": absolute_tracking_uri(tracking)}}
+    run, reused = store.create_run(spec, owner=owner, force=force, claimant=claimant,
+                                   data_fingerprint=identity.fingerprint, files=files)
+    if files and not reused:
         with contextlib.suppress(TLError):  # a worker on another node restores it; its own
             artifact_mirror.push(store.artifact_dir(run.id))  # restore reports a storage failure
     change = None if reused else change_note(store, spec, identity)

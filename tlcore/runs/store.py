@@ -20,7 +20,7 @@ import sqlite3
 import time
 import typing
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +202,7 @@ class RunStore:
     def create_run(
         self, spec: RunSpec, owner: str | None = None, force: bool = False,
         claimant: Claimant | None = None, data_fingerprint: str = "",
+        files: Mapping[str, Any] | None = None,
     ) -> tuple[RunRecord, bool]:
         """Queue a new run, or return the finished or active run with the same key.
 
@@ -211,6 +212,8 @@ class RunStore:
         Args:
             claimant: Insert the new run already running for this process (a foreground
                 train): a queued run could be claimed by a dispatcher before its creator.
+            files: JSON artifacts of a new run (name -> payload), written into its folder
+                before its row is committed, so whichever worker picks the run up finds them.
 
         Returns:
             The run and whether it was reused rather than created.
@@ -227,6 +230,8 @@ class RunStore:
                 if row is not None:
                     return _to_record(row), True
             run_id, now = uuid.uuid4().hex[:12], time.time()
+            for name, payload in (files or {}).items():  # not write_json: no mirror lookups here
+                self._write_json_into(self._folder(run_id), name, payload)
             status, claim = (
                 (RunStatus.QUEUED, (None, None, None)) if claimant is None
                 else (RunStatus.RUNNING, (now, claimant.pid, claimant.started))
@@ -460,8 +465,7 @@ class RunStore:
 
     def artifacts(self, run_id: str) -> RunArtifacts:
         """The named files of a run's folder (which may not exist yet)."""
-        check_run_id(run_id)  # a typed id must not reach outside runs/ ("../..", "/etc")
-        files = RunArtifacts(self.root / "runs" / run_id)
+        files = RunArtifacts(self._folder(run_id))
         if artifact_mirror.mirror_url() and not self.read_only and not (files.folder / RECORD_FILE).exists():
             with suppress(TLError):  # unreadable storage: the run shows what is here
                 artifact_mirror.pull_finished(files.folder)
@@ -470,15 +474,21 @@ class RunStore:
     def artifact_dir(self, run_id: str) -> Path:
         return self.artifacts(run_id).folder
 
+    def _folder(self, run_id: str) -> Path:
+        check_run_id(run_id)  # a typed id must not reach outside runs/ ("../..", "/etc")
+        return self.root / "runs" / run_id
+
     def write_json(self, run_id: str, name: str, payload: Any) -> Path:
         """Write an artifact atomically: a crash or a full disk never leaves half a file.
 
         Raises:
             StorageError: The store is read-only, or the folder cannot be written.
         """
+        return self._write_json_into(self.artifact_dir(run_id), name, payload)
+
+    def _write_json_into(self, folder: Path, name: str, payload: Any) -> Path:
         if self.read_only:
             raise read_only_error(self.root)
-        folder = self.artifact_dir(run_id)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             return atomic_write(folder / name, json.dumps(payload, indent=1))

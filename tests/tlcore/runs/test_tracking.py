@@ -83,3 +83,28 @@ def test_a_submitted_run_is_tracked_where_its_launcher_said_whoever_trains_it(
     monkeypatch.setenv("TL_MLFLOW_URI", server)  # the server's own store: for runs that named none
     assert tracker_uri(store, untracked) == server
     assert tracker_uri(store, tracked) == own
+
+
+def test_a_run_queued_with_its_own_store_is_never_seen_without_it(tmp_path, monkeypatch) -> None:
+    """A dispatcher polling from another process may take a queued run the moment it is
+    committed: its tracking file must already be in the run's folder by then."""
+    from specs import tiny_spec
+
+    from tlcore.records import RunArtifacts
+
+    store, watcher = RunStore(), RunStore()
+    seen_while_writing: list[list[str]] = []
+    write = RunStore._write_json_into
+
+    def watched(self, folder, name, payload):
+        seen_while_writing.append([run.id for run in watcher.list_runs()])
+        return write(self, folder, name, payload)
+
+    monkeypatch.setattr(RunStore, "_write_json_into", watched)
+    own = f"sqlite:///{tmp_path / 'own.db'}"
+    run, reused, _ = jobs.create_for_data(store, tiny_spec("frozen"), tracking=own)
+    assert not reused
+    assert seen_while_writing == [[]]  # the file was written before the run could be seen
+    assert json.loads((store.artifact_dir(run.id) / RunArtifacts.TRACKING).read_text()) == {"mlflow_uri": own}
+    again, reused, _ = jobs.create_for_data(store, tiny_spec("frozen"), tracking=own)
+    assert reused and again.id == run.id and len(seen_while_writing) == 1
