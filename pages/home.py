@@ -9,6 +9,7 @@ from tlcore.config import RunSpec
 from tlcore.data.uploads import source_label
 from tlcore.errors import TLError
 from tlcore.records import RunRecord, RunStatus
+from tlcore.report.paired import ALPHA
 from tlcore.report.summaries import accuracy_gain, backbone_label, headline_accuracy, run_label, run_name
 from tlcore.runs import jobs
 from tlcore.runs.checks import spec_problems, spec_warnings
@@ -87,17 +88,27 @@ VERDICT_PAIRS = (
 
 
 def verdicts(finished: list[RunRecord]) -> None:
-    """The paired verdict (McNemar's test on the same test images) for each pair that finished."""
+    """The paired verdict (McNemar's test on the same test images) for each pair that finished,
+    a row each: one sentence per pair, with both run names in it, read as a wall of text."""
     by_strategy = {run.spec.train.strategy: run for run in finished}
-    lines = []
+    rows, images = [], 0
     for first, second in VERDICT_PAIRS:
         if first in by_strategy and second in by_strategy:
             try:
-                lines.append(glue.paired_comparison(by_strategy[first], by_strategy[second]).sentence())
+                paired = glue.paired_comparison(by_strategy[first], by_strategy[second])
             except TLError:
                 continue  # not pairable (runs from before per-image answers were kept)
-    if lines:
-        st.markdown("\n".join(f"- {glue.literal(line)}" for line in lines))
+            images = paired.images
+            winner = second if paired.only_b_correct > paired.only_a_correct else first
+            rows.append({"comparison": f"{second} vs {first}", "fixed": paired.only_b_correct,
+                         "broke": paired.only_a_correct, "p (McNemar)": f"{paired.mcnemar_p:.2g}",
+                         "verdict": f"clear: {winner} is better" if paired.clear else "not clear"})
+    if not rows:
+        return
+    st.markdown("**Is the difference real?**")
+    st.caption(f"Paired on the same {images:,} test images. In *B vs A*, *fixed* counts the images "
+               f"B gets right and A wrong, *broke* the reverse; a difference is clear when p < {ALPHA:g}.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="home.verdicts")
 
 
 def classic_results(specs: tuple[RunSpec, ...], live: bool) -> None:

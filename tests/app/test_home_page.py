@@ -1,6 +1,5 @@
 import dataclasses
 import os
-import re
 from urllib.parse import parse_qs
 
 import psutil
@@ -237,13 +236,13 @@ def test_the_classic_results_say_whether_each_difference_is_real():
         store.write_json(run_id, RunArtifacts.PREDICTIONS, answers.to_dict())
     at = open_app()
     assert not at.exception and not at.error
-    verdicts = next(m.value for m in at.markdown if "fixed" in m.value).replace("\\", "")
-    lines = [re.sub(r" · [0-9a-f]{12}", "", line) for line in verdicts.splitlines()]
-    assert lines == [
-        "- classic · frozen_then_finetune fixed 5 test image(s) that classic · frozen got wrong and broke 0: "
-        "p = 0.062, not a clear difference on 100 images.",
-        "- classic · frozen fixed 60 test image(s) that classic · scratch got wrong and broke 0: "
-        "p = 1.7e-18, a clear difference on 100 images (classic · frozen is better).",
-        "- classic · frozen_then_finetune fixed 65 test image(s) that classic · scratch got wrong and "
-        "broke 0: p = 5.4e-20, a clear difference on 100 images (classic · frozen_then_finetune is better).",
+    table = next(frame.value for frame in at.dataframe if "p (McNemar)" in frame.value.columns)
+    assert table.to_dict("records") == [
+        {"comparison": "frozen_then_finetune vs frozen", "fixed": 5, "broke": 0, "p (McNemar)": "0.062",
+         "verdict": "not clear"},
+        {"comparison": "frozen vs scratch", "fixed": 60, "broke": 0, "p (McNemar)": "1.7e-18",
+         "verdict": "clear: frozen is better"},
+        {"comparison": "frozen_then_finetune vs scratch", "fixed": 65, "broke": 0, "p (McNemar)": "5.4e-20",
+         "verdict": "clear: frozen_then_finetune is better"},
     ]
+    assert any("same 100 test images" in caption.value for caption in at.caption)
