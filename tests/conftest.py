@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,13 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 # Module-scoped fixtures load data before any test's own TL_HOME is set: they get this one,
 # never the real home of whoever runs the tests.
-os.environ["TL_HOME"] = tempfile.mkdtemp(prefix="tltest-home-")
+SESSION_HOME = tempfile.mkdtemp(prefix="tltest-home-")
+os.environ["TL_HOME"] = SESSION_HOME
 # Workers audit each finished run (seconds each); tests that mean it turn it back on.
 os.environ["TL_AUTO_AUDIT"] = "0"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)  # else every session leaves one in /tmp
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
