@@ -89,7 +89,7 @@ VERDICT_PAIRS = (
 
 def verdicts(finished: list[RunRecord]) -> None:
     """The paired verdict (McNemar's test on the same test images) for each pair that finished,
-    a row each: one sentence per pair, with both run names in it, read as a wall of text."""
+    as a table row each: a sentence per pair, with both run names in it, read as a wall of text."""
     by_strategy = {run.spec.train.strategy: run for run in finished}
     rows, images = [], 0
     for first, second in VERDICT_PAIRS:

@@ -4,7 +4,8 @@ TensorFlow's native libraries log a few INFO lines when they load (oneDNN is on,
 driver) before absl's logging is initialised, and lines logged then ignore
 ``TF_CPP_MIN_LOG_LEVEL`` (tensorflow/tensorflow#102212). The CLI sets that level to 2, so a
 ``--help`` or a ``train`` began with six lines of noise. Loading TensorFlow with the process's
-standard error caught keeps those lines back and passes every other line on, in order, at once.
+standard error caught keeps those lines back and passes every other line on, in order, once
+TensorFlow has loaded.
 """
 
 from __future__ import annotations
